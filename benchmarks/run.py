@@ -1,0 +1,498 @@
+"""kpibot's benchmark: every KPI over several periods, against the raw SQL and a pandas script.
+
+    .venv/bin/python benchmarks/run.py            # DuckDB at data/bench.duckdb, ~20M rows
+    .venv/bin/python benchmarks/run.py --url sqlite:///data/bench.sqlite --scale 3
+    .venv/bin/python benchmarks/run.py --url postgresql+psycopg://postgres@127.0.0.1/bench
+    .venv/bin/python benchmarks/run.py --only nps,churn_rate --repeat 5 --no-pandas --no-load
+
+The dataset is the demo company (:mod:`storage.demo`) at ``--scale`` (default 33.3: 100k
+customers) with per-table multipliers (:data:`TABLE_SCALE`) that give ~10M usage events,
+~2M survey responses, ~2M tickets, ~1M orders and ~1M leads. It is built once, in a child
+process that commits block by block (DuckDB capped at ``KPI_BENCH_BUILD_MEMORY``, 600MB),
+and reused while the database holds the same number of customers (``--rebuild`` forces it).
+The dataset's "today" is the day after its last usage event.
+
+For each KPI and period (last month, last quarter, year to date, a 2-year monthly trend
+and a breakdown by industry) it runs one warm-up and then ``--repeat`` interleaved rounds of:
+
+* kpibot: ``metrics.api.ask`` end to end (parse, SQL compilation, the database, the
+  Result), without the chart;
+* raw: the very statements kpibot sent, replayed on the raw driver connection (the limit);
+
+and prints p50/p95 of both and their ratio. Then: a naive pandas script per KPI (last
+quarter; it loads the tables the KPI needs and computes in memory, in its own process),
+chart rendering time, the peak RSS of this process, the HTTP burst (:mod:`benchmarks.load`)
+and one ``SUMMARY:`` line. ``--json`` writes every figure, ``--markdown`` the per-KPI table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event, func, select  # noqa: E402
+
+from metrics import api, charts  # noqa: E402
+from metrics.catalogue import CATALOGUE, dimensions_for  # noqa: E402
+from metrics.errors import QueryError  # noqa: E402
+from metrics.periods import Settings  # noqa: E402
+from storage import database  # noqa: E402
+from storage.schema import TABLES, customers, usage_events  # noqa: E402
+
+CASES = {
+    "last-month": "{kpi} last-month",
+    "last-quarter": "{kpi} last-quarter",
+    "ytd": "{kpi} ytd",
+    "2y-monthly": "{kpi} monthly last-24-months",
+    "by-industry": "{kpi} by industry last-quarter",
+}
+#: 100k customers; the demo makes 3,000 per unit of scale.
+DEFAULT_SCALE = 100_000 / 3000
+#: Rows per customer wanted (at 100k customers: 10M usage events, 2M survey responses, 2M
+#: tickets, 1M orders, 1M leads). The demo's own ratios differ per table and change as the
+#: generator evolves, so the builder measures them on a scale-1 company first and derives
+#: ``table_scale`` for :func:`storage.demo.DemoCompany` (only the Poisson-driven tables can
+#: grow; the others can only be thinned).
+PER_CUSTOMER = {"usage_events": 100, "survey_responses": 20, "tickets": 20, "orders": 10, "leads": 10}
+RATE_TABLES = ("usage_events", "survey_responses", "tickets")
+TARGETS = {"p95_ms": 250.0, "ratio": 1.3, "pandas_speedup": 10.0, "rss_mb": 600.0, "chart_ms": 300.0,
+           "ack_s": 3.0, "ack_p99_ms": 100.0}
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the dataset ------------------------------------------------------------------------
+
+
+def expected_customers(scale: float) -> int:
+    return max(20, round(3000 * scale))
+
+
+def dataset_today(engine) -> tuple[date, int, bool] | None:
+    """The dataset's today, its customer count and whether the other tables have the sizes
+    :data:`PER_CUSTOMER` asks for (±15%); None when the database is empty."""
+    with database.connect(engine) as conn:
+        n = conn.execute(select(func.count()).select_from(customers)).scalar() or 0
+        last = conn.execute(select(func.max(usage_events.c.occurred_at))).scalar()
+        sizes = {name: conn.execute(select(func.count()).select_from(TABLES[name])).scalar() or 0
+                 for name in PER_CUSTOMER}
+    if not n or last is None:
+        return None
+    if isinstance(last, str):  # SQLite
+        last = datetime.fromisoformat(last)
+    fits = all(
+        sizes[name] <= 1.15 * per * n and (name not in RATE_TABLES or sizes[name] >= 0.85 * per * n)
+        for name, per in PER_CUSTOMER.items()
+    )
+    return last.date() + timedelta(days=1), n, fits
+
+
+def ensure_data(url: str, scale: float, seed: int, today: date | None, rebuild: bool) -> date:
+    engine = database.get_engine(url)
+    found = dataset_today(engine)
+    wanted = expected_customers(scale)
+    if found and found[1] == wanted and found[2] and not rebuild and (today is None or today == found[0]):
+        print(f"reusing the dataset in {engine.url.render_as_string(hide_password=True)} "
+              f"({found[1]:,} customers, today = {found[0]})", flush=True)
+        return found[0]
+    database.dispose_all()  # a DuckDB file has one writer: let the builder have it
+    today = today or date.today()
+    print(f"building the dataset (scale {scale:.2f}, today {today}) … this happens once", flush=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--build-only", "--url", url,
+           "--scale", repr(scale), "--seed", str(seed), "--today", today.isoformat()]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"building the dataset failed:\n{done.stderr[-3000:]}")
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    counts = ", ".join(f"{k} {v:,}" for k, v in info["counts"].items() if v)
+    print(f"built in {info['seconds']:.0f}s (builder peak RSS {info['peak_mb']:.0f} MB): {counts}", flush=True)
+    return today
+
+
+def table_scale(seed: int, today: date, scale: float = 1.0) -> dict[str, float]:
+    """Multipliers that bring the demo's rows per customer to :data:`PER_CUSTOMER`."""
+    from storage.demo import DemoCompany
+
+    probe = DemoCompany(seed=seed, scale=min(1.0, max(scale, 0.1)), today=today)
+    natural = dict.fromkeys(PER_CUSTOMER, 0)
+    for name, frame in probe.tables():
+        if name in natural:
+            natural[name] += frame.num_rows
+    out = {}
+    for name, per_customer in PER_CUSTOMER.items():
+        factor = per_customer * probe.n / max(natural[name], 1)
+        out[name] = factor if name in RATE_TABLES else min(factor, 1.0)
+    return out
+
+
+def build(url: str, scale: float, seed: int, today: date) -> dict:
+    """Fill the database with the demo company, committing piece by piece (bounded memory).
+
+    Unlike :func:`storage.demo.build_demo` (one transaction, so a failed demo leaves the old
+    data), this commits every generated block: DuckDB keeps uncommitted rows in memory, so
+    one transaction over 20M rows would need gigabytes.
+    """
+    from sqlalchemy import create_engine, text
+
+    from storage.bulk import insert_rows
+    from storage.demo import DemoCompany
+    from storage.schema import metadata
+
+    started = time.perf_counter()
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    if backend == "duckdb":
+        memory = os.environ.get("KPI_BENCH_BUILD_MEMORY", "600MB")
+        engine = create_engine(url, connect_args={"config": {"memory_limit": memory}})
+    else:
+        engine = create_engine(url)
+    if backend != "postgresql" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    database.create_tables(engine)
+    company = DemoCompany(seed=seed, scale=scale, today=today, table_scale=table_scale(seed, today, scale))
+    counts = dict.fromkeys(TABLES, 0)
+    with engine.connect() as conn:
+        with conn.begin():
+            if backend == "postgresql":
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+        for name, frame in company.tables():
+            with conn.begin():
+                counts[name] += insert_rows(conn, TABLES[name], frame)
+            del frame
+        if backend == "duckdb":
+            conn.exec_driver_sql("CHECKPOINT")
+        elif backend in ("postgresql", "sqlite"):
+            with conn.begin():
+                conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return {"counts": counts, "seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb()}
+
+
+# ---- measuring --------------------------------------------------------------------------
+
+
+class Recorder:
+    """Captures the statements kpibot sends, to replay them on the raw driver connection."""
+
+    def __init__(self, engine):
+        self.on = False
+        self.statements: list[tuple[str, object]] = []
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany):
+        if self.on:
+            self.statements.append((statement, parameters))
+
+
+def raw_runner(engine):
+    """A function replaying statements on one raw driver connection (held for the run)."""
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    if engine.dialect.name == "duckdb":
+        def replay(statements):
+            for sql, params in statements:
+                driver.execute(sql, params).fetchall()
+    else:
+        def replay(statements):
+            cur = driver.cursor()
+            try:
+                for sql, params in statements:
+                    cur.execute(sql, params)
+                    cur.fetchall()
+            finally:
+                cur.close()
+            if engine.dialect.name == "postgresql":
+                driver.rollback()  # end the read transaction, as kpibot's pool does
+    return replay, pooled
+
+
+def cases(kpis: list[str]):
+    for kpi in kpis:
+        for case, template in CASES.items():
+            if case == "by-industry" and "industry" not in dimensions_for(CATALOGUE[kpi]):
+                continue
+            yield kpi, case, template.format(kpi=kpi)
+
+
+def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Settings) -> tuple[list[dict], list]:
+    engine = database.get_engine(url)
+    recorder = Recorder(engine)
+    replay, pooled = raw_runner(engine)
+    rows, results = [], []
+    print(f"\n{'kpi':<24} {'case':<13} {'kpibot p50':>10} {'p95':>8} {'raw p50':>9} {'p95':>8} {'ratio':>6}")
+    try:
+        for kpi, case, text in cases(kpis):
+            def ask(text=text):
+                return api.ask(text, as_of=today, url=url, settings=settings)
+
+            try:
+                ask()  # warm-up: plan caches, the statement cache, the buffer pool
+                recorder.statements.clear()
+                recorder.on = True
+                result = ask()
+                recorder.on = False
+            except QueryError as exc:
+                recorder.on = False
+                print(f"{kpi:<24} {case:<13} skipped: {exc}")
+                continue
+            except database.DatabaseError as exc:
+                recorder.on = False
+                print(f"{kpi:<24} {case:<13} FAILED: {exc}")
+                rows.append({"kpi": kpi, "case": case, "error": str(exc)})
+                continue
+            statements = list(recorder.statements)
+            replay(statements)
+            kp, rw = [], []
+            for _ in range(repeat):  # interleaved, so load from elsewhere hits both alike
+                t0 = time.perf_counter()
+                ask()
+                t1 = time.perf_counter()
+                replay(statements)
+                t2 = time.perf_counter()
+                kp.append((t1 - t0) * 1000)
+                rw.append((t2 - t1) * 1000)
+            row = {
+                "kpi": kpi, "case": case, "statements": len(statements),
+                "kpibot_p50": pct(kp, 0.5), "kpibot_p95": pct(kp, 0.95),
+                "raw_p50": pct(rw, 0.5), "raw_p95": pct(rw, 0.95), "value": result.value,
+                "peak_mb": peak_rss_mb(),  # so far: shows which question raised the peak
+            }
+            row["ratio"] = row["kpibot_p50"] / row["raw_p50"] if row["raw_p50"] else float("nan")
+            rows.append(row)
+            if case in ("2y-monthly", "by-industry", "last-quarter"):
+                results.append(result)
+            print(
+                f"{kpi:<24} {case:<13} {row['kpibot_p50']:>10.1f} {row['kpibot_p95']:>8.1f} "
+                f"{row['raw_p50']:>9.1f} {row['raw_p95']:>8.1f} {row['ratio']:>6.2f}",
+                flush=True,
+            )
+    finally:
+        pooled.close()
+    return rows, results
+
+
+def chart_times(results, repeat: int = 5) -> list[float]:
+    """Rendering time of a trend, a breakdown and a period-vs-period chart."""
+    picks = []
+    for want in ("2y-monthly", "by-industry", "last-quarter"):
+        for r in results:
+            if r.metric.id in ("nps", "tickets", "mau", "revenue") and _case_of(r) == want:
+                picks.append(r)
+                break
+    picks = picks or results[:3]
+    out: list[float] = []
+    for result in picks:
+        charts.render_png(result)  # warm-up (fonts)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            charts.render_png(result)
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _case_of(result) -> str:
+    if result.query.grain:
+        return "2y-monthly"
+    if result.query.dimension:
+        return "by-industry"
+    return "last-quarter"
+
+
+def run_pandas(url: str, today: date, kpis: list[str], repeat: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pandas_baseline.py"), url, today.isoformat(),
+         str(repeat), ",".join(kpis)],
+        capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        print("pandas baseline failed:", done.stderr[-2000:])
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- reporting --------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def report(rows, pandas_rows, chart_ms, peak_mb, load, args) -> dict:
+    good = [r for r in rows if "error" not in r]
+    speedups = {}
+    if pandas_rows:
+        print("\npandas baseline (last quarter; load the needed tables + compute in memory):")
+    for kpi, p in pandas_rows.items():
+        ours = next((r for r in good if r["kpi"] == kpi and r["case"] == "last-quarter"), None)
+        if ours:
+            speedups[kpi] = p["p50"] / ours["kpibot_p50"]
+            print(f"  {kpi:<24} pandas p50 {p['p50']:>9.1f} ms  peak {p['peak_mb']:>6.0f} MB  "
+                  f"kpibot {ours['kpibot_p50']:>7.1f} ms: {speedups[kpi]:>6.1f}x faster ({p['mode']})")
+    summary: dict = {"cases": len(good), "failed": len(rows) - len(good)}
+    print()
+    if chart_ms:
+        summary["chart_p50"], summary["chart_p95"] = pct(chart_ms, 0.5), pct(chart_ms, 0.95)
+        print(f"charts: p50 {summary['chart_p50']:.0f} ms, p95 {summary['chart_p95']:.0f} ms "
+              f"[target < {TARGETS['chart_ms']:.0f} ms: {verdict(summary['chart_p95'] < TARGETS['chart_ms'])}]")
+    summary["peak_mb"] = peak_mb
+    print(f"peak RSS of the kpibot process (every question and chart): {peak_mb:.0f} MB "
+          f"[target < {TARGETS['rss_mb']:.0f} MB: {verdict(peak_mb < TARGETS['rss_mb'])}]")
+    if load:
+        from benchmarks.load import describe
+
+        ok = load["acks_over_deadline"] == 0 and load["ack_p99"] < TARGETS["ack_p99_ms"] and load["answered"] == load["n"]
+        print(describe(load) + f" [targets: {verdict(ok)}]")
+        if load.get("error"):
+            print(f"  burst incomplete: {load['error']}")
+    if good:
+        worst = max(good, key=lambda r: r["kpibot_p95"])
+        over = [r for r in good if r["kpibot_p95"] >= TARGETS["p95_ms"]]
+        ratio = statistics.median(r["ratio"] for r in good)
+        summary.update(worst_p95=worst["kpibot_p95"], worst=f"{worst['kpi']} {worst['case']}",
+                       over_target=len(over), median_ratio=ratio)
+        if over:
+            print(f"cases with p95 >= {TARGETS['p95_ms']:.0f} ms: {len(over)} of {len(good)}: "
+                  + ", ".join(f"{r['kpi']} {r['case']} ({r['kpibot_p95']:.0f})"
+                              for r in sorted(over, key=lambda r: -r["kpibot_p95"])))
+        line = (
+            f"SUMMARY: {len(good)} KPI×period cases"
+            + (f" ({len(rows) - len(good)} failed)" if len(rows) > len(good) else "")
+            + f"; worst p95 {worst['kpibot_p95']:.0f} ms ({worst['kpi']} {worst['case']})"
+            f"; {len(good) - len(over)}/{len(good)} under {TARGETS['p95_ms']:.0f} ms"
+            f"; median ratio to raw SQL {ratio:.2f}x"
+        )
+        if speedups:
+            summary["median_speedup"] = statistics.median(speedups.values())
+            summary["min_speedup"] = min(speedups.values())
+            line += f"; median speed-up over pandas {summary['median_speedup']:.0f}x (min {summary['min_speedup']:.1f}x)"
+        if chart_ms:
+            line += f"; charts p95 {summary['chart_p95']:.0f} ms"
+        line += f"; peak RSS {peak_mb:.0f} MB"
+        if load:
+            line += (f"; burst of {load['n']}: ack p99 {load['ack_p99']:.0f} ms, max {load['ack_max']:.0f} ms, "
+                     f"answered {load['answered']}/{load['n']}")
+        print(line)
+    else:
+        print("SUMMARY: no KPI case ran")
+    summary["speedups"] = speedups
+    return summary
+
+
+def markdown(rows, summary, pandas_rows, args, today) -> str:
+    """The per-KPI table: kpibot p50/p95 per period, the ratio to raw SQL, the pandas speed-up."""
+    by_kpi: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_kpi.setdefault(r["kpi"], {})[r["case"]] = r
+    head = "| KPI | " + " | ".join(CASES) + " | ratio to raw (median) | vs pandas |"
+    out = [
+        f"Measured {datetime.now():%Y-%m-%d %H:%M} on {platform.machine()} with {os.cpu_count()} cores, "
+        f"{args.url.split(':', 1)[0]}, dataset today = {today}; cells: kpibot p50 / p95 in ms "
+        f"({args.repeat} runs after a warm-up).",
+        "",
+        head,
+        "|" + "---|" * (len(CASES) + 3),
+    ]
+    for kpi, per in by_kpi.items():
+        cells = []
+        for case in CASES:
+            r = per.get(case)
+            if r is None:
+                cells.append("–")
+            elif "error" in r:
+                cells.append("failed")
+            else:
+                mark = " ⚠" if r["kpibot_p95"] >= TARGETS["p95_ms"] else ""
+                cells.append(f"{r['kpibot_p50']:.0f} / {r['kpibot_p95']:.0f}{mark}")
+        ratios = [r["ratio"] for r in per.values() if "ratio" in r]
+        ratio = f"{statistics.median(ratios):.2f}x" if ratios else "–"
+        speed = summary.get("speedups", {}).get(kpi)
+        mode = pandas_rows.get(kpi, {}).get("mode", "")
+        vs = f"{speed:.0f}x" + (" (load only)" if mode == "load only" else "") if speed else "–"
+        out.append(f"| `{kpi}` | " + " | ".join(cells) + f" | {ratio} | {vs} |")
+    return "\n".join(out) + "\n"
+
+
+# ---- main -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="kpibot's benchmark (see the module docstring)")
+    ap.add_argument("--url", default="duckdb:///data/bench.duckdb", help="the benchmark database")
+    ap.add_argument("--scale", type=float, default=DEFAULT_SCALE, help="demo scale (33.3 = 100k customers)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--today", type=date.fromisoformat, help="build the dataset up to this day")
+    ap.add_argument("--rebuild", action="store_true", help="build the dataset even if it is there")
+    ap.add_argument("--repeat", type=int, default=7, help="timed runs per KPI and period")
+    ap.add_argument("--only", help="comma-separated KPI ids")
+    ap.add_argument("--no-pandas", action="store_true")
+    ap.add_argument("--pandas-repeat", type=int, default=3)
+    ap.add_argument("--no-load", action="store_true", help="skip the HTTP burst")
+    ap.add_argument("--load-n", type=int, default=50, help="concurrent /kpi commands in the burst")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--markdown", help="also write the per-KPI table (Markdown) to this file")
+    ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.build_only:
+        print(json.dumps(build(args.url, args.scale, args.seed, args.today or date.today())))
+        return 0
+
+    os.environ.setdefault("KPI_QUERY_TIMEOUT", "120")
+    # DuckDB's buffer cache may otherwise take 80% of RAM; the HTTP server inherits this too.
+    os.environ.setdefault("KPI_DUCKDB_MEMORY", "256MB")
+    today = ensure_data(args.url, args.scale, args.seed, args.today, args.rebuild)
+    settings = Settings.from_env()
+    kpis = [k for k in CATALOGUE if not args.only or k in args.only.split(",")]
+    rows, results = measure(args.url, today, kpis, args.repeat, settings)
+    chart_ms = chart_times(results) if results else []
+    peak_mb = peak_rss_mb()
+
+    database.dispose_all()  # release the DuckDB file for the child processes below
+    pandas_rows = {}
+    if not args.no_pandas:
+        pandas_kpis = [k for k in kpis if any(r["kpi"] == k and r["case"] == "last-quarter" for r in rows)]
+        pandas_rows = run_pandas(args.url, today, pandas_kpis, args.pandas_repeat)
+    load = None
+    if not args.no_load:
+        from benchmarks.load import burst
+
+        load = burst(args.url, today, n=args.load_n)
+
+    summary = report(rows, pandas_rows, chart_ms, peak_mb, load, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load,
+             "summary": summary, "today": today.isoformat(), "url": args.url, "repeat": args.repeat},
+            indent=1, default=str))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows, summary, pandas_rows, args, today))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

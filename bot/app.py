@@ -1,0 +1,671 @@
+"""The Bolt app: `/kpi`, @mentions and DMs, acknowledged at once and answered in the background.
+
+Flow of every request::
+
+    Slack ──► Bolt (signature check, cached auth) ──► listener: ack() + enqueue ──► 200 to Slack
+                                                           │
+                                 work pool (KPI_WORKERS) ▼
+                users.info (tz) → router.route → metrics.api.ask → Block Kit → chat.postMessage
+                                                 → charts.render_png → files_upload_v2
+
+* Nothing slow runs before the ack: listeners only ack, dedupe and enqueue; there is no
+  global middleware of ours. Bolt's own authorization uses the ``auth.test`` result taken
+  once at start-up (``token_verification_enabled``), so it makes no call per request.
+* Bolt's listener pool (``KPI_LISTENER_THREADS``, 32) only runs those quick listeners, so
+  a burst is acked even while every worker is busy; answers queue for the work pool
+  (``KPI_WORKERS``, 8), of which ``KPI_COMPUTE_SLOTS`` (CPU count - 1, at most 4)
+  run SQL and charts at once: chart drawing holds the GIL, so more such threads only fight
+  over it and slow the acks (measured: 30-burst ack p50 40 ms with 1 slot on 2 cores, 80-165
+  ms with 2, same total answer time).
+* A job still running after ``KPI_WORKING_AFTER`` seconds (1.5) from arrival first sends
+  the asker an ephemeral "Working on it…".
+* Retried Events API deliveries are dropped by ``event_id`` (:mod:`bot.dedupe`).
+* Slash-command answers go to the channel with ``chat.postMessage`` (if the bot is not a
+  member, through the ``response_url`` as an in-channel reply instead); help and errors are
+  ephemeral. Mentions are answered in their thread, DMs in the DM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import audit, blocks
+from bot.dedupe import Deduper, TTLSet
+from bot.logging import event as log_event
+from bot.logging import get_logger, new_error_id
+from bot.router import Context, Reply, clean_text, internal_error, route
+from bot.slack_client import make_client, make_webhook
+from metrics.result import Result
+
+log = get_logger("kpibot.app")
+
+NOT_MEMBER_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+def _env_float(env, name: str, default: float) -> float:
+    try:
+        return float(env.get(name, default))
+    except ValueError:
+        return default
+
+
+def _env_int(env, name: str, default: int) -> int:
+    try:
+        return max(1, int(env.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _default_compute_slots() -> int:
+    """One core left for acks: charts are GIL-bound, so more threads add latency, not speed."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class Settings:
+    """Everything the Slack front end is configured with; :meth:`from_env` reads the env vars."""
+
+    bot_token: str | None = None
+    signing_secret: str | None = None
+    app_token: str | None = None
+    api_url: str | None = None  # SLACK_API_URL
+    database_url: str | None = None  # KPI_DATABASE_URL (None: the metrics default)
+    working_after: float = 1.5  # seconds before "Working on it…"
+    workers: int = 8  # concurrent jobs (Slack calls, uploads: mostly waiting on the network)
+    compute_slots: int = field(default_factory=lambda: _default_compute_slots())  # SQL + chart at once
+    listener_threads: int = 32  # Bolt listener pool (acks)
+    dedupe_ttl: float = 600.0
+    tz_ttl: float = 3600.0
+    token_verification: bool = True  # auth.test once at start-up
+    enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
+    rate_limits: bool = True  # bot.ratelimit: per-user and per-channel question limits
+
+    @classmethod
+    def from_env(cls, env=None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            app_token=env.get("SLACK_APP_TOKEN") or None,
+            api_url=env.get("SLACK_API_URL") or None,
+            database_url=env.get("KPI_DATABASE_URL") or None,
+            working_after=_env_float(env, "KPI_WORKING_AFTER", 1.5),
+            workers=_env_int(env, "KPI_WORKERS", 8),
+            compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
+            listener_threads=_env_int(env, "KPI_LISTENER_THREADS", 32),
+            dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
+        )
+
+    def mode(self) -> str | None:
+        """``socket`` when an app-level token is set, else ``http`` with a signing secret."""
+        if not self.bot_token:
+            return None
+        if self.app_token:
+            return "socket"
+        if self.signing_secret:
+            return "http"
+        return None
+
+    def missing(self) -> list[str]:
+        out = []
+        if not self.bot_token:
+            out.append("SLACK_BOT_TOKEN")
+        if not self.app_token and not self.signing_secret:
+            out.append("SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+        return out
+
+
+@dataclass
+class Job:
+    """One question to answer, with where and how to reply."""
+
+    surface: str  # slash | mention | dm
+    text: str
+    user_id: str
+    channel_id: str
+    team_id: str | None = None
+    response_url: str | None = None
+    thread_ts: str | None = None
+    event_id: str | None = None
+    received: float = field(default_factory=time.monotonic)
+    limited: str | None = None  # set when a rate limit refused it: the message to send
+
+
+class WorkingNotice:
+    """Sends "Working on it…" once if the job is not finished ``after`` seconds from creation.
+
+    ``finish()`` waits for a notice that is being sent, so the notice never lands after the
+    answer.
+    """
+
+    def __init__(self, after: float | None, send: Callable[[], None]):
+        self._send = send
+        self._lock = threading.Lock()
+        self._done = False
+        self.sent = False
+        self._timer: threading.Timer | None = None
+        if after is not None and after >= 0:
+            self._timer = threading.Timer(after, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.sent = True
+            try:
+                self._send()
+            except Exception:  # noqa: BLE001 - a failed courtesy line must not stop the answer
+                log_event(log, "working_notice_failed", level=30, exc_info=True)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+
+
+class _QuietBoltStartup(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN is unused when a client is given: it is the client's token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("As you gave `client` as well")
+
+
+class KpiBot:
+    """The listeners, the work pool and the delivery of replies; ``.app`` is the Bolt app."""
+
+    def __init__(self, settings: Settings, *, client: WebClient | None = None, deduper: Deduper | None = None):
+        self.settings = settings
+        self.client = client or make_client(settings.bot_token or "", base_url=settings.api_url)
+        self.seen: Deduper = deduper or TTLSet(ttl=settings.dedupe_ttl)
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self._tz: dict[str, tuple[str | None, float]] = {}
+        self._tz_lock = threading.Lock()
+        self._identity: dict | None = None
+        self._identity_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kpibot-work")
+        # CPU-bound steps hold the GIL; more of them at once than cores only slows the acks.
+        self.compute = threading.BoundedSemaphore(settings.compute_slots)
+        self.policy = _load_policy() if settings.enforce_policy else None
+        self.limits = _load_limits() if settings.rate_limits else None
+        self.listener_pool = ThreadPoolExecutor(
+            max_workers=settings.listener_threads, thread_name_prefix="kpibot-listener"
+        )
+        bolt_logger = get_logger("kpibot.bolt")
+        if not any(isinstance(f, _QuietBoltStartup) for f in bolt_logger.filters):
+            bolt_logger.addFilter(_QuietBoltStartup())
+        self.app = App(
+            name="kpibot",
+            client=self.client,
+            signing_secret=settings.signing_secret or "",
+            token_verification_enabled=settings.token_verification,
+            request_verification_enabled=True,
+            process_before_response=False,
+            listener_executor=self.listener_pool,
+            logger=bolt_logger,
+        )
+        self._register(self.app)
+
+    # ---- listeners (run before / right after the ack: keep them tiny) ----------------------
+
+    def _register(self, app: App) -> None:
+        @app.command("/kpi")
+        def on_command(ack, command):
+            ack()
+            self.submit(
+                Job(
+                    surface="slash",
+                    text=clean_text(command.get("text")),
+                    user_id=command.get("user_id", ""),
+                    channel_id=command.get("channel_id", ""),
+                    team_id=command.get("team_id"),
+                    response_url=command.get("response_url"),
+                )
+            )
+
+        @app.event("app_mention")
+        def on_mention(body, event, request):
+            if not self._first_delivery(body, request):
+                return
+            self.submit(
+                Job(
+                    surface="mention",
+                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
+                    user_id=event.get("user", ""),
+                    channel_id=event.get("channel", ""),
+                    team_id=body.get("team_id"),
+                    thread_ts=event.get("thread_ts") or event.get("ts"),
+                    event_id=body.get("event_id"),
+                )
+            )
+
+        @app.event("message")
+        def on_message(body, event, request):
+            if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+                return
+            if not event.get("user"):
+                return
+            if not self._first_delivery(body, request):
+                return
+            self.submit(
+                Job(
+                    surface="dm",
+                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
+                    user_id=event["user"],
+                    channel_id=event.get("channel", ""),
+                    team_id=body.get("team_id"),
+                    thread_ts=event.get("thread_ts"),
+                    event_id=body.get("event_id"),
+                )
+            )
+
+        @app.action(re.compile(".*"))
+        def on_action(ack):
+            ack()  # no interactive elements yet; answer clicks so Slack shows no error
+
+        @app.error
+        def on_error(error, body):
+            error_id = new_error_id()
+            log_event(log, "listener_error", level=40, error_id=error_id,
+                  exc_info=(type(error), error, error.__traceback__),
+                  type=body.get("type") if isinstance(body, dict) else None)
+
+    def _first_delivery(self, body: dict, request) -> bool:
+        event_id = body.get("event_id")
+        retry = None
+        if request is not None:
+            retry = (request.headers.get("x-slack-retry-num") or [None])[0]
+        if event_id and not self.seen.first_time(event_id):
+            self._count("duplicate_events")
+            log_event(log, "duplicate_event_dropped", event_id=event_id, retry_num=retry,
+                  retry_reason=(request.headers.get("x-slack-retry-reason") or [None])[0] if request else None)
+            return False
+        return True
+
+    def submit(self, job: Job) -> None:
+        try:
+            self._count("jobs")
+            if self.limits is not None:  # in arrival order, in memory: cheap enough for here
+                job.limited = self.limits.check(job.user_id, job.channel_id)
+            after = None if job.limited else self.settings.working_after
+            notice = WorkingNotice(after, lambda: self.send_working(job))
+            try:
+                self.pool.submit(self._run, job, notice)
+            except RuntimeError:  # the pool is shut down: the process is stopping
+                notice.finish()
+                log_event(log, "job_rejected_shutting_down", level=30, surface=job.surface)
+        except Exception:  # noqa: BLE001 - raised after ack(), Bolt would drop the ack and answer 404 in 3 s
+            log_event(log, "submit_failed", level=40, exc_info=True, error_id=new_error_id(),
+                      surface=job.surface, channel=job.channel_id)
+
+    # ---- the work ------------------------------------------------------------------------
+
+    def _run(self, job: Job, notice: WorkingNotice) -> None:
+        started = time.monotonic()
+        queued_ms = (started - job.received) * 1000
+        png: bytes | None = None
+        chart_note: str | None = None
+        kpi: str | None = None  # for the audit log, also when the policy refuses the answer
+        try:
+            if job.limited:
+                self._count("rate_limited")
+                reply = Reply("error", job.limited, command="rate_limited")
+            else:
+                ctx = Context(
+                    user_id=job.user_id,
+                    channel_id=job.channel_id,
+                    user_tz=self.user_tz(job.user_id),
+                    now=datetime.now(UTC),
+                    database_url=self.settings.database_url,
+                    client=self.client,
+                )
+                with self.compute:
+                    reply = route(job.text, ctx)
+                    if reply.kind == "answer" and reply.result is not None:
+                        kpi = reply.result.metric.id
+                        reply = self._apply_policy(job, reply)
+                    if reply.kind == "answer" and reply.result is not None:
+                        png, chart_note = self._draw(reply.result)
+                    elif reply.kind == "answer" and reply.report is not None:
+                        kpi = f"report:{reply.report.name}"
+                        reply = self._apply_report_policy(job, reply)
+                        if reply.report is not None:
+                            png, chart_note = self._draw_report(reply.report)
+        except Exception:  # noqa: BLE001 - route never raises; this guards the glue around it
+            reply = internal_error(surface=job.surface, user=job.user_id, channel=job.channel_id)
+        finally:
+            notice.finish()
+        computed_ms = (time.monotonic() - started) * 1000
+        outcome = "ok"
+        delivery_error_id = None
+        try:
+            outcome = self.deliver(job, reply, png, chart_note)
+        except Exception:  # noqa: BLE001
+            outcome = "delivery_failed"
+            error_id = delivery_error_id = new_error_id()
+            log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
+                  surface=job.surface, channel=job.channel_id)
+        self._count(f"reply_{reply.kind}")
+        log_event(
+            log,
+            "reply",
+            surface=job.surface,
+            command=reply.command,
+            kind=reply.kind,
+            kpi=reply.result.metric.id if reply.result else None,
+            user=job.user_id,
+            channel=job.channel_id,
+            text=job.text[:200],
+            queued_ms=round(queued_ms, 1),
+            computed_ms=round(computed_ms, 1),
+            total_ms=round((time.monotonic() - job.received) * 1000, 1),
+            working_notice=notice.sent or None,
+            outcome=outcome,
+            error_id=reply.error_id,
+        )
+        audit.record_question(  # queued, written by the audit thread: never slows the reply
+            surface=job.surface, text=job.text, user_id=job.user_id, channel_id=job.channel_id,
+            team_id=job.team_id, reply=reply, kpi=kpi, limited=bool(job.limited),
+            elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
+        )
+
+    def _apply_policy(self, job: Job, reply: Reply) -> Reply:
+        """Refuse (privately) a KPI the policy keeps out of this channel or DM."""
+        result = reply.result
+        if self.policy is None or result is None:
+            return reply
+        allowed = self.policy.allows(
+            result.metric.id,
+            channel_id=job.channel_id,
+            user_id=job.user_id,
+            is_dm=job.surface == "dm" or job.channel_id.startswith("D"),
+            dimension=result.query.dimension,
+        )
+        if allowed:
+            return reply
+        self._count("policy_refusals")
+        log_event(log, "policy_refused", kpi=result.metric.id, user=job.user_id, channel=job.channel_id,
+              dimension=result.query.dimension)
+        where = "in a DM with you" if job.surface == "dm" else "in this channel"
+        return Reply(
+            "error",
+            f"I can't share `{result.metric.id}` {where}: the KPI policy limits {result.metric.group} KPIs "
+            "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).",
+            command="question",
+            reason="refused-policy",
+        )
+
+    def _apply_report_policy(self, job: Job, reply: Reply) -> Reply:
+        """Reports follow the policy of their KPI group (profitability is per-customer money)."""
+        from bot.policy import REPORT_GROUPS
+
+        group = REPORT_GROUPS.get(reply.report.name)
+        is_dm = job.surface == "dm" or job.channel_id.startswith("D")
+        if self.policy is None or self.policy.allows_group(group, channel_id=job.channel_id, user_id=job.user_id, is_dm=is_dm):
+            return reply
+        self._count("policy_refusals")
+        log_event(log, "policy_refused", kpi=f"report:{reply.report.name}", user=job.user_id, channel=job.channel_id)
+        return Reply(
+            "error",
+            f"I can't share the `{reply.report.name}` report here: the KPI policy limits {group} KPIs "
+            "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).",
+            command="report",
+            reason="refused-policy",
+        )
+
+    def _draw_report(self, report) -> tuple[bytes | None, str | None]:
+        from metrics import reports
+
+        try:
+            return reports.render_png(report), None
+        except Exception:  # noqa: BLE001 - the text still goes out without the picture
+            error_id = new_error_id()
+            log_event(log, "chart_failed", level=40, exc_info=True, error_id=error_id, kpi=f"report:{report.name}")
+            return None, f"The chart could not be drawn (error id `{error_id}`)."
+
+    def _draw(self, result: Result) -> tuple[bytes | None, str | None]:
+        from metrics import charts
+
+        try:
+            return charts.render_png(result), None
+        except Exception:  # noqa: BLE001 - the numbers still go out without the picture
+            error_id = new_error_id()
+            log_event(log, "chart_failed", level=40, exc_info=True, error_id=error_id, kpi=result.metric.id)
+            return None, f"The chart could not be drawn (error id `{error_id}`)."
+
+    # ---- delivery ------------------------------------------------------------------------
+
+    def deliver(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None) -> str:
+        if reply.kind == "answer" and reply.result is not None:
+            return self.send_answer(job, reply.result, png, chart_note)
+        if reply.kind == "answer" and reply.report is not None:
+            return self.send_report(job, reply.report, png, chart_note)
+        self.send_private(job, reply.text)
+        return "ok"
+
+    def send_working(self, job: Job) -> None:
+        self.send_private(job, blocks.working_text(), with_blocks=False)
+
+    def send_private(self, job: Job, text: str, *, with_blocks: bool = True) -> None:
+        """Only the asker sees it (help, errors, "working on it"); in a DM a normal message."""
+        body_blocks = blocks.text_blocks(text) if with_blocks else None
+        if job.surface == "slash" and job.response_url:
+            resp = make_webhook(job.response_url).send(
+                text=text, blocks=body_blocks, response_type="ephemeral", replace_original=False
+            )
+            if resp.status_code == 200:
+                return
+            log_event(log, "response_url_failed", level=30, status=resp.status_code, body=str(resp.body)[:200])
+        if job.surface == "dm":
+            self.client.chat_postMessage(channel=job.channel_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts)
+            return
+        self.client.chat_postEphemeral(
+            channel=job.channel_id, user=job.user_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts
+        )
+
+    def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
+        asked = f"Asked by <@{job.user_id}> · `/kpi {job.text}`" if job.surface == "slash" else None
+        try:
+            posted = self.client.chat_postMessage(
+                channel=job.channel_id,
+                thread_ts=job.thread_ts,
+                text=blocks.answer_text(result, chart_note=chart_note),
+                blocks=blocks.answer_blocks(result, chart_note=chart_note, asked=asked),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            code = exc.response.get("error")
+            if job.surface != "slash" or not job.response_url:
+                raise
+            # Not a member (or a DM between people): reply in the channel via the response_url.
+            note = self._not_member_note() if code in NOT_MEMBER_ERRORS else f"The chart could not be attached ({code})."
+            if png is None:
+                note = chart_note
+            log_event(log, "post_fallback_response_url", level=30, error=code, channel=job.channel_id)
+            resp = make_webhook(job.response_url).send(
+                text=blocks.answer_text(result, chart_note=note),
+                blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
+                response_type="in_channel",
+                replace_original=False,
+            )
+            if resp.status_code != 200:
+                raise RuntimeError(f"response_url answered {resp.status_code}") from exc
+            return "response_url"
+        if png is None:
+            return "ok"
+        channel, ts = posted.get("channel") or job.channel_id, posted.get("ts")
+        try:
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=job.thread_ts,
+                file=png,
+                filename=blocks.chart_filename(result),
+                title=blocks.chart_title(result),
+                alt_txt=blocks.chart_alt_text(result),
+            )
+            return "ok"
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            note = self._upload_failure_note(code)
+            log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=result.metric.id)
+        self.client.chat_update(
+            channel=channel,
+            ts=ts,
+            text=blocks.answer_text(result, chart_note=note),
+            blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
+        )
+        return "chart_failed"
+
+    def send_report(self, job: Job, report, png: bytes | None, chart_note: str | None) -> str:
+        """A cross-silo report: its text in the channel (or thread), then its chart."""
+        from metrics import reports
+
+        text = reports.render_text(report)
+        if chart_note:
+            text += f"\n_{chart_note}_"
+        try:
+            posted = self.client.chat_postMessage(
+                channel=job.channel_id, thread_ts=job.thread_ts, text=text[:3900],
+                blocks=blocks.text_blocks(text), unfurl_links=False, unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            if job.surface != "slash" or not job.response_url:
+                raise
+            # as for answers: not a member, or chat.postMessage failing, the response_url still works
+            log_event(log, "post_fallback_response_url", level=30, error=exc.response.get("error"), channel=job.channel_id)
+            resp = make_webhook(job.response_url).send(text=text[:3900], blocks=blocks.text_blocks(text),
+                                                       response_type="in_channel", replace_original=False)
+            if resp.status_code != 200:
+                raise RuntimeError(f"response_url answered {resp.status_code}") from exc
+            return "response_url"
+        if png is None:
+            return "ok"
+        channel = posted.get("channel") or job.channel_id
+        try:
+            self.client.files_upload_v2(
+                channel=channel, thread_ts=job.thread_ts, file=png, filename=f"kpibot-{report.name}.png",
+                title=report.question, alt_txt=f"Chart for the {report.name} report, {report.period}",
+            )
+            return "ok"
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=f"report:{report.name}")
+            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=text[:3900],
+                                    blocks=blocks.text_blocks(text + f"\n_{self._upload_failure_note(code)}_"))
+            return "chart_failed"
+
+    def _upload_failure_note(self, code: str | None) -> str:
+        if code in NOT_MEMBER_ERRORS:
+            return self._not_member_note()
+        if code in ("missing_scope", "not_allowed_token_type", "no_permission"):
+            return "The chart could not be attached: the app lacks the `files:write` permission (reinstall it with manifest.yml)."
+        if code == "ratelimited":
+            return "The chart could not be attached: Slack is rate limiting uploads right now; ask again in a minute."
+        return f"The chart could not be attached ({code or 'upload failed'})."
+
+    def _not_member_note(self) -> str:
+        name = (self.identity() or {}).get("user") or "kpibot"
+        return (
+            f"The chart could not be attached because I'm not a member of this channel. "
+            f"Invite me with `/invite @{name}` to get charts here."
+        )
+
+    # ---- Slack look-ups (cached; only ever called from workers) --------------------------
+
+    def identity(self) -> dict | None:
+        """``auth.test`` of the bot token, once."""
+        with self._identity_lock:
+            if self._identity is None:
+                try:
+                    self._identity = dict(self.client.auth_test().data)
+                except (SlackApiError, SlackClientError, OSError):
+                    log_event(log, "auth_test_failed", level=30, exc_info=True)
+                    return None
+            return self._identity
+
+    def _bot_user_id_cached(self) -> str | None:
+        return (self._identity or {}).get("user_id")
+
+    def user_tz(self, user_id: str | None) -> str | None:
+        """The user's IANA time zone from ``users.info`` (needs ``users:read``), cached."""
+        if not user_id:
+            return None
+        now = time.monotonic()
+        with self._tz_lock:
+            hit = self._tz.get(user_id)
+            if hit and hit[1] > now:
+                return hit[0]
+        tz = None
+        try:
+            tz = (self.client.users_info(user=user_id).get("user") or {}).get("tz")
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log_event(log, "users_info_failed", level=30, user=user_id, error=code)
+        with self._tz_lock:
+            if len(self._tz) > 10_000:
+                self._tz.clear()
+            self._tz[user_id] = (tz, now + (self.settings.tz_ttl if tz else 60.0))
+        return tz
+
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            self.stats[name] += 1
+
+    def close(self, wait: bool = True) -> None:
+        """Stop taking jobs; with ``wait``, finish the answers in flight."""
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _load_policy():
+    """The KPI policy (``KPI_POLICY`` or the default); a broken file stops the start-up."""
+    try:
+        from bot.policy import load_policy
+    except ImportError:
+        log_event(log, "policy_unavailable", level=30)
+        return None
+    return load_policy()
+
+
+def _load_limits():
+    try:
+        from bot.ratelimit import Limits
+    except ImportError:
+        log_event(log, "rate_limits_unavailable", level=30)
+        return None
+    return Limits()
+
+
+def create_bot(settings: Settings | None = None, *, client: WebClient | None = None) -> KpiBot:
+    settings = settings or Settings.from_env()
+    if not settings.app_token and not settings.signing_secret:
+        raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET: unsigned requests must never be accepted")
+    bot = KpiBot(settings, client=client)
+    # Reuse the auth.test Bolt made at start-up (token verification) instead of a second call.
+    for middleware in getattr(bot.app, "_middleware_list", []):
+        result = getattr(middleware, "auth_test_result", None)
+        if result is not None:
+            bot._identity = dict(result.data)
+    return bot
+
+
+def create_app(settings: Settings | None = None, *, client: WebClient | None = None) -> App:
+    """The Bolt :class:`App` with kpibot's listeners (see :class:`KpiBot` for the rest)."""
+    return create_bot(settings, client=client).app

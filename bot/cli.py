@@ -1,0 +1,270 @@
+"""The `kpibot` command: a thin terminal front end over the same query path as Slack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from metrics import charts, render, reports
+from metrics.api import answer
+from metrics.catalogue import CATALOGUE, GROUPS
+from metrics.errors import QueryError
+from metrics.result import Result
+from storage import database
+
+EXIT_BAD_QUESTION = 2
+EXIT_DATABASE = 3
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
+
+
+def _answer(text: str, as_of: date | None, url: str | None):
+    """(answer, None) or (None, (message, exit code)); never a traceback."""
+    try:
+        return answer(text, as_of=as_of, url=url), None
+    except QueryError as exc:
+        return None, (str(exc), EXIT_BAD_QUESTION)
+    except database.DatabaseError as exc:
+        return None, (str(exc), EXIT_DATABASE)
+    except Exception:  # noqa: BLE001 - one line with an id; the traceback goes to the log
+        from bot.logging import event, get_logger, new_error_id
+
+        error_id = new_error_id()
+        event(get_logger("kpibot.cli"), "internal_error", level=40, exc_info=True, error_id=error_id)
+        return None, (f"Sorry, something went wrong (error id {error_id}; details in the log).", 1)
+
+
+def _text(found) -> str:
+    return render.text(found) if isinstance(found, Result) else reports.render_text(found)
+
+
+def _png(found) -> bytes | None:
+    return charts.render_png(found) if isinstance(found, Result) else reports.render_png(found)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    result, error = _answer(args.text, args.as_of, args.url)
+    if error:
+        print(error[0], file=sys.stderr)
+        return error[1]
+    if args.json:
+        data = render.to_json(result) if isinstance(result, Result) else reports.to_json(result)
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(_plain(_text(result)))
+    if args.chart:
+        png = _png(result)
+        if png is None:
+            print("(no chart: there is no data to draw)", file=sys.stderr)
+        else:
+            Path(args.chart).write_bytes(png)
+            if not args.json:
+                print(f"Chart written to {args.chart}")
+    return 0
+
+
+def _plain(text: str) -> str:
+    """Slack mrkdwn to terminal text: drop the emphasis marks, keep the code blocks."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            continue
+        out.append(line.replace("*", "").strip("_") if not line.startswith("  ") else line)
+    return "\n".join(out)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(render.catalogue_markdown())
+        return 0
+    for group in GROUPS:
+        metrics = [m for m in CATALOGUE.values() if m.group == group]
+        if not metrics:
+            continue
+        print(f"\n{group.upper()}")
+        for m in metrics:
+            print(f"  {m.id:<24} {m.label} [{m.unit}, {m.direction} is better]")
+            print(f"  {'':<24} {m.formula}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A local console that answers like the Slack bot, writing charts to files."""
+    print("kpibot chat — ask a question (e.g. `nps by industry last-quarter`), `help`, `list`, `quit`.")
+    count = 0
+    out_dir = Path(args.charts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            line = input("kpi> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line:
+            continue
+        word = line.split()[0].lower()
+        if word in ("quit", "exit", "q"):
+            return 0
+        if word == "help":
+            print(_plain(render.help_text(prefix="")))
+            continue
+        if word == "list":
+            print(_plain(render.catalogue_list()))
+            continue
+        if word == "define":
+            try:
+                print(_plain(render.define(line[len("define"):].strip() or "?")))
+            except QueryError as exc:
+                print(exc)
+            continue
+        result, error = _answer(line, args.as_of, args.url)
+        if error:
+            print(error[0])
+            continue
+        print(_plain(_text(result)))
+        png = _png(result)
+        if png:
+            count += 1
+            path = out_dir / f"kpibot-chart-{count}.png"
+            path.write_bytes(png)
+            print(f"(chart: {path})")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from storage.importer import ImportFailed, import_file
+
+    try:
+        report = import_file(database.get_engine(args.url), args.table, args.file)
+    except ImportFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except database.DatabaseError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DATABASE
+    print(report)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from storage.demo import build_demo
+    from storage.schema import customers
+
+    engine = database.get_engine(args.url)
+    if args.if_empty:
+        with database.connect(engine) as conn:
+            if conn.execute(select(func.count()).select_from(customers)).scalar():
+                print("The database already has data; not building the demo company.")
+                return 0
+    started = time.perf_counter()
+    counts = build_demo(engine, seed=args.seed, scale=args.scale, today=args.as_of)
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    print(f"Demo company built in {elapsed:.1f}s: {total:,} rows")
+    for table, n in counts.items():
+        print(f"  {table:<18} {n:>10,}")
+    print('Try: kpibot ask "nps by industry last-quarter" --chart nps.png')
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.server import serve
+
+    if args.url:
+        import os
+
+        os.environ["KPI_DATABASE_URL"] = args.url
+    return serve(port=args.port) or 0
+
+
+def cmd_schedules(args: argparse.Namespace, rest: list[str]) -> int:
+    from bot.schedules.commands import cli
+
+    return cli([args.command, *rest])
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bot.audit import print_latest
+
+    return print_latest(limit=args.limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kpibot", description="KPIs, explained, in Slack and in the terminal.")
+    parser.add_argument("--url", help="metrics database URL (default: KPI_DATABASE_URL or the embedded DuckDB file)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("text")
+    p.add_argument("--as-of", type=_date, help="pin 'today' (YYYY-MM-DD) so relative periods are reproducible")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--chart", metavar="FILE.png", help="write the chart as PNG")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("metrics", help="list the KPI catalogue with formulas")
+    p.add_argument("--markdown", action="store_true", help="as the README's KPI table")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("chat", help="a local console that answers like the Slack bot")
+    p.add_argument("--as-of", type=_date)
+    p.add_argument("--charts", default=".", help="folder for chart files")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("import", help="load a CSV or Parquet file into a table")
+    p.add_argument("table")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("demo", help="build the demo company (replaces all data)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--as-of", type=_date, help="the demo's 'today'")
+    p.add_argument("--if-empty", action="store_true", help="only when the database has no customers yet")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="run the Slack app (Socket Mode or HTTP)")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+
+    for name in ("digest", "alert"):
+        p = sub.add_parser(name, help=f"manage {name}s (same words as /kpi {name} …)", add_help=False)
+        p.set_defaults(func=None)
+
+    p = sub.add_parser("audit", help="print the latest audit log entries")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # digest/alert take free words, parsed by the schedules module itself
+    global_args = []
+    while argv and argv[0].startswith("--url"):
+        global_args.append(argv.pop(0))
+        if "=" not in global_args[-1] and argv:
+            global_args.append(argv.pop(0))
+    if argv and argv[0] in ("digest", "alert"):
+        ns = parser.parse_args([*global_args, argv[0]])
+        if ns.url:
+            import os
+
+            os.environ["KPI_DATABASE_URL"] = ns.url
+        return cmd_schedules(ns, argv[1:])
+    args = parser.parse_args([*global_args, *argv])
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""KPIs: the catalogue, the query language and the engine that answers in the database."""

@@ -1,0 +1,419 @@
+"""Compiles a query into SQL over windows, runs it in the database, and builds the Result.
+
+One statement answers the value, the comparison value and every trend point (they are all
+windows); a breakdown adds one grouped statement. Only aggregates cross the wire: no raw
+table is ever read into Python. User text reaches SQL only as bound parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    Select,
+    bindparam,
+    case,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+
+from metrics.catalogue import CATALOGUE, base_table
+from metrics.periods import Period, Settings, buckets, to_utc
+from metrics.query import Query
+from metrics.result import Group, PeriodValue, Point, Result
+from metrics.spec import Custom, Derived, Measure, Metric
+from storage import database
+from storage.schema import CUSTOMER_DIMENSIONS, TABLES, customers
+
+MAX_SEGMENTS = 1000  # fetched at most; the largest segments by row count win
+SHOWN_SEGMENTS = 25
+
+Key = tuple[int, str | None]
+Window = tuple[date, date]
+
+
+@dataclass
+class Cell:
+    """One window (and segment): the finalized KPI value and what came with it."""
+
+    value: float | None
+    n: int | None = None
+    moe: float | None = None
+    extras: dict[str, Any] | None = None
+    rows: int = 0
+
+
+def _values(windows: Sequence[Window], settings: Settings) -> dict[str, Any]:
+    """Every value a statement over ``windows`` binds, by parameter name: the statement's
+    structure depends only on how many windows there are and how they overlap, so a cached
+    statement is run again with new values (see :func:`compute`)."""
+    out: dict[str, Any] = {}
+    for i, (ds, de) in enumerate(windows):
+        out[f"ws_{i}"], out[f"we_{i}"] = to_utc(ds, settings), to_utc(de, settings)
+        out[f"ds_{i}"], out[f"de_{i}"] = ds, de
+    lo, hi = min(ds for ds, _ in windows), max(de for _, de in windows)
+    out.update(lo_ds=lo, hi_de=hi, lo_ws=to_utc(lo, settings), hi_we=to_utc(hi, settings))
+    return out
+
+
+def _param(values: dict[str, Any], name: str, kind) -> Any:
+    return bindparam(name, values[name], type_=kind)
+
+
+def _windows(windows: Sequence[Window], values: dict[str, Any]):
+    parts = [
+        select(
+            literal(i, Integer).label("w"),
+            _param(values, f"ws_{i}", DateTime).label("ws"),
+            _param(values, f"we_{i}", DateTime).label("we"),
+            _param(values, f"ds_{i}", Date).label("ds"),
+            _param(values, f"de_{i}", Date).label("de"),
+        )
+        for i in range(len(windows))
+    ]
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("w")
+
+
+def _layers(windows: Sequence[Window]) -> tuple[tuple[tuple[int, bool], ...], ...]:
+    """The windows as layers of sorted, non-overlapping ones: (index, gap before it) each."""
+    layers: list[list[tuple[int, bool]]] = []
+    ends: list = []
+    for ds, de, i in sorted((ds, de, i) for i, (ds, de) in enumerate(windows)):
+        k = next((k for k, end in enumerate(ends) if end <= ds), None)
+        if k is None:
+            layers.append([(i, False)])
+            ends.append(de)
+        else:
+            layers[k].append((i, ds > ends[k]))
+            ends[k] = de
+    return tuple(tuple(layer) for layer in layers)
+
+
+def _column(metric: Metric, table, name: str):
+    """A dimension column and whether it needs the customers join."""
+    if name in table.c and (name in metric.dimensions or table.name == "customers"):
+        return table.c[name], False
+    if name in CUSTOMER_DIMENSIONS:
+        return customers.c[name], True
+    return table.c[name], False
+
+
+def compile_measure(
+    metric: Metric,
+    measure: Measure,
+    windows: Sequence[Window],
+    settings: Settings,
+    dimension: str | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> Select:
+    values = _values(windows, settings)
+    w = _windows(windows, values)
+    table = TABLES[measure.table] if isinstance(measure.table, str) else _source(measure.table, w)
+    prune = []  # conditions on the measure's own rows
+    if measure.where is not None:
+        prune.append(measure.where(table))
+    if measure.time_column:
+        col = table.c[measure.time_column]
+        if isinstance(col.type, Date):
+            prune += [col >= _param(values, "lo_ds", Date), col < _param(values, "hi_de", Date)]
+        else:
+            prune += [col >= _param(values, "lo_ws", DateTime), col < _param(values, "hi_we", DateTime)]
+    on = None
+    plain = getattr(measure.join, "window_column", None)  # set by in_window / date_in_window
+    own_rows = isinstance(measure.table, str) or not inspect.signature(measure.table).parameters
+    if plain and own_rows and plain[0] in table.c:
+        table = _bucketed(measure, table, _layers(windows), values, prune)
+        on, prune = table.c._w == w.c.w, []
+    needs_customers = False
+    dim_col = None
+    if dimension:
+        dim_col, needs_customers = _column(metric, table, dimension)
+    conditions = []
+    for name, value in filters:
+        col, via_customers = _column(metric, table, name)
+        needs_customers |= via_customers
+        conditions.append(func.lower(col) == value.lower())
+    source = table.join(w, measure.join(table, w) if on is None else on)
+    if needs_customers and table is not customers:
+        source = source.outerjoin(customers, table.c[measure.customer_key] == customers.c.customer_id)
+    conditions += prune
+    columns = [w.c.w]
+    group_by = [w.c.w]
+    if dim_col is not None:
+        columns.append(dim_col.label("grp"))
+        group_by.append(dim_col)
+    columns += [agg(table, w).label(name) for name, agg in measure.aggregates.items()]
+    columns.append(func.count().label("_rows"))
+    stmt = select(*columns).select_from(source).where(*conditions).group_by(*group_by)
+    if dim_col is not None:
+        stmt = stmt.order_by(func.count().desc()).limit(MAX_SEGMENTS * len(windows))
+    return stmt
+
+
+def _bucketed(measure: Measure, table, layers, values: dict[str, Any], prune):
+    """``table``'s rows with ``_w``, the window each falls in, for a plain range join
+    (:func:`~metrics.spec.in_window`): no range join to the windows, which databases run as a
+    sort or a nested loop over rows × windows (a 2-year monthly trend has 50 windows), but
+    one CASE over sorted, non-overlapping windows per layer (the periods, the buckets), each
+    layer one pruned scan. Named like the table, so the rest of the statement reads the same.
+    """
+    column, dates = measure.join.window_column
+    col = table.c[column]
+    kind = Date if dates else DateTime
+    start, end = ("ds", "de") if dates else ("ws", "we")
+    parts = []
+    for layer in layers:
+        cuts, labels = [], []  # rows below cuts[k] (and not below cuts[k - 1]): labels[k]
+        for i, gap in layer:
+            if gap:
+                cuts.append(_param(values, f"{start}_{i}", kind))
+                labels.append(None)
+            cuts.append(_param(values, f"{end}_{i}", kind))
+            labels.append(i)
+        first, last = _param(values, f"{start}_{layer[0][0]}", kind), cuts[-1]
+        rows = select(*table.c, _search(col, cuts, labels, 0, len(cuts) - 1).label("_w"))
+        parts.append(rows.where(col >= first, col < last, *prune))
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery(table.name)
+
+
+def _search(col, cuts: list, labels: list, first: int, last: int):
+    """A binary search as nested CASEs: log2(windows) comparisons per row, not one per window."""
+    if first == last:
+        label = labels[first]
+        return null() if label is None else literal_column(str(int(label)), Integer)
+    mid = (first + last) // 2
+    return case(
+        (col < cuts[mid], _search(col, cuts, labels, first, mid)),
+        else_=_search(col, cuts, labels, mid + 1, last),
+    )
+
+
+def _source(make, w):
+    """A callable source; one that takes an argument is built per window and is given ``w``."""
+    return make(w) if inspect.signature(make).parameters else make()
+
+
+def _finalize(metric: Metric, measure: Measure, row: dict[str, Any]) -> Cell:
+    aggs = {name: _num(row[name]) for name in measure.aggregates}
+    out = dict(measure.finalize(aggs))
+    value = out.pop("value", None)
+    moe = out.pop("moe", None)
+    n = aggs.get(measure.n) if measure.n else None
+    return Cell(
+        value=None if value is None else float(value),
+        n=None if n is None else int(n),
+        moe=moe,
+        extras=out or None,
+        rows=int(row.get("_rows") or 0),
+    )
+
+
+def _num(v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return int(v)
+    return float(v) if not isinstance(v, int) else v
+
+
+def compute(
+    metric: Metric,
+    windows: Sequence[Window],
+    settings: Settings,
+    engine: Engine,
+    dimension: str | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[Key, Cell]:
+    measure = metric.measure
+    if isinstance(measure, Custom):
+        out = {}
+        for key, cell in measure.compute(engine, windows, settings, dimension, filters).items():
+            cell = dict(cell)
+            value, n, moe = cell.pop("value", None), cell.pop("n", None), cell.pop("moe", None)
+            out[key] = Cell(value=value, n=n, moe=moe, extras=cell or None, rows=int(n or 0))
+        return out
+    if isinstance(measure, Derived):
+        parts = {i: compute(CATALOGUE[i], windows, settings, engine, dimension, filters) for i in measure.inputs}
+        keys = set().union(*(p.keys() for p in parts.values()))
+        out: dict[Key, Cell] = {}
+        for key in keys:
+            cells = {i: parts[i].get(key) for i in measure.inputs}
+            values = {i: c.value if c else None for i, c in cells.items()}
+            value = measure.combine(values)
+            rows = max((c.rows for c in cells.values() if c), default=0)
+            out[key] = Cell(value=value, extras={f"{i}": v for i, v in values.items()}, rows=rows)
+        return out
+    key = (metric.id, tuple(filters), dimension, _layers(windows), len(windows), repr(settings), _env())
+    stmt = _statements.get(key)
+    if stmt is None:
+        stmt = compile_measure(metric, measure, windows, settings, dimension, filters)
+        _statements.put(key, stmt)
+        rows = execute(engine, stmt)
+    else:
+        rows = execute(engine, stmt, _values(windows, settings))
+    return {(r["w"], _group(r["grp"]) if dimension else None): _finalize(metric, measure, r) for r in rows}
+
+
+class _LRU:
+    """Built statements by structure: building one costs 1-10 ms (a 2-year monthly trend has
+    50 windows), and a statement object seen before also skips SQLAlchemy's cache-key walk."""
+
+    def __init__(self, size: int = 512):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            item = self.items.get(key)
+            if item is not None:
+                self.items.move_to_end(key)
+            return item
+
+    def put(self, key, item) -> None:
+        with self.lock:
+            self.items[key] = item
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+_statements = _LRU()
+
+
+def _env() -> tuple:
+    """The KPI_ settings a catalogue entry may read while its SQL is built (e.g. inactive days)."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KPI_")))
+
+
+def _group(value) -> str:
+    return "(not set)" if value is None or value == "" else str(value)
+
+
+def execute(engine: Engine, stmt, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Runs one aggregate statement; DuckDB gets the query timeout through interrupt()."""
+    with database.connect(engine) as conn:
+        handle = None
+        if engine.dialect.name == "duckdb":
+            raw = conn.connection.driver_connection
+            handle = database.watchdog.call_later(database.query_timeout_seconds(), raw.interrupt)
+        try:
+            return [dict(r) for r in conn.execute(stmt, params).mappings()]
+        except Exception as exc:
+            if handle is not None and handle[0]:
+                raise database.DatabaseError("the query took too long and was stopped") from exc
+            raise
+        finally:
+            if handle is not None:
+                database.watchdog.cancel(handle)
+
+
+# ---- building the answer ------------------------------------------------------------------
+
+
+def run(query: Query, *, engine: Engine | None = None, settings: Settings | None = None) -> Result:
+    started = time.perf_counter()
+    settings = settings or Settings.from_env()
+    engine = engine or database.get_engine()
+    metric = CATALOGUE[query.metric]
+    windows: list[Window] = [(query.period.start, query.period.end), (query.compare.start, query.compare.end)]
+    series_windows: list[Window] = []
+    previous_windows: list[Window] = []
+    if query.grain:
+        series_windows = buckets(query.period, query.grain, settings)
+        previous_windows = buckets(query.compare, query.grain, settings)
+    cells = compute(metric, windows + series_windows + previous_windows, settings, engine, None, query.filters)
+    current = cells.get((0, None)) or Cell(None)
+    prior = cells.get((1, None)) or Cell(None)
+    result = Result(
+        query=query,
+        metric=metric,
+        period=query.period,
+        value=current.value,
+        n=current.n,
+        moe=current.moe,
+        previous=PeriodValue(query.compare, prior.value, prior.n),
+        extras=current.extras or {},
+    )
+    offset = len(windows)
+    result.series = [_point(cells, offset + i, ws) for i, (ws, _) in enumerate(series_windows)]
+    offset += len(series_windows)
+    result.previous_series = [_point(cells, offset + i, ws) for i, (ws, _) in enumerate(previous_windows)]
+    if query.dimension:
+        grouped = compute(metric, windows, settings, engine, query.dimension, query.filters)
+        _breakdown(result, grouped)
+    _judge(result, prior)
+    result.elapsed_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _point(cells: dict[Key, Cell], index: int, start: date) -> Point:
+    cell = cells.get((index, None))
+    return Point(start, cell.value if cell else None, cell.n if cell else None)
+
+
+def _breakdown(result: Result, grouped: dict[Key, Cell]) -> None:
+    current = {g: c for (w, g), c in grouped.items() if w == 0}
+    prior = {g: c for (w, g), c in grouped.items() if w == 1}
+    groups = [
+        Group(g, c.value, c.n, prior[g].value if g in prior else None, c.extras or {})
+        for g, c in current.items()
+    ]
+    if len(current) >= MAX_SEGMENTS:
+        result.notes.append(f"More than {MAX_SEGMENTS} segments: only the largest are counted here.")
+    groups.sort(key=lambda g: (g.value is None, -(g.value or 0.0)))
+    if len(groups) > SHOWN_SEGMENTS:
+        result.breakdown_truncated = len(groups) - SHOWN_SEGMENTS
+        by_size = sorted(current.items(), key=lambda kv: -kv[1].rows)[:SHOWN_SEGMENTS]
+        keep = {g for g, _ in by_size}
+        groups = [g for g in groups if g.group in keep]
+    result.breakdown = groups
+
+
+def _judge(result: Result, prior: Cell) -> None:
+    metric = result.metric
+    if result.value is not None and prior.value is not None:
+        result.change = result.value - prior.value
+        if prior.value and metric.unit not in ("percent", "score"):
+            result.change_pct = 100.0 * result.change / abs(prior.value)
+        scale = max(abs(prior.value), abs(result.value), 1e-9)
+        if abs(result.change) <= 1e-9 * scale or metric.direction == "neutral":
+            result.judgement = "flat" if abs(result.change) <= 1e-9 * scale else None
+        else:
+            up = result.change > 0
+            result.judgement = "good" if up == (metric.direction == "higher") else "bad"
+        if result.moe is not None and prior.moe is not None:
+            combined = (result.moe**2 + prior.moe**2) ** 0.5
+            if abs(result.change) <= combined and result.change != 0:
+                result.notes.append(
+                    f"The change is within the margin of error (±{combined:.1f}); it may be noise."
+                )
+    result.band = metric.band_for(result.value)
+    if metric.survey and result.n is not None and result.n < metric.min_sample:
+        result.notes.append(
+            f"Only {result.n} responses: fewer than {metric.min_sample}, so treat this with caution."
+        )
+    if result.value is None:
+        result.notes.append("No data for this period.")
+
+
+def period_value(metric_id: str, period: Period, settings: Settings, engine: Engine) -> Cell:
+    """One KPI over one period: for digests and alerts, which need no comparison."""
+    cells = compute(CATALOGUE[metric_id], [(period.start, period.end)], settings, engine)
+    return cells.get((0, None)) or Cell(None)
+
+
+__all__ = ["run", "compute", "compile_measure", "period_value", "Cell", "base_table"]

@@ -1,0 +1,401 @@
+"""Revenue, margin and customer economics: CAC, CLV, LTV:CAC, payback (seeds 000, 001, 003).
+
+Profit is revenue (``orders.amount``) minus cost to serve (``costs.amount``), both by the
+time they happen. CAC is marketing spend over new customers; ``marketing_spend.channel`` is
+matched with ``customers.acquisition_channel``, so both answer ``by channel``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, Integer, and_, case, func, literal, select, union_all
+
+from metrics.kpis.common import div, num, per_month, window_seconds
+from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
+from storage.schema import costs, customers, marketing_spend, orders
+
+
+def _revenue(a) -> dict:
+    total = a.get("total")
+    if total is None:
+        return {"value": None}
+    recurring = a.get("recurring") or 0.0
+    return {"value": float(total), "recurring": float(recurring), "one_off": float(total) - float(recurring)}
+
+
+# ---- profit: revenue and cost to serve side by side ----------------------------------------
+
+
+def profit_rows():
+    """Orders and cost lines as one stream: customer_id, at, revenue, cost."""
+    zero = literal(0.0, Float)
+    return union_all(
+        select(orders.c.customer_id, orders.c.ordered_at.label("at"), orders.c.amount.label("revenue"), zero.label("cost")),
+        select(costs.c.customer_id, costs.c.incurred_at.label("at"), zero.label("revenue"), costs.c.amount.label("cost")),
+    ).subquery("profit_rows")
+
+
+PROFIT_AGGS = {
+    "revenue": lambda t, w: func.sum(t.c.revenue),
+    "cost": lambda t, w: func.sum(t.c.cost),
+}
+
+
+def _profit(value):
+    def fin(a) -> dict:
+        if a.get("revenue") is None and a.get("cost") is None:
+            return {"value": None}
+        revenue, cost = num(a, "revenue"), num(a, "cost")
+        return {"value": value(revenue, cost, a), "revenue": revenue, "cost": cost, "profit": revenue - cost}
+
+    return fin
+
+
+def _profit_measure(value, per_customer: bool = False) -> Measure:
+    customers = {"customers": lambda t, w: func.count(t.c.customer_id.distinct())} if per_customer else {}
+    return Measure(
+        table=profit_rows,
+        join=in_window("at"),
+        time_column="at",
+        aggregates={**PROFIT_AGGS, **customers},
+        finalize=_profit(value),
+        n="customers" if per_customer else None,
+    )
+
+
+PROFIT_EXTRAS = {"revenue": "revenue", "cost": "cost to serve", "profit": "revenue − cost to serve"}
+LOSS_BANDS = (
+    Band("losing money (below 0)", None, 0, good=False),
+    Band("profitable (0 or more)", 0, None),
+)
+
+
+# ---- spend and new customers per acquisition channel ---------------------------------------
+
+
+def spend_and_new(w):
+    """Per window and channel: marketing spend and new customers (one row each, unioned)."""
+    ms, c = marketing_spend, customers
+    spend = (
+        select(
+            w.c.w,
+            ms.c.channel.label("acquisition_channel"),
+            func.sum(ms.c.amount).label("spend"),
+            literal(0, Integer).label("new"),
+        )
+        .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
+        .group_by(w.c.w, ms.c.channel)
+    )
+    new = (
+        select(
+            w.c.w,
+            c.c.acquisition_channel,
+            literal(0.0, Float).label("spend"),
+            func.count().label("new"),
+        )
+        .select_from(c.join(w, and_(c.c.signed_up_at >= w.c.ws, c.c.signed_up_at < w.c.we)))
+        .group_by(w.c.w, c.c.acquisition_channel)
+    )
+    return union_all(spend, new).subquery("spend_and_new")
+
+
+def _cac(a) -> dict:
+    spend, new = a.get("spend"), a.get("new")
+    if spend is None and new is None:
+        return {"value": None}
+    return {"value": div(spend, new), "spend": num(a, "spend"), "new_customers": num(a, "new")}
+
+
+# ---- derived customer economics -----------------------------------------------------------
+
+
+def _clv(v) -> float | None:
+    arpa, margin, churn = v.get("arpa"), v.get("gross_margin"), v.get("monthly_churn")
+    if arpa is None or margin is None or not churn:
+        return None
+    return arpa * (margin / 100.0) / (churn / 100.0)
+
+
+def _clv_simple(v) -> float | None:
+    aov, repeat, churn = v.get("aov"), v.get("repeat_transactions"), v.get("monthly_churn")
+    if aov is None or repeat is None or not churn:
+        return None
+    return aov * repeat * (100.0 / churn)
+
+
+def _payback(v) -> float | None:
+    cac, arpa, margin = v.get("cac"), v.get("arpa"), v.get("gross_margin")
+    if cac is None or arpa is None or margin is None:
+        return None
+    monthly_profit = arpa * margin / 100.0
+    return cac / monthly_profit if monthly_profit > 0 else None
+
+
+def _ltv_cac(v) -> float | None:
+    clv, cac = v.get("clv"), v.get("cac")
+    return clv / cac if clv is not None and cac else None
+
+
+METRICS = [
+    Metric(
+        id="revenue",
+        label="Revenue",
+        group="financial",
+        unit="currency",
+        formula="sum of orders.amount ordered in the period (recurring and one-off shown apart)",
+        direction="higher",
+        synonyms=("sales", "top line", "income", "turnover", "bookings"),
+        tables=("orders",),
+        dimensions=("product",),
+        split="sum",
+        measure=Measure(
+            table="orders",
+            join=in_window("ordered_at"),
+            time_column="ordered_at",
+            aggregates={
+                "total": lambda t, w: func.sum(t.c.amount),
+                "recurring": lambda t, w: func.sum(case((t.c.is_recurring.is_(True), t.c.amount), else_=0.0)),
+                "orders": lambda t, w: func.count(),
+            },
+            finalize=_revenue,
+        ),
+        description="Seed 003: 'from the beginning of the current year aka Year-to-Date (YTD), versus the "
+        "Year before aka Year-on-Year (YoY) … build separate metrics for Recurring revenue and One-Off revenue' "
+        "(ask `revenue ytd yoy`).",
+        extras_doc={"recurring": "recurring revenue", "one_off": "one-off revenue"},
+    ),
+    Metric(
+        id="mrr",
+        label="Monthly recurring revenue",
+        group="financial",
+        unit="currency",
+        formula="sum of mrr over subscriptions active at the period's end (started before it, not ended by then)",
+        direction="higher",
+        synonyms=("monthly recurring revenue", "recurring revenue", "arr run rate"),
+        tables=("subscriptions",),
+        dimensions=("product",),
+        snapshot=True,
+        split="sum",
+        measure=Measure(
+            table="subscriptions",
+            join=lambda t, w: active_at(t, "started_at", "ended_at", w.c.we),
+            aggregates={"mrr": lambda t, w: func.sum(t.c.mrr)},
+            finalize=lambda a: {"value": None if a.get("mrr") is None else float(a["mrr"])},
+        ),
+    ),
+    Metric(
+        id="arpa",
+        label="Average revenue per account",
+        group="financial",
+        unit="currency",
+        formula="MRR at the period's end ÷ paying customers active at the end",
+        direction="higher",
+        synonyms=("average revenue per account", "arpu", "average revenue per customer"),
+        tables=("subscriptions", "customers"),
+        snapshot=True,
+        measure=Derived(
+            inputs=("mrr", "paying_customers"),
+            combine=lambda v: v["mrr"] / v["paying_customers"]
+            if v.get("mrr") is not None and v.get("paying_customers")
+            else None,
+        ),
+    ),
+    Metric(
+        id="margin",
+        label="Margin",
+        group="financial",
+        unit="currency",
+        formula="revenue (orders.amount) − cost to serve (costs.amount) in the period",
+        direction="higher",
+        synonyms=("bottom line", "profit", "net margin", "profits", "earnings"),
+        tables=("orders", "costs"),
+        bands=LOSS_BANDS,
+        split="sum",
+        measure=_profit_measure(lambda revenue, cost, a: revenue - cost),
+        description="Seed 003: 'the bottom line, or margin. You can make a whole lot of revenues but if you "
+        "lose 2$ for every 1$ of revenue, you'll not go very far.'",
+        extras_doc=PROFIT_EXTRAS,
+    ),
+    Metric(
+        id="gross_margin",
+        label="Gross margin",
+        group="financial",
+        unit="percent",
+        formula="(revenue − cost to serve) ÷ revenue × 100, over orders and cost lines in the period",
+        direction="higher",
+        synonyms=("gross margin", "margin percent", "margin %", "gross margin %", "gm", "profit margin"),
+        tables=("orders", "costs"),
+        bands=LOSS_BANDS,
+        measure=_profit_measure(lambda revenue, cost, a: div(revenue - cost, revenue, 100.0)),
+        extras_doc=PROFIT_EXTRAS,
+    ),
+    Metric(
+        id="profit_per_customer",
+        label="Profit per customer",
+        group="customers",
+        unit="currency",
+        formula="(revenue − cost to serve) in the period ÷ customers with revenue or cost in the period",
+        direction="higher",
+        synonyms=("profitability per customer", "customer profitability", "profit per account", "customer profit"),
+        tables=("orders", "costs"),
+        bands=LOSS_BANDS,
+        split="mean",
+        measure=_profit_measure(lambda revenue, cost, a: div(revenue - cost, a.get("customers")), per_customer=True),
+        description="Seed 000: 'Profitability per customer … Helps you identify which are your 'good' and "
+        "'bad' customers.' The ranked list of the most and least profitable customers is the "
+        "`profitability` report.",
+        extras_doc=PROFIT_EXTRAS,
+    ),
+    Metric(
+        id="avg_customer_value",
+        label="Average customer value",
+        group="customers",
+        unit="currency",
+        formula="revenue in the period ÷ customers who ordered in the period",
+        direction="higher",
+        synonyms=("average customer value", "customer value", "average value of customers", "value per customer"),
+        tables=("orders",),
+        dimensions=("product",),
+        split="mean",
+        measure=Measure(
+            table="orders",
+            join=in_window("ordered_at"),
+            time_column="ordered_at",
+            aggregates={
+                "revenue": lambda t, w: func.sum(t.c.amount),
+                "customers": lambda t, w: func.count(t.c.customer_id.distinct()),
+            },
+            finalize=lambda a: {"value": div(a.get("revenue"), a.get("customers")), "revenue": a.get("revenue")},
+            n="customers",
+        ),
+        description="Seed 000: 'Average value of customers and users (now and trend): tells you whether "
+        "you're successfully attracting more valuable customers.'",
+    ),
+    Metric(
+        id="aov",
+        label="Average order value",
+        group="financial",
+        unit="currency",
+        formula="revenue in the period ÷ orders in the period",
+        direction="higher",
+        synonyms=("average order value", "order value", "basket size", "average order"),
+        tables=("orders",),
+        dimensions=("product",),
+        split="mean",
+        measure=Measure(
+            table="orders",
+            join=in_window("ordered_at"),
+            time_column="ordered_at",
+            aggregates={"revenue": lambda t, w: func.sum(t.c.amount), "orders": lambda t, w: func.count()},
+            finalize=lambda a: {"value": div(a.get("revenue"), a.get("orders"))},
+            n="orders",
+        ),
+    ),
+    Metric(
+        id="repeat_transactions",
+        label="Repeat transactions",
+        group="financial",
+        unit="count",
+        formula="orders in the period ÷ customers who ordered ÷ (days in the period ÷ 30.4375): orders per customer per month",
+        direction="higher",
+        synonyms=("purchase frequency", "repeat purchases", "orders per customer", "repeat transaction rate"),
+        tables=("orders",),
+        split="mean",
+        measure=Measure(
+            table="orders",
+            join=in_window("ordered_at"),
+            time_column="ordered_at",
+            aggregates={
+                "orders": lambda t, w: func.count(),
+                "customers": lambda t, w: func.count(t.c.customer_id.distinct()),
+                "window_seconds": window_seconds,
+            },
+            finalize=lambda a: {"value": per_month(div(a.get("orders"), a.get("customers")), a), "orders": a.get("orders")},
+            n="customers",
+        ),
+    ),
+    Metric(
+        id="cac",
+        label="Customer acquisition cost",
+        group="financial",
+        unit="currency",
+        formula="marketing spend in the period ÷ new customers in the period; by channel: the channel's spend ÷ "
+        "new customers acquired through it (marketing_spend.channel = customers.acquisition_channel)",
+        direction="lower",
+        synonyms=("acquisition cost", "customer acquisition cost", "cost per acquisition", "cpa", "cost per customer"),
+        tables=("marketing_spend", "customers"),
+        dimensions=("acquisition_channel",),
+        customer_dimensions=False,
+        measure=Measure(
+            table=spend_and_new,
+            join=lambda t, w: t.c.w == w.c.w,
+            aggregates={"spend": lambda t, w: func.sum(t.c.spend), "new": lambda t, w: func.sum(t.c.new)},
+            finalize=_cac,
+            customer_key=None,
+        ),
+        description="Seed 001: 'CAC = Total Acquisition Marketing Spend / Number of New Customers … "
+        "Calculating CAC by channel, campaign, or promo code helps optimize your advertising'.",
+        extras_doc={"spend": "marketing spend", "new_customers": "new customers"},
+    ),
+    Metric(
+        id="clv",
+        label="Customer lifetime value",
+        group="financial",
+        unit="currency",
+        formula="ARPA × gross margin ÷ monthly churn rate (MRR per paying customer at the end × (revenue − cost "
+        "to serve) ÷ revenue ÷ the period's churn as a monthly pace)",
+        direction="higher",
+        synonyms=("ltv", "lifetime value", "customer lifetime value", "life time value", "cltv", "clv"),
+        tables=("subscriptions", "customers", "orders", "costs"),
+        measure=Derived(inputs=("arpa", "gross_margin", "monthly_churn"), combine=_clv),
+        description="Seed 001: 'CLV represents the total revenue a customer is expected to generate over their "
+        "entire relationship … More advanced CLV models also incorporate … gross margin percentages'. "
+        "The seed's basic formula is `clv_simple`.",
+    ),
+    Metric(
+        id="clv_simple",
+        label="Customer lifetime value (simple)",
+        group="financial",
+        unit="currency",
+        formula="average order value × repeat transactions (orders per customer per month) × average retention "
+        "time (1 ÷ monthly churn rate, in months)",
+        direction="higher",
+        synonyms=("simple clv", "simple ltv", "basic clv", "clv basic", "ltv simple"),
+        tables=("orders", "customers"),
+        measure=Derived(inputs=("aov", "repeat_transactions", "monthly_churn"), combine=_clv_simple),
+        description="Seed 001: 'CLV = (Average Order Value) X (Number of Repeat Transactions) X "
+        "(Average Retention Time)'.",
+    ),
+    Metric(
+        id="ltv_cac",
+        label="LTV:CAC ratio",
+        group="financial",
+        unit="ratio",
+        formula="customer lifetime value (clv) ÷ customer acquisition cost (cac)",
+        direction="higher",
+        synonyms=("ltv cac", "ltv:cac", "ltv to cac", "ltv/cac", "clv cac", "clv to cac", "ltv cac ratio"),
+        tables=("subscriptions", "customers", "orders", "costs", "marketing_spend"),
+        bands=(
+            Band("below 3× (too little return on acquisition)", None, 3.0, good=False),
+            Band("healthy (3× or more)", 3.0, None),
+        ),
+        measure=Derived(inputs=("clv", "cac"), combine=_ltv_cac),
+        description="Seed 003: 'It is key that your LTV is significantly higher than your CAC … ideally "
+        "LTV = 3*CAC minimum'.",
+    ),
+    Metric(
+        id="cac_payback",
+        label="CAC payback",
+        group="financial",
+        unit="months",
+        formula="CAC ÷ (ARPA × gross margin): months of a customer's margin it takes to earn back what acquiring them cost",
+        direction="lower",
+        synonyms=("cac payback", "payback", "payback period", "cac payback period", "months to recover cac"),
+        tables=("marketing_spend", "customers", "subscriptions", "orders", "costs"),
+        bands=(
+            Band("healthy (under 12 months)", None, 12.0),
+            Band("slow (12 months or more)", 12.0, None, good=False),
+        ),
+        measure=Derived(inputs=("cac", "arpa", "gross_margin"), combine=_payback),
+        description="Seed 003: 'You should measure how fast your LTV break even your CAC (ideally less than 12 months)'.",
+    ),
+]

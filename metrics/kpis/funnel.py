@@ -1,0 +1,386 @@
+"""Lead funnel and marketing return (seed 003, sections 3 and 7).
+
+'Amount of new leads per week, avg. potential of each lead. Amount of new marketing qualified
+leads (MQL) per week, the amount of new sales qualified leads (SQL) per week … Percentage of
+lead that converts to MQL and then to SQL … Amount of leads per $ invested. $ earned per $
+invested. Lead to customer conversion. time from the first touchpoint to MQL, SQL, and
+customer conversion.'
+
+A "per week" value over any period is the weekly average: count ÷ (days in the period ÷ 7).
+Conversion rates follow the cohort of leads created in the period (recent cohorts are still
+converting); time to convert follows the events (an MQL, SQL or conversion in the period).
+Lead ``source`` and marketing channels share their names (``paid_search``, ``events`` …).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, Integer, String, and_, func, literal, select, union_all
+
+from metrics.kpis.common import DAY, count_if, div, num, per_week, when, window_seconds
+from metrics.spec import Measure, Metric, in_window
+from storage.schema import customers, leads, marketing_spend, orders
+from storage.sqlfuncs import median, seconds_between
+
+LEAD_DIMS = ("source",)
+
+
+def _weekly(column: str | None, noun: str) -> Measure:
+    """Leads whose ``column`` (created_at, mql_at, sql_at) falls in the window, per week."""
+    col = column or "created_at"
+    return Measure(
+        table="leads",
+        join=in_window(col),
+        time_column=col,
+        aggregates={
+            "n": lambda t, w: func.count(),
+            "potential": lambda t, w: func.avg(t.c.potential_value),
+            "window_seconds": window_seconds,
+        },
+        finalize=lambda a: {"value": per_week(a.get("n"), a), noun: a.get("n"), "avg_potential": a.get("potential")},
+    )
+
+
+def _cohort(aggregates, finalize, n: str) -> Measure:
+    return Measure(
+        table="leads",
+        join=in_window("created_at"),
+        time_column="created_at",
+        aggregates=aggregates,
+        finalize=finalize,
+        n=n,
+    )
+
+
+_REACHED = {
+    "leads": lambda t, w: func.count(),
+    "mqls": lambda t, w: count_if(t.c.mql_at.is_not(None)),
+    "sqls_after_mql": lambda t, w: count_if(and_(t.c.mql_at.is_not(None), t.c.sql_at.is_not(None))),
+    "sqls": lambda t, w: count_if(t.c.sql_at.is_not(None)),
+    "customers": lambda t, w: count_if(t.c.converted_at.is_not(None)),
+}
+
+
+def _rates(a) -> dict:
+    return {
+        "leads": a.get("leads"),
+        "mqls": a.get("mqls"),
+        "sqls": a.get("sqls"),
+        "customers": a.get("customers"),
+    }
+
+
+# ---- time to convert: one row per stage reached -------------------------------------------
+
+STAGES = (("mql", "mql_at"), ("sql", "sql_at"), ("customer", "converted_at"))
+
+
+def lead_stages():
+    """One row per lead and stage it reached: lead_id, source, stage, at, created_at."""
+    parts = [
+        select(
+            leads.c.lead_id,
+            leads.c.source,
+            literal(stage, String).label("stage"),
+            leads.c[column].label("at"),
+            leads.c.created_at,
+        ).where(leads.c[column].is_not(None))
+        for stage, column in STAGES
+    ]
+    return union_all(*parts).subquery("lead_stages")
+
+
+def _stage_days(stage: str):
+    return lambda t, w: median(when(t.c.stage == stage, seconds_between(t.c.at, t.c.created_at)))
+
+
+def _time_to_convert(a) -> dict:
+    def days(key):
+        v = a.get(key)
+        return None if v is None else float(v) / DAY
+
+    return {
+        "value": days("customer_days"),
+        "to_mql": days("mql_days"),
+        "to_sql": days("sql_days"),
+        "converted": a.get("converted"),
+    }
+
+
+# ---- marketing return per channel ---------------------------------------------------------
+
+
+def _revenue_and_spend(w):
+    """Per window and acquisition channel: revenue from its customers and spend on it."""
+    o, c, ms = orders, customers, marketing_spend
+    revenue = (
+        select(
+            w.c.w,
+            c.c.acquisition_channel,
+            func.sum(o.c.amount).label("revenue"),
+            literal(0.0, Float).label("spend"),
+        )
+        .select_from(
+            o.join(c, o.c.customer_id == c.c.customer_id).join(
+                w, and_(o.c.ordered_at >= w.c.ws, o.c.ordered_at < w.c.we)
+            )
+        )
+        .group_by(w.c.w, c.c.acquisition_channel)
+    )
+    spend = (
+        select(
+            w.c.w,
+            ms.c.channel.label("acquisition_channel"),
+            literal(0.0, Float).label("revenue"),
+            func.sum(ms.c.amount).label("spend"),
+        )
+        .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
+        .group_by(w.c.w, ms.c.channel)
+    )
+    both = union_all(revenue, spend).subquery("revenue_spend_rows")
+    return (
+        select(
+            both.c.w,
+            both.c.acquisition_channel,
+            func.sum(both.c.revenue).label("revenue"),
+            func.sum(both.c.spend).label("spend"),
+        )
+        .group_by(both.c.w, both.c.acquisition_channel)
+        .subquery("revenue_and_spend")
+    )
+
+
+def _roi(a) -> dict:
+    if a.get("spend") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("earned"), a.get("spend")),
+        "earned": num(a, "earned"),
+        "spend": num(a, "spend"),
+        "revenue_all_channels": num(a, "revenue"),
+    }
+
+
+def _leads_and_spend(w):
+    """Per window and channel: leads created (by source) and marketing spend."""
+    ld, ms = leads, marketing_spend
+    created = (
+        select(
+            w.c.w,
+            ld.c.source.label("acquisition_channel"),
+            func.count().label("leads"),
+            literal(0.0, Float).label("spend"),
+        )
+        .select_from(ld.join(w, and_(ld.c.created_at >= w.c.ws, ld.c.created_at < w.c.we)))
+        .group_by(w.c.w, ld.c.source)
+    )
+    spend = (
+        select(
+            w.c.w,
+            ms.c.channel.label("acquisition_channel"),
+            literal(0, Integer).label("leads"),
+            func.sum(ms.c.amount).label("spend"),
+        )
+        .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
+        .group_by(w.c.w, ms.c.channel)
+    )
+    return union_all(created, spend).subquery("leads_and_spend")
+
+
+def _leads_per_dollar(a) -> dict:
+    if a.get("spend") is None and a.get("leads") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("leads"), a.get("spend"), 1000.0),
+        "leads": num(a, "leads"),
+        "spend": num(a, "spend"),
+        "cost_per_lead": div(a.get("spend"), a.get("leads")),
+    }
+
+
+METRICS = [
+    Metric(
+        id="leads",
+        label="New leads per week",
+        group="funnel",
+        unit="count",
+        formula="leads created in the period ÷ (days in the period ÷ 7): the weekly average (count and average "
+        "potential_value as extras)",
+        direction="higher",
+        synonyms=("new leads", "leads per week", "lead generation", "lead volume", "new leads per week"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="sum",
+        measure=_weekly(None, "leads"),
+        description="Seed 003: 'Amount of new leads per week, avg. potential of each lead.'",
+        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential_value per lead"},
+    ),
+    Metric(
+        id="mqls",
+        label="New MQLs per week",
+        group="funnel",
+        unit="count",
+        formula="leads whose mql_at falls in the period ÷ (days in the period ÷ 7)",
+        direction="higher",
+        synonyms=("new mqls", "mql", "marketing qualified leads", "mqls per week", "new mqls per week"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="sum",
+        measure=_weekly("mql_at", "mqls"),
+        extras_doc={"mqls": "MQLs in the period"},
+    ),
+    Metric(
+        id="sqls",
+        label="New SQLs per week",
+        group="funnel",
+        unit="count",
+        formula="leads whose sql_at falls in the period ÷ (days in the period ÷ 7)",
+        direction="higher",
+        synonyms=("new sqls", "sql", "sales qualified leads", "sqls per week", "new sqls per week"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="sum",
+        measure=_weekly("sql_at", "sqls"),
+        extras_doc={"sqls": "SQLs in the period"},
+    ),
+    Metric(
+        id="mql_rate",
+        label="Lead to MQL rate",
+        group="funnel",
+        unit="percent",
+        formula="leads created in the period that became MQLs (mql_at set) ÷ leads created in the period × 100",
+        direction="higher",
+        synonyms=("mql rate", "lead to mql", "lead to mql rate", "mql conversion", "mql conversion rate"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="mean",
+        measure=_cohort(
+            _REACHED, lambda a: {"value": div(a.get("mqls"), a.get("leads"), 100.0), **_rates(a)}, "leads"
+        ),
+        description="Seed 003: 'Percentage of lead that converts to MQL and then to SQL.'",
+    ),
+    Metric(
+        id="sql_rate",
+        label="MQL to SQL rate",
+        group="funnel",
+        unit="percent",
+        formula="leads created in the period that became MQLs and then SQLs ÷ those that became MQLs × 100 "
+        "(lead → SQL as an extra)",
+        direction="higher",
+        synonyms=("sql rate", "mql to sql", "mql to sql rate", "sql conversion", "sql conversion rate"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="mean",
+        measure=_cohort(
+            _REACHED,
+            lambda a: {
+                "value": div(a.get("sqls_after_mql"), a.get("mqls"), 100.0),
+                "lead_to_sql": div(a.get("sqls"), a.get("leads"), 100.0),
+                **_rates(a),
+            },
+            "mqls",
+        ),
+        extras_doc={"lead_to_sql": "leads that became SQLs ÷ leads, in %"},
+    ),
+    Metric(
+        id="lead_conversion",
+        label="Lead to customer conversion",
+        group="funnel",
+        unit="percent",
+        formula="leads created in the period that became customers (converted_at set) ÷ leads created in the period × 100",
+        direction="higher",
+        synonyms=("lead conversion", "lead conversion rate", "lead to customer", "lead to customer conversion",
+                  "conversion rate"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        split="mean",
+        measure=_cohort(
+            _REACHED, lambda a: {"value": div(a.get("customers"), a.get("leads"), 100.0), **_rates(a)}, "leads"
+        ),
+        description="Seed 003: 'Lead to customer conversion.'",
+    ),
+    Metric(
+        id="time_to_convert",
+        label="Time to convert",
+        group="funnel",
+        unit="days",
+        formula="median days from a lead's created_at (first touch) to converted_at, over leads converted in the "
+        "period (median days to MQL and to SQL, over leads reaching them in the period, as extras)",
+        direction="lower",
+        synonyms=("time to conversion", "days to convert", "sales cycle", "time to customer", "conversion time",
+                  "lead velocity"),
+        tables=("leads",),
+        dimensions=LEAD_DIMS,
+        customer_dimensions=False,
+        measure=Measure(
+            table=lead_stages,
+            join=in_window("at"),
+            time_column="at",
+            aggregates={
+                "customer_days": _stage_days("customer"),
+                "mql_days": _stage_days("mql"),
+                "sql_days": _stage_days("sql"),
+                "converted": lambda t, w: count_if(t.c.stage == "customer"),
+            },
+            finalize=_time_to_convert,
+            n="converted",
+        ),
+        description="Seed 003: 'time from the first touchpoint to MQL, SQL, and customer conversion.'",
+        extras_doc={"to_mql": "median days to MQL", "to_sql": "median days to SQL", "converted": "leads converted"},
+    ),
+    Metric(
+        id="marketing_roi",
+        label="Marketing ROI",
+        group="funnel",
+        unit="ratio",
+        formula="revenue in the period from customers acquired through channels with spend ÷ marketing spend in the "
+        "period ($ earned per $ spent); by channel: the channel's customers' revenue ÷ its spend",
+        direction="higher",
+        synonyms=("roi", "marketing return", "return on marketing", "return on ad spend", "roas",
+                  "earned per dollar", "marketing return on investment"),
+        tables=("orders", "customers", "marketing_spend"),
+        dimensions=("acquisition_channel",),
+        customer_dimensions=False,
+        measure=Measure(
+            table=_revenue_and_spend,
+            join=lambda t, w: t.c.w == w.c.w,
+            aggregates={
+                "earned": lambda t, w: func.sum(when(t.c.spend > 0, t.c.revenue)),
+                "spend": lambda t, w: func.sum(t.c.spend),
+                "revenue": lambda t, w: func.sum(t.c.revenue),
+            },
+            finalize=_roi,
+            customer_key=None,
+        ),
+        description="Seed 003: 'The ideal way to calculate ROI is $ earned vs $ invested.' Revenue is "
+        "attributed to the channel a customer was acquired through.",
+        extras_doc={"earned": "revenue from paid channels' customers", "spend": "marketing spend"},
+    ),
+    Metric(
+        id="leads_per_dollar",
+        label="Leads per 1,000 spent",
+        group="funnel",
+        unit="count",
+        formula="leads created in the period ÷ marketing spend in the period × 1,000; by channel: leads from that "
+        "source ÷ the channel's spend × 1,000 (cost per lead as an extra)",
+        direction="higher",
+        synonyms=("leads per dollar", "leads per $", "leads per spend", "leads per 1000", "leads per 1,000 spent"),
+        tables=("leads", "marketing_spend"),
+        dimensions=("acquisition_channel",),
+        customer_dimensions=False,
+        measure=Measure(
+            table=_leads_and_spend,
+            join=lambda t, w: t.c.w == w.c.w,
+            aggregates={"leads": lambda t, w: func.sum(t.c.leads), "spend": lambda t, w: func.sum(t.c.spend)},
+            finalize=_leads_per_dollar,
+            customer_key=None,
+        ),
+        description="Seed 003: 'Amount of leads per $ invested.' Shown per 1,000 so small channels read well.",
+        extras_doc={"cost_per_lead": "spend ÷ leads"},
+    ),
+]

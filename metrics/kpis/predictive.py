@@ -1,0 +1,85 @@
+"""Predictive KPIs: lifetime value from the BG/NBD and Gamma-Gamma models (metrics/clv_model.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import datetime
+
+from metrics.clv_model import predict_clv
+from metrics.periods import to_utc
+from metrics.spec import Custom, Metric
+
+HORIZON_MONTHS = 12
+ANNUAL_DISCOUNT = 0.10
+
+_cache: OrderedDict[tuple, object] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _fit(engine, end: datetime, filters) -> object:
+    """Fits are costly (≈1-2 s on 100k customers) and change only with new orders: keep a few."""
+    key = (str(engine.url), end, tuple(filters))
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    result = predict_clv(
+        engine, end, horizon_months=HORIZON_MONTHS, annual_discount=ANNUAL_DISCOUNT,
+        customer_filter=list(filters) or None, include_recurring=False,
+    )
+    with _lock:
+        _cache[key] = result
+        while len(_cache) > 16:
+            _cache.popitem(last=False)
+    return result
+
+
+def _predicted(engine, windows, settings, dimension, filters):
+    out = {}
+    for i, (_start, end) in enumerate(windows):
+        result = _fit(engine, to_utc(end, settings), filters)
+        value, extras, top = result.kpi(top_n=10)
+        if dimension:
+            if value is not None:
+                out.update(_by_segment(engine, result, i, dimension))
+            continue
+        flat = {k: v for k, v in extras.items() if not isinstance(v, dict)}
+        out[(i, None)] = {"value": value, "n": result.n_customers, **flat, "top_customers": top}
+    return out
+
+
+def _by_segment(engine, result, window: int, dimension: str) -> dict:
+    """Mean predicted CLV per customer segment: the per-customer table joined to one attribute."""
+    from sqlalchemy import select
+
+    from storage import database
+    from storage.schema import customers
+
+    ids = result.customers[["customer_id", "clv"]]
+    with database.connect(engine) as conn:
+        attrs = dict(conn.execute(select(customers.c.customer_id, customers.c[dimension])).all())
+    groups: dict[str, list[float]] = {}
+    for cid, clv in ids.itertuples(index=False):
+        groups.setdefault(attrs.get(cid) or "(not set)", []).append(float(clv))
+    return {(window, g): {"value": sum(v) / len(v), "n": len(v)} for g, v in groups.items()}
+
+
+METRICS = [
+    Metric(
+        id="predicted_clv",
+        label="Predicted customer lifetime value",
+        group="financial",
+        unit="currency",
+        formula=(
+            "mean over customers of expected one-off purchases in the next 12 months (BG/NBD, Fader, Hardie & Lee 2005) "
+            "× expected spend per purchase (Gamma-Gamma), discounted at 10% a year; fitted on one-off order history "
+            "up to the period's end (the models are for non-contractual buying; subscriptions are in `clv`)"
+        ),
+        direction="higher",
+        synonyms=("predictive clv", "predicted ltv", "future customer value", "clv forecast"),
+        tables=("orders", "customers"),
+        measure=Custom(compute=_predicted),
+        description="What an average customer is expected to spend over the next year, from their purchase rhythm.",
+    ),
+]

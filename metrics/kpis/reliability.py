@@ -1,0 +1,187 @@
+"""Product reliability (seed 003, '1/ Product Technical Performance Metrics').
+
+'Defects: number of new defects, the average time to solve one (in both cases segment &
+qualified by criticality). Down time: frequency, length, impact.'
+
+Downtime counts incidents of kind ``outage`` (or of no kind); a ``degradation`` is not
+downtime. An incident is clipped to the window it overlaps; one still open runs to the
+window's end. Overlapping outages are counted once each (they are rare and short).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, case, func, or_, select
+
+from metrics.kpis.common import count_if, num, window_seconds
+from metrics.spec import Measure, Metric, in_window
+from storage.schema import incidents
+from storage.sqlfuncs import hours_between, median, seconds_between
+
+INCIDENT_DIMS = ("severity", "kind")
+
+
+def _is_outage(i):
+    return or_(i.c.kind.is_(None), func.lower(i.c.kind) == "outage")
+
+
+def _outages(w):
+    """Per window: its outages clipped to it, or one empty row when it had none, so that a
+    window without outages reads 0 minutes down (100% up) rather than "no data". ``tracked``
+    is 0 when the incidents table is empty: then there is nothing to say."""
+    i = incidents
+    start = case((i.c.started_at < w.c.ws, w.c.ws), else_=i.c.started_at)
+    end = case((or_(i.c.ended_at.is_(None), i.c.ended_at > w.c.we), w.c.we), else_=i.c.ended_at)
+    overlaps = and_(
+        i.c.started_at < w.c.we, or_(i.c.ended_at.is_(None), i.c.ended_at > w.c.ws), _is_outage(i)
+    )
+    tracked = select(func.count()).select_from(incidents).scalar_subquery()
+    return (
+        select(
+            w.c.w,
+            i.c.incident_id,
+            i.c.severity,
+            i.c.kind,
+            seconds_between(end, start).label("down_seconds"),
+            tracked.label("tracked"),
+        )
+        .select_from(w.outerjoin(i, overlaps))
+        .subquery("outages")
+    )
+
+
+OUTAGE_AGGS = {
+    "down": lambda t, w: func.coalesce(func.sum(t.c.down_seconds), 0.0),
+    "incidents": lambda t, w: func.count(t.c.incident_id),
+    "longest": lambda t, w: func.max(t.c.down_seconds),
+    "tracked": lambda t, w: func.max(t.c.tracked),
+    "window_seconds": window_seconds,
+}
+
+
+def _downtime(a) -> dict:
+    if not a.get("tracked"):
+        return {"value": None}
+    longest = a.get("longest")
+    return {
+        "value": num(a, "down") / 60.0,
+        "incidents": a.get("incidents"),
+        "longest": None if longest is None else float(longest) / 60.0,
+    }
+
+
+def _uptime(a) -> dict:
+    if not a.get("tracked") or not a.get("window_seconds"):
+        return {"value": None}
+    down = num(a, "down")
+    return {
+        "value": 100.0 * max(0.0, 1.0 - down / float(a["window_seconds"])),
+        "downtime_minutes": down / 60.0,
+        "incidents": a.get("incidents"),
+    }
+
+
+def _outage_measure(finalize) -> Measure:
+    return Measure(
+        table=_outages,
+        join=lambda t, w: t.c.w == w.c.w,
+        aggregates=OUTAGE_AGGS,
+        finalize=finalize,
+        customer_key=None,
+    )
+
+
+def _defect_times(a) -> dict:
+    n = a.get("n")
+    if not n:
+        return {"value": None}
+    med = a.get("median")
+    return {"value": float(a["total"] or 0) / n, "median": None if med is None else float(med), "resolved": n}
+
+
+METRICS = [
+    Metric(
+        id="defects",
+        label="New defects",
+        group="reliability",
+        unit="count",
+        formula="defects opened in the period (by severity)",
+        direction="lower",
+        synonyms=("new defects", "bugs", "new bugs", "defect count", "bug count"),
+        tables=("defects",),
+        dimensions=("severity",),
+        customer_dimensions=False,
+        split="sum",
+        measure=Measure(
+            table="defects",
+            join=in_window("opened_at"),
+            time_column="opened_at",
+            aggregates={
+                "n": lambda t, w: func.count(),
+                "open": lambda t, w: count_if(or_(t.c.resolved_at.is_(None), t.c.resolved_at >= w.c.we)),
+            },
+            finalize=lambda a: {"value": a.get("n"), "still_open": a.get("open")},
+            customer_key=None,
+        ),
+        description="Seed 003: 'number of new defects … segment & qualified by criticality'. Ask `defects by severity`.",
+        extras_doc={"still_open": "of those, still open at the period's end"},
+    ),
+    Metric(
+        id="defect_resolution_time",
+        label="Defect resolution time",
+        group="reliability",
+        unit="hours",
+        formula="mean hours from opened_at to resolved_at over defects resolved in the period (median as an extra)",
+        direction="lower",
+        synonyms=("time to fix", "defect fix time", "bug fix time", "time to resolve defects", "defect resolution"),
+        tables=("defects",),
+        dimensions=("severity",),
+        customer_dimensions=False,
+        split="mean",
+        measure=Measure(
+            table="defects",
+            join=in_window("resolved_at"),
+            time_column="resolved_at",
+            aggregates={
+                "n": lambda t, w: func.count(),
+                "total": lambda t, w: func.sum(hours_between(t.c.resolved_at, t.c.opened_at)),
+                "median": lambda t, w: median(hours_between(t.c.resolved_at, t.c.opened_at)),
+            },
+            finalize=_defect_times,
+            n="n",
+            customer_key=None,
+        ),
+        description="Seed 003: 'the average time to solve one (in both cases segment & qualified by criticality)'.",
+        extras_doc={"median": "median hours", "resolved": "defects resolved"},
+    ),
+    Metric(
+        id="downtime",
+        label="Downtime",
+        group="reliability",
+        unit="minutes",
+        formula="minutes of outage (incidents of kind outage) within the period; number of outages and the longest "
+        "(minutes) as extras",
+        direction="lower",
+        synonyms=("down time", "outages", "outage minutes", "outage time"),
+        tables=("incidents",),
+        dimensions=INCIDENT_DIMS,
+        customer_dimensions=False,
+        split="sum",
+        measure=_outage_measure(_downtime),
+        description="Seed 003: 'Down time: frecuency, lenght, impact.'",
+        extras_doc={"incidents": "outages overlapping the period", "longest": "longest outage in the period, minutes"},
+    ),
+    Metric(
+        id="uptime",
+        label="Uptime",
+        group="reliability",
+        unit="percent",
+        formula="100 × (1 − minutes of outage in the period ÷ minutes in the period)",
+        direction="higher",
+        synonyms=("availability", "up time", "service availability", "uptime percent"),
+        tables=("incidents",),
+        dimensions=INCIDENT_DIMS,
+        customer_dimensions=False,
+        measure=_outage_measure(_uptime),
+        extras_doc={"downtime_minutes": "minutes of outage", "incidents": "outages"},
+    ),
+]

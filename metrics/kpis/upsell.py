@@ -1,0 +1,129 @@
+"""Cross-sell and up-sell (seed 003, '5/ Cross & Up Selling Metrics').
+
+'Potential: Total amount of Cross & Upselling opportunities, total amount of converted
+opportunities. Adoption: Total penetration of users converted to value-added service X (Y or Z).'
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, and_, case, func, literal, select, union_all
+
+from metrics.kpis.common import alive_at, count_if, div, num
+from metrics.spec import Measure, Metric, active_at, in_window
+from storage.schema import customers, subscriptions
+
+OPPORTUNITY_DIMS = ("kind", "product")
+
+
+def _closed_in(t, w):
+    closed = func.coalesce(t.c.won_at, t.c.lost_at)
+    return and_(closed >= w.c.ws, closed < w.c.we)
+
+
+def _penetration(w):
+    """Per window, two kinds of rows: every (customer active at its end, product held by
+    anyone then) pair with has = 0, and every pair actually held with has = 1. Grouped by
+    product, the first count is all active customers and the second those holding it."""
+    s, c = subscriptions, customers
+    held = (
+        select(w.c.w, s.c.customer_id, s.c.product)
+        .select_from(s.join(w, active_at(s, "started_at", "ended_at", w.c.we)))
+        .where(s.c.product.is_not(None))
+        .group_by(w.c.w, s.c.customer_id, s.c.product)
+        .cte("held")
+    )
+    alive = select(w.c.w, c.c.customer_id).select_from(c.join(w, alive_at(c, w.c.we))).subquery("alive")
+    products = select(held.c.w, held.c.product).group_by(held.c.w, held.c.product).subquery("products")
+    every_pair = select(alive.c.w, alive.c.customer_id, products.c.product, literal(0, Integer).label("has")).select_from(
+        alive.join(products, products.c.w == alive.c.w)
+    )
+    # Held pairs of customers no longer active (ended at the instant they churned) are left out.
+    pairs_held = (
+        select(held.c.w, held.c.customer_id, held.c.product, literal(1, Integer).label("has"))
+        .select_from(held.join(alive, and_(alive.c.w == held.c.w, alive.c.customer_id == held.c.customer_id)))
+    )
+    return union_all(every_pair, pairs_held).subquery("penetration")
+
+
+METRICS = [
+    Metric(
+        id="upsell_opportunities",
+        label="Up-sell and cross-sell opportunities",
+        group="upsell",
+        unit="count",
+        formula="opportunities created in the period (pipeline amount as an extra)",
+        direction="higher",
+        synonyms=("opportunities", "upsell opportunities", "cross sell opportunities", "cross-sell opportunities",
+                  "upsells", "expansion opportunities", "upsell pipeline"),
+        tables=("opportunities",),
+        dimensions=OPPORTUNITY_DIMS,
+        split="sum",
+        measure=Measure(
+            table="opportunities",
+            join=in_window("created_at"),
+            time_column="created_at",
+            aggregates={"n": lambda t, w: func.count(), "amount": lambda t, w: func.sum(t.c.amount)},
+            finalize=lambda a: {"value": a.get("n"), "pipeline": a.get("amount")},
+        ),
+        description="Seed 003: 'Total amount of Cross & Upselling opportunities'.",
+        extras_doc={"pipeline": "sum of their amounts"},
+    ),
+    Metric(
+        id="upsell_conversion",
+        label="Up-sell conversion rate",
+        group="upsell",
+        unit="percent",
+        formula="opportunities won in the period ÷ opportunities closed (won or lost) in the period × 100",
+        direction="higher",
+        synonyms=("upsell conversion", "opportunity conversion", "opportunity conversion rate", "upsell win rate",
+                  "win rate", "converted opportunities", "cross sell conversion"),
+        tables=("opportunities",),
+        dimensions=OPPORTUNITY_DIMS,
+        split="mean",
+        measure=Measure(
+            table="opportunities",
+            join=_closed_in,
+            aggregates={
+                "closed": lambda t, w: func.count(),
+                "won": lambda t, w: count_if(t.c.won_at.is_not(None)),
+                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0.0)),
+            },
+            finalize=lambda a: {
+                "value": div(a.get("won"), a.get("closed"), 100.0),
+                "won": a.get("won"),
+                "won_amount": num(a, "won_amount"),
+            },
+            n="closed",
+        ),
+        description="Seed 003: 'total amount of converted opportunities … Opportunity conversion rate'.",
+        extras_doc={"won": "opportunities won", "won_amount": "amount won"},
+    ),
+    Metric(
+        id="addon_penetration",
+        label="Add-on penetration",
+        group="upsell",
+        unit="percent",
+        formula="customers active at the period's end holding a product (active subscription) ÷ customers active at "
+        "the end × 100; by product: that product's penetration; overall: the mean over products held",
+        direction="higher",
+        synonyms=("add-on penetration", "add on penetration", "addon adoption", "attach rate", "product penetration",
+                  "penetration"),
+        tables=("subscriptions", "customers"),
+        dimensions=("product",),
+        snapshot=True,
+        split="mean",
+        measure=Measure(
+            table=_penetration,
+            join=lambda t, w: t.c.w == w.c.w,
+            aggregates={
+                "pairs": lambda t, w: func.sum(1 - t.c.has),
+                "holding": lambda t, w: func.sum(t.c.has),
+            },
+            finalize=lambda a: {"value": div(a.get("holding"), a.get("pairs"), 100.0), "holding": a.get("holding")},
+            n="pairs",
+        ),
+        description="Seed 003: 'Total penetration of users converted to value-added service X (Y or Z)'. "
+        "Ask `addon_penetration by product`.",
+        extras_doc={"holding": "customer-product pairs held by customers active at the end"},
+    ),
+]

@@ -1,0 +1,57 @@
+"""What an answer holds: small, already aggregated, ready for any front end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from metrics.periods import Period
+from metrics.query import Query
+from metrics.spec import Band, Metric
+
+
+@dataclass
+class PeriodValue:
+    period: Period
+    value: float | None
+    n: int | None = None
+
+
+@dataclass
+class Group:
+    group: str
+    value: float | None
+    n: int | None = None
+    previous: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Point:
+    start: date
+    value: float | None
+    n: int | None = None
+
+
+@dataclass
+class Result:
+    query: Query
+    metric: Metric
+    period: Period
+    value: float | None
+    n: int | None = None
+    moe: float | None = None
+    previous: PeriodValue | None = None
+    change: float | None = None
+    change_pct: float | None = None
+    judgement: str | None = None  # good, bad, flat
+    breakdown: list[Group] = field(default_factory=list)
+    breakdown_truncated: int = 0  # segments left out of the breakdown
+    series: list[Point] = field(default_factory=list)
+    previous_series: list[Point] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    band: Band | None = None
+    notes: list[str] = field(default_factory=list)
+    explanation: str | None = None  # which segment moved the change most (metrics.explain)
+    elapsed_ms: float = 0.0

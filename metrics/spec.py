@@ -1,0 +1,152 @@
+"""The shapes a catalogue entry is written in.
+
+Every KPI is computed over *windows*: a small derived table ``w`` with one row per period
+asked about (``w``: index, ``ws``/``we``: UTC timestamps, ``ds``/``de``: local dates, ends
+exclusive). A :class:`Measure` says which rows of a table belong to a window (``join``) and
+which SQL aggregates to compute per window; ``finalize`` turns those few numbers into the
+KPI's value in Python. The current period, the comparison period and every trend bucket are
+windows of one query, so a whole answer is one or two round trips, all aggregated in the
+database. This is the MetricFlow idea (simple, ratio, cumulative and derived metrics over
+time grains and offset windows) reduced to one mechanism.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, and_, or_
+
+Aggs = Mapping[str, float | None]
+# (table, windows) -> SQL expression
+Expr = Callable[[Any, Any], ColumnElement]
+
+
+@dataclass(frozen=True)
+class Band:
+    """A benchmark band quoted from the seed articles: values in [low, high) are ``label``."""
+
+    label: str
+    low: float | None = None
+    high: float | None = None
+    good: bool = True
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value < self.high)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Aggregates over the rows of ``table`` that ``join`` assigns to each window."""
+
+    # a table name, or a callable building a FromClause: with no argument (e.g. a union of
+    # two tables), or with one, the windows subquery ``w``, for sources aggregated per window
+    # first (e.g. per customer and window); such a source carries a ``w`` column to join on.
+    table: str | Callable[[], FromClause] | Callable[[Any], FromClause]
+    join: Expr
+    aggregates: Mapping[str, Expr]
+    finalize: Callable[[Aggs], dict[str, Any]]
+    n: str | None = None  # which aggregate is the sample size shown to users
+    where: Callable[[Any], ColumnElement] | None = None
+    time_column: str | None = None  # prunes rows outside all windows before the join
+    customer_key: str | None = "customer_id"  # joins customers for customer dimensions
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A KPI computed from other KPIs of the same window (e.g. LTV:CAC)."""
+
+    inputs: tuple[str, ...]
+    combine: Callable[[Mapping[str, float | None]], float | None]
+
+
+@dataclass(frozen=True)
+class Custom:
+    """A KPI that is a model, not an aggregate (predicted CLV): a function of the windows.
+
+    ``compute(engine, windows, settings, dimension, filters)`` returns
+    ``{(window index, segment or None): {"value": …, "n": …, extras…}}``. It must still do
+    its heavy lifting in SQL and hold only per-customer summaries in Python.
+    """
+
+    compute: Callable[..., Mapping[tuple[int, str | None], Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    id: str
+    label: str
+    group: str  # satisfaction, customers, retention, financial, funnel, engagement, support, reliability, upsell
+    unit: str  # score, percent, count, currency, hours, days, months, minutes, ratio, seconds
+    formula: str
+    direction: str  # higher, lower, neutral
+    measure: Measure | Derived | Custom
+    tables: tuple[str, ...]
+    synonyms: tuple[str, ...] = ()
+    bands: tuple[Band, ...] = ()
+    dimensions: tuple[str, ...] = ()  # the KPI's own columns it can be cut by
+    customer_dimensions: bool = True
+    survey: str | None = None  # nps, csat, ces, ppr: sample-size rules apply
+    min_sample: int = 0
+    snapshot: bool = False  # a level at the period's end (customers, MRR), not a flow
+    # How a change splits over segments (metrics.explain): "sum" when the segments' values add
+    # up to the total (counts, amounts), "mean" when the total is the n-weighted mean of the
+    # segments' values (rates, scores, averages; needs Measure.n); None: not decomposable.
+    split: str | None = None
+    description: str = ""
+    extras_doc: Mapping[str, str] = field(default_factory=dict)
+
+    def band_for(self, value: float | None) -> Band | None:
+        if value is None:
+            return None
+        for band in self.bands:
+            if band.contains(value):
+                return band
+        return None
+
+
+# ---- small builders so catalogue entries read like their formulas -----------------------
+
+
+def in_window(column: str) -> Expr:
+    """Rows whose ``column`` falls inside the window."""
+
+    def join(t, w):
+        return and_(t.c[column] >= w.c.ws, t.c[column] < w.c.we)
+
+    join.window_column = (column, False)  # a plain range: the engine may bucket rows instead
+    return join
+
+
+def date_in_window(column: str) -> Expr:
+    def join(t, w):
+        return and_(t.c[column] >= w.c.ds, t.c[column] < w.c.de)
+
+    join.window_column = (column, True)
+    return join
+
+
+def started_by_end(start: str) -> Expr:
+    """Rows that exist by the window's end (for levels and cohorts)."""
+    return lambda t, w: t.c[start] < w.c.we
+
+
+def active_at(t, start: str, end: str, at) -> ColumnElement:
+    return and_(t.c[start] < at, or_(t.c[end].is_(None), t.c[end] >= at))
+
+
+def ratio(num: str, den: str, scale: float = 1.0) -> Callable[[Aggs], dict[str, Any]]:
+    def fin(a: Aggs) -> dict[str, Any]:
+        n, d = a.get(num), a.get(den)
+        return {"value": None if not d or n is None else scale * n / d}
+
+    return fin
+
+
+def single(name: str, scale: float = 1.0) -> Callable[[Aggs], dict[str, Any]]:
+    def fin(a: Aggs) -> dict[str, Any]:
+        v = a.get(name)
+        return {"value": None if v is None else scale * float(v)}
+
+    return fin

@@ -1,0 +1,1 @@
+"""The data layer: canonical tables, database connections, loading and the demo company."""

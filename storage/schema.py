@@ -1,0 +1,207 @@
+"""The canonical data model every KPI reads.
+
+Columns with ``nullable=False`` are the required ones (the importer checks them).
+Times are naive UTC timestamps; ``marketing_spend.spent_on`` is a calendar date.
+``info["key"]`` on a table names the columns that identify a row, so that a re-import
+updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    false,
+    true,
+)
+
+metadata = MetaData()
+
+SURVEYS = ("nps", "csat", "ces", "ppr")
+#: Inclusive score range per survey kind (NPS 0-10, CSAT 1-5, CES 1-7, post-purchase 1-5).
+SURVEY_SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7), "ppr": (1, 5)}
+
+#: Customer attributes that every customer-linked KPI can be broken down and filtered by.
+CUSTOMER_DIMENSIONS = ("industry", "size_band", "region", "plan", "acquisition_channel")
+
+
+def _ts(name: str, required: bool = False) -> Column:
+    return Column(name, DateTime(), nullable=not required)
+
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String, primary_key=True),
+    Column("name", String),
+    _ts("signed_up_at", True),
+    _ts("churned_at"),
+    Column("industry", String),
+    Column("size_band", String),
+    Column("region", String),
+    Column("plan", String),
+    Column("acquisition_channel", String),
+    Column("is_paying", Boolean, nullable=False, server_default=true(), default=True),
+    info={"key": ("customer_id",)},
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscription_id", String, primary_key=True),
+    Column("customer_id", String, nullable=False),
+    _ts("started_at", True),
+    _ts("ended_at"),
+    Column("mrr", Float, nullable=False),
+    Column("seats", Integer),
+    Column("product", String),
+    info={"key": ("subscription_id",)},
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String, primary_key=True),
+    Column("customer_id", String, nullable=False),
+    _ts("ordered_at", True),
+    Column("amount", Float, nullable=False),
+    Column("product", String),
+    Column("is_recurring", Boolean, nullable=False, server_default=false(), default=False),
+    info={"key": ("order_id",)},
+)
+
+costs = Table(
+    "costs",
+    metadata,
+    Column("customer_id", String, nullable=False),
+    _ts("incurred_at", True),
+    Column("amount", Float, nullable=False),
+    Column("category", String),
+    info={"key": ("customer_id", "incurred_at", "category")},
+)
+
+survey_responses = Table(
+    "survey_responses",
+    metadata,
+    Column("response_id", String, primary_key=True),
+    Column("customer_id", String),
+    _ts("responded_at", True),
+    Column("survey", String, nullable=False, info={"choices": SURVEYS}),
+    Column("score", Integer, nullable=False),
+    Column("touchpoint", String),
+    Column("comment", String),
+    info={"key": ("response_id",)},
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("ticket_id", String, primary_key=True),
+    Column("customer_id", String),
+    _ts("opened_at", True),
+    _ts("first_response_at"),
+    _ts("resolved_at"),
+    Column("reopened", Boolean, nullable=False, server_default=false(), default=False),
+    Column("escalated", Boolean, nullable=False, server_default=false(), default=False),
+    Column("agent_replies", Integer),
+    Column("category", String),
+    Column("priority", String),
+    Column("channel", String),
+    info={"key": ("ticket_id",)},
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("lead_id", String, primary_key=True),
+    _ts("created_at", True),
+    Column("source", String, nullable=False),
+    _ts("mql_at"),
+    _ts("sql_at"),
+    _ts("converted_at"),
+    Column("customer_id", String),
+    Column("potential_value", Float),
+    info={"key": ("lead_id",)},
+)
+
+marketing_spend = Table(
+    "marketing_spend",
+    metadata,
+    Column("spent_on", Date, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("amount", Float, nullable=False),
+    info={"key": ("spent_on", "channel")},
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("customer_id", String, nullable=False),
+    Column("user_id", String, nullable=False),
+    _ts("occurred_at", True),
+    Column("action", String, nullable=False),
+    Column("is_core", Boolean, nullable=False, server_default=false(), default=False),
+    Column("session_seconds", Float),
+    info={"key": ("customer_id", "user_id", "occurred_at", "action")},
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("incident_id", String, primary_key=True),
+    _ts("started_at", True),
+    _ts("ended_at"),
+    Column("severity", String),
+    Column("kind", String),
+    info={"key": ("incident_id",)},
+)
+
+defects = Table(
+    "defects",
+    metadata,
+    Column("defect_id", String, primary_key=True),
+    _ts("opened_at", True),
+    _ts("resolved_at"),
+    Column("severity", String),
+    info={"key": ("defect_id",)},
+)
+
+opportunities = Table(
+    "opportunities",
+    metadata,
+    Column("opportunity_id", String, primary_key=True),
+    Column("customer_id", String, nullable=False),
+    _ts("created_at", True),
+    Column("kind", String),
+    Column("product", String),
+    Column("amount", Float),
+    _ts("won_at"),
+    _ts("lost_at"),
+    info={"key": ("opportunity_id",)},
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}
+
+#: Secondary indexes for row-store databases (PostgreSQL, SQLite). DuckDB scans with
+#: zone maps and its ART indexes only slow bulk loads, so they are not created there.
+ROW_STORE_INDEXES = [
+    Index("ix_customers_signed_up_at", customers.c.signed_up_at),
+    Index("ix_subscriptions_customer", subscriptions.c.customer_id),
+    Index("ix_orders_ordered_at", orders.c.ordered_at),
+    Index("ix_costs_incurred_at", costs.c.incurred_at),
+    Index("ix_survey_responses_responded_at", survey_responses.c.responded_at),
+    Index("ix_tickets_opened_at", tickets.c.opened_at),
+    Index("ix_leads_created_at", leads.c.created_at),
+    Index("ix_usage_events_occurred_at", usage_events.c.occurred_at),
+    Index("ix_opportunities_created_at", opportunities.c.created_at),
+]
+for _ix in ROW_STORE_INDEXES:
+    _ix.table.indexes.discard(_ix)  # database.create_tables creates them for row stores only

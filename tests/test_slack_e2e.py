@@ -1,0 +1,491 @@
+"""The Slack app end to end, through the real protocol.
+
+The app runs in HTTP mode under uvicorn on an ephemeral loopback port; requests are signed
+exactly as Slack signs them; its Web API calls go (via ``SLACK_API_URL``) to
+:class:`tests.fake_slack.FakeSlack`, which records them and can answer 429/500. The
+answers are computed by the real metrics package on a DuckDB file holding the hand-made
+fixture in :mod:`tests.slack_helpers` (NPS 2026-Q3 = 20.0, +20.0 on Q2, n = 10).
+Nothing in the SDK or Bolt is patched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+
+from bot import router
+from bot.app import KpiBot, Settings, create_bot
+from bot.server import HttpServer, SocketModeRunner
+from tests.fake_slack import PNG_MAGIC, FakeSlack, FakeSocketMode
+from tests.slack_helpers import (
+    BOT_TOKEN,
+    EXPECTED_NPS,
+    QUESTION,
+    SIGNING_SECRET,
+    TEAM_ID,
+    SlackSender,
+    direct_message,
+    http_request,
+    load_fixture,
+    mention,
+    percentile,
+)
+
+ACK_LIMIT = 3.0  # Slack's deadline
+_channels = itertools.count(1)
+
+
+@dataclass
+class Harness:
+    fake: FakeSlack
+    bot: KpiBot
+    server: HttpServer
+    send: SlackSender
+
+
+@pytest.fixture(scope="module")
+def slack(tmp_path_factory):
+    url = f"duckdb:///{tmp_path_factory.mktemp('slack') / 'metrics.duckdb'}"
+    load_fixture(url)
+    with pytest.MonkeyPatch.context() as env, FakeSlack(token=BOT_TOKEN, users={"U0ALICE": "Europe/Paris"}) as fake:
+        # one user asks every question here: lift the per-user limit (tested on its own below)
+        env.setenv("KPI_USER_BURST", "1000")
+        env.delenv("KPI_POLICY", raising=False)
+        env.setenv("KPI_STATE_URL", f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.sqlite'}")
+        settings = Settings(
+            bot_token=BOT_TOKEN,
+            signing_secret=SIGNING_SECRET,
+            api_url=fake.api_url,
+            database_url=url,
+            working_after=1.5,
+        )
+        bot = create_bot(settings)
+        with HttpServer(bot) as server:
+            yield Harness(fake, bot, server, SlackSender(server.url, fake.response_url))
+
+
+def channel(prefix: str = "C") -> str:
+    return f"{prefix}{next(_channels):04d}TEST"
+
+
+def answer_in(h: Harness | FakeSlack, ch: str, timeout: float = 15.0):
+    fake = getattr(h, "fake", h)
+    [post] = fake.wait_for("chat.postMessage", where=fake.in_channel(ch), timeout=timeout)
+    return post
+
+
+def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 10.0):
+    key = url.rsplit("/", 1)[1]
+    return h.fake.wait_for("response_url", count=count, where=lambda c: c.params["key"] == key, timeout=timeout)
+
+
+def wait_stat(h: Harness, name: str, value: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while h.bot.stats[name] < value:
+        assert time.monotonic() < deadline, f"stat {name} stayed at {h.bot.stats[name]}"
+        time.sleep(0.01)
+
+
+# ---- answers -------------------------------------------------------------------------------
+
+
+def test_question_answered_with_number_and_png_chart(slack):
+    ch = channel()
+    resp, _ = slack.send.command(QUESTION, channel=ch)
+    assert resp.status == 200 and resp.body == b""
+    assert resp.elapsed < ACK_LIMIT
+
+    post = answer_in(slack, ch)
+    header = post.blocks[0]
+    assert header["type"] == "header"
+    assert header["text"]["text"].startswith("Net Promoter Score — 2026-Q3")
+    text = post.text
+    assert f"*{EXPECTED_NPS}* score" in text  # 100 * (5 - 3) / 10
+    assert "▲ +20.0 points vs previous quarter (0.0)" in text  # Q2 = 0.0
+    assert "good for this KPI" in text
+    assert "n = 10 responses" in text
+    assert "Formula:" in text and "Benchmark: good (above 0)" in text
+    assert "Asked by <@U0ALICE>" in text
+    assert "thread_ts" not in post.params or not post.params["thread_ts"]
+
+    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    file_id = done.params["files"][0]["id"]
+    assert slack.fake.uploads[file_id].startswith(PNG_MAGIC)
+    [url_call] = slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.response.get("file_id") == file_id)
+    assert url_call.params["filename"].endswith(".png")
+    assert url_call.params["alt_txt"].startswith("Chart: ") and "Net Promoter Score" in url_call.params["alt_txt"]
+    assert done.seq > post.seq  # text first, then the chart
+    # the user's time zone was looked up, with the bot token, never before the ack
+    assert slack.fake.calls("users.info", where=lambda c: c.params.get("user") == "U0ALICE")
+    assert all(c.headers["authorization"] == f"Bearer {BOT_TOKEN}" for c in slack.fake.calls("chat.postMessage"))
+
+
+def test_breakdown_is_an_aligned_table(slack):
+    ch = channel()
+    slack.send.command(f"nps by touchpoint {QUESTION.split()[1]}", channel=ch)
+    post = answer_in(slack, ch)
+    table = next(b["text"]["text"] for b in post.blocks if b["type"] == "section" and "```" in b["text"]["text"])
+    lines = table.strip("`\n").splitlines()
+    assert lines[0].split() == ["touchpoint", "nps", "n", "change"]
+    assert lines[1].split()[:3] == ["onboarding", "40.0", "5"]  # 100 * (3 - 1) / 5
+    assert lines[2].split()[:3] == ["support", "0.0", "5"]  # 100 * (2 - 2) / 5
+    assert len({len(line.rstrip()) for line in lines[:3]}) == 1  # right-aligned columns
+    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    assert "by touchpoint" in done.params["files"][0]["title"]
+
+
+def test_mention_is_answered_in_its_thread(slack):
+    ch, ts = channel(), "1790001111.000200"
+    resp, _ = slack.send.event(mention(f"<@{slack.fake.bot_user_id}> {QUESTION}", channel=ch, ts=ts))
+    assert resp.status == 200 and resp.elapsed < ACK_LIMIT
+    post = answer_in(slack, ch)
+    assert post.params["thread_ts"] == ts
+    assert f"*{EXPECTED_NPS}*" in post.text
+    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    assert done.params["thread_ts"] == ts
+
+
+def test_direct_message_is_answered_in_the_dm(slack):
+    ch = channel("D")
+    resp, _ = slack.send.event(direct_message(QUESTION, channel=ch, ts="1790002222.000300"))
+    assert resp.status == 200
+    post = answer_in(slack, ch)
+    assert f"*{EXPECTED_NPS}*" in post.text and not post.params.get("thread_ts")
+    slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    # our own message echoed back as a message.im event is ignored
+    own = direct_message("an answer", channel=ch, ts="1790002222.000400", bot_id=slack.fake.bot_id,
+                         user=slack.fake.bot_user_id)
+    resp, event_id = slack.send.event(own)
+    assert resp.status == 200
+    help_resp, _ = slack.send.event(direct_message("help", channel=ch, ts="1790002222.000500"))
+    # DM help is a normal message; the echo before it produced nothing
+    posts = slack.fake.wait_for("chat.postMessage", count=2, where=slack.fake.in_channel(ch))
+    assert "/kpi" in posts[1].text and len(posts) == 2
+
+
+def test_bad_question_gets_the_core_message_ephemerally(slack):
+    ch = channel()
+    resp, url = slack.send.command("nsp 2026-Q3", channel=ch)
+    assert resp.status == 200
+    [reply] = responses_for(slack, url)
+    assert reply.params["response_type"] == "ephemeral"
+    assert "I don't know a KPI called `nsp`" in reply.text and "Did you mean `nps`" in reply.text
+    assert "Traceback" not in reply.text
+    assert not slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))
+
+
+def test_help_list_and_define(slack):
+    ch = channel()
+    _, help_url = slack.send.command("help", channel=ch)
+    _, list_url = slack.send.command("list", channel=ch)
+    _, define_url = slack.send.command("define nps", channel=ch)
+    _, empty_url = slack.send.command("", channel=ch)
+    [help_reply] = responses_for(slack, help_url)
+    assert "/kpi" in help_reply.text and "define" in help_reply.text and "mention me" in help_reply.text
+    [list_reply] = responses_for(slack, list_url)
+    assert "`nps`" in list_reply.text and "`csat`" in list_reply.text
+    [define_reply] = responses_for(slack, define_url)
+    assert "Net Promoter Score" in define_reply.text and "Formula" in define_reply.text
+    [empty_reply] = responses_for(slack, empty_url)
+    assert "/kpi" in empty_reply.text
+    for reply in (help_reply, list_reply, define_reply, empty_reply):
+        assert reply.params["response_type"] == "ephemeral"
+    assert not slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))
+
+
+def test_schedule_words_are_routed(slack):
+    ch = channel()
+    _, url = slack.send.command("digest help", channel=ch)
+    _, alert_url = slack.send.command("alert help", channel=ch)
+    [reply] = responses_for(slack, url)
+    [alert_reply] = responses_for(slack, alert_url)
+    for r in (reply, alert_reply):
+        assert r.params["response_type"] == "ephemeral" and r.text.strip()
+    if router.schedules_module() is not None:
+        assert "digest" in reply.text.lower() and "not available" not in reply.text
+        assert "alert" in alert_reply.text.lower()
+    else:
+        assert "not available" in reply.text
+
+
+# ---- security and robustness ----------------------------------------------------------------
+
+
+def test_forged_signature_is_rejected(slack):
+    ch = channel()
+    resp, _ = slack.send.command(QUESTION, channel=ch, secret="not-the-signing-secret")
+    assert resp.status == 401
+    body = b"token=x&command=%2Fkpi&text=nps"
+    assert slack.send.post(body, "application/x-www-form-urlencoded", sign=False).status == 401
+
+
+def test_stale_timestamp_is_rejected(slack):
+    ch = channel()
+    resp, _ = slack.send.command(QUESTION, channel=ch, timestamp=int(time.time()) - 6 * 60)
+    assert resp.status == 401
+    resp, _ = slack.send.event(mention(f"<@UKPIBOT> {QUESTION}", channel=ch, ts="1790003333.000100"),
+                               timestamp=int(time.time()) - 6 * 60)
+    assert resp.status == 401
+    # nothing was answered for either
+    ok, _ = slack.send.command(QUESTION, channel=ch)  # a fresh, valid one is
+    answer_in(slack, ch)
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 1
+
+
+def test_malformed_payload_is_a_400_and_the_server_stays_up(slack):
+    assert slack.send.post(b"{not json", "application/json").status == 400
+    assert slack.send.post(b"payload=%7Bbroken", "application/x-www-form-urlencoded").status == 400
+    assert slack.send.post(b"[1, 2]", "application/json").status == 400
+    assert slack.send.post(b"{not json", "application/json", sign=False).status == 401
+    health = http_request(slack.server.url + "/healthz")
+    assert health.status == 200 and health.json()["ok"] is True
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    answer_in(slack, ch)
+
+
+def test_url_verification_challenge(slack):
+    body = json.dumps({"token": "x", "challenge": "abc123", "type": "url_verification"}).encode()
+    resp = slack.send.post(body, "application/json")
+    assert resp.status == 200 and resp.json()["challenge"] == "abc123"
+
+
+def test_retried_event_is_answered_once(slack):
+    ch, ts = channel(), "1790004444.000100"
+    before = slack.bot.stats["duplicate_events"]
+    ev = mention(f"<@UKPIBOT> {QUESTION}", channel=ch, ts=ts)
+    first, event_id = slack.send.event(ev)
+    retry, _ = slack.send.event(ev, event_id=event_id, retry_num=1)
+    assert first.status == 200 and retry.status == 200
+    wait_stat(slack, "duplicate_events", before + 1)
+    answer_in(slack, ch)
+    slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    # a later question in the same channel is answered, and still only one answer to the first
+    slack.send.event(mention("<@UKPIBOT> nps by touchpoint 2026-Q3", channel=ch, ts="1790004444.000200"))
+    posts = slack.fake.wait_for("chat.postMessage", count=2, where=slack.fake.in_channel(ch))
+    assert [p.params["thread_ts"] for p in posts].count(ts) == 1
+
+
+def test_rate_limited_post_is_retried_and_delivered_once(slack):
+    ch = channel()
+    slack.fake.fail("chat.postMessage", status=429, retry_after=1, when=lambda p: p.get("channel") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    attempts = slack.fake.calls("chat.postMessage", ok=None, where=slack.fake.in_channel(ch))
+    assert [a.status for a in attempts] == [429, 200]
+    assert post.at - attempts[0].at >= 0.9  # waited for Retry-After: 1
+    assert f"*{EXPECTED_NPS}*" in post.text
+
+
+def test_server_error_on_post_is_retried(slack):
+    ch = channel()
+    slack.fake.fail("chat.postMessage", status=500, when=lambda p: p.get("channel") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    answer_in(slack, ch)
+    attempts = slack.fake.calls("chat.postMessage", ok=None, where=slack.fake.in_channel(ch))
+    assert [a.status for a in attempts] == [500, 200]
+
+
+def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
+    ch = channel()
+    slack.fake.fail("files.completeUploadExternal", error="not_in_channel",
+                    when=lambda p: p.get("channel_id") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    assert f"*{EXPECTED_NPS}*" in post.text
+    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    assert update.params["ts"] == post.response["ts"]
+    assert "chart could not be attached" in update.text and "/invite @kpibot" in update.text
+    assert f"*{EXPECTED_NPS}*" in update.text  # still the whole answer
+
+
+def test_slash_command_where_the_bot_is_not_a_member(slack):
+    ch = channel()
+    slack.fake.not_member.add(ch)
+    _, url = slack.send.command(QUESTION, channel=ch)
+    [reply] = responses_for(slack, url)
+    assert reply.params["response_type"] == "in_channel"
+    assert f"*{EXPECTED_NPS}*" in reply.text and "/invite @kpibot" in reply.text
+    assert not slack.fake.calls("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+
+
+def test_slow_answer_gets_a_working_line_first(slack):
+    ch = channel()
+    slack.bot.settings.working_after = 0.0
+    try:
+        _, url = slack.send.command(QUESTION, channel=ch)
+        post = answer_in(slack, ch)
+    finally:
+        slack.bot.settings.working_after = 1.5
+    [working] = responses_for(slack, url)
+    assert "Working on it" in working.text and working.params["response_type"] == "ephemeral"
+    assert working.seq < post.seq
+
+
+def test_burst_of_30_commands_all_acked_fast_and_answered(slack):
+    channels = [channel("CB") for _ in range(30)]
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(lambda i: slack.send.command(QUESTION, channel=channels[i], user=f"U0BURST{i}")[0],
+                                range(30)))
+    acks = [r.elapsed for r in results]
+    assert all(r.status == 200 for r in results)
+    assert max(acks) < ACK_LIMIT
+    posts = slack.fake.wait_for(
+        "chat.postMessage", count=30, where=lambda c: c.params.get("channel") in set(channels), timeout=45
+    )
+    assert {p.params["channel"] for p in posts} == set(channels)
+    assert all(f"*{EXPECTED_NPS}*" in p.text for p in posts)
+    print(f"\n30-burst ack times: p50={percentile(acks, 50) * 1000:.0f} ms, "
+          f"p99={percentile(acks, 99) * 1000:.0f} ms, max={max(acks) * 1000:.0f} ms")
+
+
+# ---- access policy and rate limits ------------------------------------------------------------
+
+
+def test_policy_keeps_financial_kpis_out_of_channels(slack):
+    ch = channel()
+    _, url = slack.send.command("revenue 2026-Q3", channel=ch)
+    [reply] = responses_for(slack, url)
+    assert reply.params["response_type"] == "ephemeral"
+    assert "KPI policy" in reply.text and "`revenue`" in reply.text
+    assert not slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))
+    assert not slack.fake.calls("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+
+
+def test_a_user_asking_too_fast_is_told_to_wait(slack, monkeypatch):
+    from bot.ratelimit import Limits
+
+    monkeypatch.setenv("KPI_USER_BURST", "2")
+    monkeypatch.setenv("KPI_USER_PER_MINUTE", "1")
+    saved, slack.bot.limits = slack.bot.limits, Limits()
+    try:
+        ch = channel()
+        urls = [slack.send.command(QUESTION, channel=ch, user="U0EAGER")[1] for _ in range(3)]
+        slack.fake.wait_for("chat.postMessage", count=2, where=slack.fake.in_channel(ch))
+        [limited] = responses_for(slack, urls[2])
+    finally:
+        slack.bot.limits = saved
+    assert limited.params["response_type"] == "ephemeral" and "try again in" in limited.text
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 2
+
+
+# ---- `kpibot serve` as a process -------------------------------------------------------------
+
+
+def test_kpibot_serve_http_mode_in_a_subprocess(slack, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"duckdb:///{tmp_path / 'serve.duckdb'}"
+    load_fixture(url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.fake.api_url,
+        "KPI_DATABASE_URL": url,
+        "KPI_STATE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                if http_request(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "kpibot serve did not come up"
+            time.sleep(0.05)
+        sender = SlackSender(f"http://127.0.0.1:{port}", slack.fake.response_url)
+        ch = channel()
+        resp, _ = sender.command(QUESTION, channel=ch)
+        assert resp.status == 200
+        assert f"*{EXPECTED_NPS}*" in answer_in(slack, ch).text
+        assert sender.command(QUESTION, channel=ch, secret="forged")[0].status == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    assert any(line["event"] == "serving" and line.get("mode") == "http" for line in lines)
+    assert any(line["event"] == "reply" and line.get("kpi") == "nps" for line in lines)
+    assert BOT_TOKEN not in err.decode() and SIGNING_SECRET not in err.decode()
+
+
+# ---- Socket Mode -----------------------------------------------------------------------------
+
+APP_TOKEN = "xapp-1-A0KPI-1234-testapptoken"
+
+
+@pytest.fixture(scope="module")
+def socket_slack(tmp_path_factory):
+    url = f"duckdb:///{tmp_path_factory.mktemp('socket') / 'metrics.duckdb'}"
+    load_fixture(url)
+    with FakeSlack(token=BOT_TOKEN, app_token=APP_TOKEN) as fake:
+        ws = FakeSocketMode(fake)
+        bot = create_bot(Settings(bot_token=BOT_TOKEN, app_token=APP_TOKEN, api_url=fake.api_url, database_url=url))
+        runner = SocketModeRunner(bot, APP_TOKEN).start()
+        ws.connected()
+        try:
+            yield fake, ws, bot
+        finally:
+            runner.stop()
+            ws.close()
+
+
+def test_socket_mode_slash_command_is_acked_over_the_socket_and_answered(socket_slack):
+    fake, ws, _ = socket_slack
+    ch = channel()
+    envelope = ws.send("slash_commands", {
+        "token": "x", "team_id": TEAM_ID, "channel_id": ch, "user_id": "U0ALICE", "user_name": "alice",
+        "command": "/kpi", "text": QUESTION, "response_url": fake.response_url(), "trigger_id": "1.2.3",
+        "api_app_id": "A0KPI", "is_enterprise_install": "false",
+    })
+    elapsed, ack = ws.wait_ack(envelope)
+    assert elapsed < ACK_LIMIT and ack["envelope_id"] == envelope
+    post = answer_in(fake, ch)
+    assert f"*{EXPECTED_NPS}*" in post.text
+    [done] = fake.wait_for("files.completeUploadExternal", where=fake.in_channel(ch))
+    assert fake.uploads[done.params["files"][0]["id"]].startswith(PNG_MAGIC)
+
+
+def test_socket_mode_retried_event_is_answered_once(socket_slack):
+    fake, ws, bot = socket_slack
+    ch, ts = channel(), "1790005555.000100"
+    before = bot.stats["duplicate_events"]
+    payload = {
+        "token": "x", "team_id": TEAM_ID, "api_app_id": "A0KPI", "type": "event_callback",
+        "event_id": "EvSOCKET0001", "event_time": int(time.time()),
+        "event": mention(f"<@{fake.bot_user_id}> {QUESTION}", channel=ch, ts=ts),
+        "authorizations": [{"team_id": TEAM_ID, "user_id": fake.bot_user_id, "is_bot": True}],
+    }
+    first = ws.send("events_api", payload)
+    retry = ws.send("events_api", payload, retry_attempt=1)
+    assert ws.wait_ack(first)[0] < ACK_LIMIT and ws.wait_ack(retry)[0] < ACK_LIMIT
+    wait_stat(SimpleNamespace(bot=bot), "duplicate_events", before + 1)
+    post = answer_in(fake, ch)
+    assert post.params["thread_ts"] == ts
