@@ -565,7 +565,7 @@ def rfm_summary(
     if time_unit not in _UNIT_DAYS:
         raise ValueError(f"time_unit must be one of {sorted(_UNIT_DAYS)}")
     stmt = rfm_summary_query(end, start, customer_filter, include_recurring)
-    with database.connect(engine) as conn:
+    with database.query(engine) as conn:
         rows = conn.execute(stmt).all()
     df = pd.DataFrame(
         rows, columns=["customer_id", "frequency", "recency", "T", "monetary", "orders", "revenue"]

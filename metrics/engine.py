@@ -304,21 +304,9 @@ def _group(value) -> str:
 
 
 def execute(engine: Engine, stmt, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Runs one aggregate statement; DuckDB gets the query timeout through interrupt()."""
-    with database.connect(engine) as conn:
-        handle = None
-        if engine.dialect.name == "duckdb":
-            raw = conn.connection.driver_connection
-            handle = database.watchdog.call_later(database.query_timeout_seconds(), raw.interrupt)
-        try:
-            return [dict(r) for r in conn.execute(stmt, params).mappings()]
-        except Exception as exc:
-            if handle is not None and handle[0]:
-                raise database.DatabaseError("the query took too long and was stopped") from exc
-            raise
-        finally:
-            if handle is not None:
-                database.watchdog.cancel(handle)
+    """Runs one aggregate statement under the query deadline (``database.query``)."""
+    with database.query(engine) as conn:
+        return [dict(r) for r in conn.execute(stmt, params).mappings()]
 
 
 # ---- building the answer ------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sqlalchemy import Engine, String, and_, func, literal, or_, select, union_all
+from sqlalchemy import Engine, String, and_, func, literal, or_, select, true, union_all
 
 from metrics import engine as _engine
 from metrics.catalogue import CATALOGUE
@@ -287,7 +287,7 @@ def acquisition(period: Period, engine: Engine, settings: Settings) -> Acquisiti
     c = customers
     new = _rows(
         engine,
-        select(c.c.acquisition_channel.label("channel"), func.count().label("n"), count_if(c.c.is_paying.is_(True)).label("paying"))
+        select(c.c.acquisition_channel.label("channel"), func.count().label("n"), count_if(c.c.is_paying == true()).label("paying"))
         .where(c.c.signed_up_at >= start, c.c.signed_up_at < end)
         .group_by(c.c.acquisition_channel),
     )

@@ -184,7 +184,9 @@ def _make_engine(url: str) -> Engine:
         timeout_ms = int(query_timeout_seconds() * 1000)
         # JIT compilation costs seconds on the wide aggregate statements and saves nothing here
         connect_args = {"connect_timeout": 3, "options": f"-c statement_timeout={timeout_ms} -c jit=off"}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        # no pool_pre_ping: _retrying_connect pings itself, after checkout, so that a server that
+        # stops answering mid-ping can be cut off by query()'s deadline like any other read
+        return create_engine(url, connect_args=connect_args)
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -223,10 +225,13 @@ def busy_wait_seconds() -> float:
 
 
 @contextmanager
-def _retrying_connect(engine: Engine, wait: float | None = None) -> Iterator[Connection]:
-    """Connects, retrying for up to ``wait`` seconds while another process holds the file."""
+def _retrying_connect(engine: Engine, wait: float | None = None, guard: _Guard | None = None) -> Iterator[Connection]:
+    """Connects, retrying for up to ``wait`` seconds while another process holds the file.
+    PostgreSQL connections are pinged here (see _make_engine); ``guard`` gets the driver
+    connection before the first byte is sent, for a deadline to cut."""
     deadline = time.monotonic() + (busy_wait_seconds() if wait is None else wait)
     pause = 0.05
+    pings = 0
     while True:
         try:
             conn = engine.connect()
@@ -238,9 +243,32 @@ def _retrying_connect(engine: Engine, wait: float | None = None) -> Iterator[Con
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
             continue
+        if guard is not None:
+            guard.connection = conn.connection.driver_connection
+        if engine.dialect.name == "postgresql" and not _ping(conn):
+            pings += 1
+            conn.invalidate()
+            conn.close()
+            if guard is not None and guard.fired:
+                raise DatabaseError("cut off by the query deadline")
+            if pings > 1:
+                raise DatabaseError("the metrics database is not answering (its connections keep dropping)")
+            continue
         with conn:
             yield conn
         return
+
+
+def _ping(conn: Connection) -> bool:
+    """False when a pooled connection turns out dead (the server restarted since it was used)."""
+    dbapi = conn.connection.dbapi_connection
+    try:
+        conn.dialect.do_ping(dbapi)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        if conn.dialect.is_disconnect(exc, dbapi, None):
+            return False
+        raise
+    return True
 
 
 @contextmanager
@@ -256,6 +284,72 @@ def connect(engine: Engine | None = None, wait: float | None = None) -> Iterator
         if is_lock_error(exc):
             raise DataBusy("data is being refreshed, try again in a moment") from exc
         raise DatabaseError(_short(exc)) from exc
+
+
+SILENCE_GRACE = 1.5  # seconds past the query timeout before a silent PostgreSQL socket is cut
+
+
+@contextmanager
+def query(engine: Engine | None = None) -> Iterator[Connection]:
+    """:func:`connect` for answering a question, under a deadline the database cannot ignore.
+
+    DuckDB is ``interrupt()``ed after ``KPI_QUERY_TIMEOUT``. PostgreSQL enforces that timeout
+    itself (``statement_timeout``); a server that stops answering altogether (a hung host, a
+    network partition) would leave the read blocked until TCP gives up, minutes later, so
+    ``SILENCE_GRACE`` after the timeout the socket is shut: the ping, query or rollback fails
+    at once, the pool drops that connection and the user gets one line.
+    """
+    engine = engine or get_engine()
+    seconds = query_timeout_seconds()
+    guard = _Guard()
+    handle = None
+    if engine.dialect.name == "duckdb":
+        handle = watchdog.call_later(seconds, lambda: guard.cut(lambda c: c.interrupt()))
+    elif engine.dialect.name == "postgresql":
+        handle = watchdog.call_later(seconds + SILENCE_GRACE, lambda: guard.cut(_shut_socket))
+    try:
+        with _retrying_connect(engine, guard=guard) as conn:
+            yield conn
+    except Exception as exc:
+        if handle is not None and handle[0]:
+            what = "the query took too long and was stopped" if engine.dialect.name == "duckdb" else (
+                f"the metrics database stopped answering (nothing for {seconds + SILENCE_GRACE:g} s)")
+            raise DatabaseError(what) from exc
+        if isinstance(exc, DatabaseError):
+            raise
+        if isinstance(exc, OperationalError | DBAPIError):
+            if is_lock_error(exc):
+                raise DataBusy("data is being refreshed, try again in a moment") from exc
+            raise DatabaseError(_short(exc)) from exc
+        raise
+    finally:
+        if handle is not None:
+            watchdog.cancel(handle)
+
+
+class _Guard:
+    """The connection a query deadline would cut, and whether it did."""
+
+    def __init__(self) -> None:
+        self.connection = None
+        self.fired = False
+
+    def cut(self, how) -> None:
+        self.fired = True
+        if self.connection is not None:
+            how(self.connection)
+
+
+def _shut_socket(driver_connection) -> None:
+    """Shut a psycopg connection's socket from another thread: its blocked read returns at once."""
+    import socket
+
+    fd = driver_connection.pgconn.socket
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.close()
 
 
 def _short(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ profitability per customer (the last two live in :mod:`metrics.kpis.financial`).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 
 from metrics.kpis.common import (
     DAY,
@@ -37,7 +37,7 @@ def _active_customers(paying_only: bool) -> Measure:
     return Measure(
         table="customers",
         join=started_by_end("signed_up_at"),
-        where=(lambda t: t.c.is_paying.is_(True)) if paying_only else None,
+        where=(lambda t: t.c.is_paying == true()) if paying_only else None,
         aggregates={"active": lambda t, w: count_if(or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.we))},
         finalize=single("active"),
     )
@@ -171,7 +171,7 @@ METRICS = [
             time_column="signed_up_at",
             aggregates={
                 "n": lambda t, w: func.count(),
-                "paying": lambda t, w: count_if(t.c.is_paying.is_(True)),
+                "paying": lambda t, w: count_if(t.c.is_paying == true()),
             },
             finalize=lambda a: {
                 "value": a.get("n"),

@@ -10,7 +10,7 @@ Active users are counted from a per-window table of users (grouped in the databa
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, and_, case, func, literal, select, union_all
+from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
 
 from metrics.kpis.common import div, per_month, per_week, window_seconds
 from metrics.spec import Measure, Metric, in_window
@@ -34,7 +34,7 @@ def _users(days: int | None):
                 w.c.w,
                 ue.c.customer_id,
                 ue.c.user_id,
-                func.sum(case((ue.c.is_core.is_(True), 1), else_=0)).label("core"),
+                func.sum(case((ue.c.is_core == true(), 1), else_=0)).label("core"),
             )
             .select_from(ue.join(w, inside))
             .group_by(w.c.w, ue.c.customer_id, ue.c.user_id)
@@ -135,7 +135,7 @@ METRICS = [
             table="usage_events",
             join=in_window("occurred_at"),
             time_column="occurred_at",
-            where=lambda t: t.c.is_core.is_(True),
+            where=lambda t: t.c.is_core == true(),
             aggregates={"n": lambda t, w: func.count(), "window_seconds": window_seconds},
             finalize=lambda a: {"value": per_week(a.get("n"), a), "count": a.get("n")},
         ),

@@ -7,7 +7,7 @@ matched with ``customers.acquisition_channel``, so both answer ``by channel``.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, and_, case, func, literal, select, union_all
+from sqlalchemy import Float, Integer, and_, case, func, literal, select, true, union_all
 
 from metrics.kpis.common import div, num, per_month, window_seconds
 from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
@@ -153,7 +153,7 @@ METRICS = [
             time_column="ordered_at",
             aggregates={
                 "total": lambda t, w: func.sum(t.c.amount),
-                "recurring": lambda t, w: func.sum(case((t.c.is_recurring.is_(True), t.c.amount), else_=0.0)),
+                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0.0)),
                 "orders": lambda t, w: func.count(),
             },
             finalize=_revenue,

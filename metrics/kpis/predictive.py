@@ -57,7 +57,7 @@ def _by_segment(engine, result, window: int, dimension: str) -> dict:
     from storage.schema import customers
 
     ids = result.customers[["customer_id", "clv"]]
-    with database.connect(engine) as conn:
+    with database.query(engine) as conn:
         attrs = dict(conn.execute(select(customers.c.customer_id, customers.c[dimension])).all())
     groups: dict[str, list[float]] = {}
     for cid, clv in ids.itertuples(index=False):
