@@ -207,6 +207,8 @@ class KpiBot:
         self.listener_pool = ThreadPoolExecutor(
             max_workers=settings.listener_threads, thread_name_prefix="kpibot-listener"
         )
+        # slash commands the HTTP endpoint has already acknowledged, dispatched through Bolt here
+        self.dispatcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpibot-dispatch")
         bolt_logger = get_logger("kpibot.bolt")
         if not any(isinstance(f, _QuietBoltStartup) for f in bolt_logger.filters):
             bolt_logger.addFilter(_QuietBoltStartup())
@@ -628,10 +630,29 @@ class KpiBot:
         with self._stats_lock:
             self.stats[name] += 1
 
+    def dispatch_acked(self, request) -> None:
+        """Run an already acknowledged slash command through Bolt (middleware, listener) off the
+        request path; Bolt's own ack response is discarded, the answer follows as usual."""
+
+        def run() -> None:
+            try:
+                response = self.app.dispatch(request)
+                if response.status != 200:
+                    log_event(log, "early_acked_dispatch_refused", level=30, status=response.status)
+            except Exception:  # noqa: BLE001 - the request is acked: log it, never raise into the pool
+                log_event(log, "dispatch_failed", level=40, exc_info=True, error_id=new_error_id())
+
+        try:
+            self.dispatcher.submit(run)
+        except RuntimeError:  # shutting down
+            log_event(log, "job_rejected_shutting_down", level=30, surface="slash")
+
     def close(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait``, finish the answers in flight."""
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        # in the order work flows: early-acked requests → listeners → answers
+        self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
         self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def _load_policy():

@@ -95,6 +95,10 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH) -> Starlette:
                          status=status, reason=type(exc).__name__, bytes=len(body),
                          content_type=request.headers.get("content-type"))
             return JSONResponse({"error": "malformed payload" if signed else "invalid request"}, status_code=status)
+        if _early_ack(bolt_request.body) and _signed(verifier, body, timestamp or "",
+                                                     request.headers.get("x-slack-signature", "")):
+            bot.dispatch_acked(bolt_request)
+            return Response(status_code=200)
         try:
             bolt_response = await run_in_threadpool(app.dispatch, bolt_request)
         except Exception:  # noqa: BLE001 - keep serving; the id ties the 500 to the log line
@@ -115,6 +119,14 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH) -> Starlette:
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
         ]
     )
+
+
+def _early_ack(body: dict) -> bool:
+    """A signed slash command is acknowledged before Bolt sees it: its ack carries nothing
+    (the answer is posted afterwards), and waiting for the listener's ``ack()`` through Bolt's
+    runner (which polls every 10 ms, on a thread, under the GIL that answers being computed
+    also want) is what made acks slow in a burst."""
+    return isinstance(body.get("command"), str) and body.get("ssl_check") is None
 
 
 _TEXT_FIELDS = ("type", "text", "user", "channel", "ts", "thread_ts", "event_ts", "channel_type", "subtype",
@@ -229,6 +241,9 @@ def _uvicorn_config(asgi, host: str, port: int) -> uvicorn.Config:
 
 def run_http(bot: KpiBot, host: str, port: int) -> None:
     kpilog.event(log, "serving", mode="http", host=host, port=port, path=EVENTS_PATH)
+    # The event loop acks; answers being computed (charts, result handling) hold the GIL. A
+    # shorter switch interval hands it back to the loop sooner, so acks stay fast in a burst.
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(_uvicorn_config(build_asgi(bot), host, port))
     # uvicorn handles SIGINT/SIGTERM with a graceful shutdown, then re-raises the signal to
     # the handler it found: make that ours, so the answers already acked are finished and
