@@ -107,6 +107,7 @@ class Command:
     outcome: str | None = None  # answered | answered-fallback | refused-policy | rate-limited | bad-question
     #                             | database | internal-error | lost | not-sent
     reply_s: float | None = None
+    detail: str = ""  # the text of an unexpected reply, for the report
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Soak:
         os.environ["KPI_POLICY"] = str(policy)
         from bot import logging as kpilog
 
-        kpilog.setup(os.environ["KPI_LOG_LEVEL"], stream=open(self.tmp / "kpibot.log", "w"))  # noqa: SIM115
+        kpilog.setup(os.environ["KPI_LOG_LEVEL"], stream=open(self.tmp / "kpibot.log", "a"))  # noqa: SIM115
         self.url = self._metrics_db()
         from tests.fake_slack import FakeSlack
         from tests.slack_helpers import BOT_TOKEN
@@ -437,6 +438,7 @@ class Soak:
                     cmd.outcome = "answered-fallback"
                 elif "error id" in text:
                     cmd.outcome = "internal-error"
+                    cmd.detail = text[:200]
                 elif "KPI policy" in text:
                     cmd.outcome = "refused-policy"
                 elif "try again in" in text:
@@ -555,6 +557,7 @@ class Soak:
             "internal_errors": outcomes["internal-error"],
             "lost": outcomes["lost"],
             "unexpected": {f"{k[0]}->{k[1]}": v for k, v in unexpected.items()},
+            "internal_error_texts": [f"{c.text!r}: {c.detail}" for c in sent if c.outcome == "internal-error"][:5],
             "ack_ms_p50_p99_max": [round(pct(acks, 50)), round(pct(acks, 99)), round(max(acks, default=0))],
             "answer_s_p50_p95_max": [round(pct(answered, 50), 2), round(pct(answered, 95), 2),
                                      round(max(answered, default=0), 2)],
@@ -626,6 +629,8 @@ def print_report(r: dict) -> None:
         line("  lost", lost)
     if r["unexpected"]:
         line("UNEXPECTED outcomes", r["unexpected"])
+    for text in r.get("internal_error_texts", []):
+        line("  internal error", text)
     line("ack ms p50 / p99 / max", " / ".join(map(str, r["ack_ms_p50_p99_max"])))
     line("answer s p50 / p95 / max", " / ".join(map(str, r["answer_s_p50_p95_max"])))
     line("database line s p50 / max", " / ".join(map(str, r["database_line_s_p50_max"])))

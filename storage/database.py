@@ -147,6 +147,9 @@ def _duckdb_setup(dbapi_conn, _record) -> None:
     memory = os.environ.get("KPI_DUCKDB_MEMORY", "").strip()
     if memory and _SIZE.match(memory):
         statements.append(f"SET memory_limit = '{memory}'")
+    flush = os.environ.get("KPI_DUCKDB_FLUSH", "").strip()
+    if flush and _SIZE.match(flush):
+        statements.append(f"SET allocator_flush_threshold = '{flush}'")
     threads = os.environ.get("KPI_DUCKDB_THREADS", "").strip()
     if threads.isdigit() and int(threads) > 0:
         statements.append(f"SET threads = {int(threads)}")
@@ -260,14 +263,12 @@ def _retrying_connect(engine: Engine, wait: float | None = None, guard: _Guard |
 
 
 def _ping(conn: Connection) -> bool:
-    """False when a pooled connection turns out dead (the server restarted since it was used)."""
-    dbapi = conn.connection.dbapi_connection
+    """False when a pooled connection is not usable (the server restarted since it was used,
+    a deadline cut it, it was left mid-command): the caller drops it and takes another."""
     try:
-        conn.dialect.do_ping(dbapi)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        if conn.dialect.is_disconnect(exc, dbapi, None):
-            return False
-        raise
+        conn.dialect.do_ping(conn.connection.dbapi_connection)
+    except conn.dialect.loaded_dbapi.Error:
+        return False
     return True
 
 
@@ -317,7 +318,7 @@ def query(engine: Engine | None = None) -> Iterator[Connection]:
             raise DatabaseError(what) from exc
         if isinstance(exc, DatabaseError):
             raise
-        if isinstance(exc, OperationalError | DBAPIError):
+        if isinstance(exc, OperationalError | DBAPIError | engine.dialect.loaded_dbapi.Error):
             if is_lock_error(exc):
                 raise DataBusy("data is being refreshed, try again in a moment") from exc
             raise DatabaseError(_short(exc)) from exc
