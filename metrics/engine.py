@@ -124,7 +124,12 @@ def compile_measure(
 ) -> Select:
     values = _values(windows, settings)
     w = _windows(windows, values)
-    table = TABLES[measure.table] if isinstance(measure.table, str) else _source(measure.table, w)
+    layers = _layers(windows)
+
+    def bucket(source_table, column: str, dates: bool = False):
+        return _bucketed(source_table, column, dates, layers, values, [])
+
+    table = TABLES[measure.table] if isinstance(measure.table, str) else _source(measure.table, w, bucket)
     prune = []  # conditions on the measure's own rows
     if measure.where is not None:
         prune.append(measure.where(table))
@@ -138,7 +143,7 @@ def compile_measure(
     plain = getattr(measure.join, "window_column", None)  # set by in_window / date_in_window
     own_rows = isinstance(measure.table, str) or not inspect.signature(measure.table).parameters
     if plain and own_rows and plain[0] in table.c:
-        table = _bucketed(measure, table, _layers(windows), values, prune)
+        table = _bucketed(table, *plain, layers, values, prune)
         on, prune = table.c._w == w.c.w, []
     needs_customers = False
     dim_col = None
@@ -166,14 +171,14 @@ def compile_measure(
     return stmt
 
 
-def _bucketed(measure: Measure, table, layers, values: dict[str, Any], prune):
+def _bucketed(table, column: str, dates: bool, layers, values: dict[str, Any], prune):
     """``table``'s rows with ``_w``, the window each falls in, for a plain range join
     (:func:`~metrics.spec.in_window`): no range join to the windows, which databases run as a
     sort or a nested loop over rows × windows (a 2-year monthly trend has 50 windows), but
     one CASE over sorted, non-overlapping windows per layer (the periods, the buckets), each
     layer one pruned scan. Named like the table, so the rest of the statement reads the same.
+    Rows in a gap between windows get ``_w`` NULL.
     """
-    column, dates = measure.join.window_column
     col = table.c[column]
     kind = Date if dates else DateTime
     start, end = ("ds", "de") if dates else ("ws", "we")
@@ -204,9 +209,11 @@ def _search(col, cuts: list, labels: list, first: int, last: int):
     )
 
 
-def _source(make, w):
-    """A callable source; one that takes an argument is built per window and is given ``w``."""
-    return make(w) if inspect.signature(make).parameters else make()
+def _source(make, w, bucket):
+    """A callable source; one that takes arguments is built per window and is given ``w``
+    (and ``bucket``, see :class:`~metrics.spec.Measure`)."""
+    params = len(inspect.signature(make).parameters)
+    return make(w, bucket) if params >= 2 else make(w) if params else make()
 
 
 def _finalize(metric: Metric, measure: Measure, row: dict[str, Any]) -> Cell:

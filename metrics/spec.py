@@ -43,7 +43,9 @@ class Measure:
     # a table name, or a callable building a FromClause: with no argument (e.g. a union of
     # two tables), or with one, the windows subquery ``w``, for sources aggregated per window
     # first (e.g. per customer and window); such a source carries a ``w`` column to join on.
-    table: str | Callable[[], FromClause] | Callable[[Any], FromClause]
+    # A source taking two arguments also gets ``bucket(table, column, dates=False)``: that
+    # table's rows inside the windows with ``_w``, the window each falls in (no range join).
+    table: str | Callable[[], FromClause] | Callable[[Any], FromClause] | Callable[[Any, Any], FromClause]
     join: Expr
     aggregates: Mapping[str, Expr]
     finalize: Callable[[Aggs], dict[str, Any]]

@@ -147,9 +147,6 @@ def _duckdb_setup(dbapi_conn, _record) -> None:
     memory = os.environ.get("KPI_DUCKDB_MEMORY", "").strip()
     if memory and _SIZE.match(memory):
         statements.append(f"SET memory_limit = '{memory}'")
-    flush = os.environ.get("KPI_DUCKDB_FLUSH", "").strip()
-    if flush and _SIZE.match(flush):
-        statements.append(f"SET allocator_flush_threshold = '{flush}'")
     threads = os.environ.get("KPI_DUCKDB_THREADS", "").strip()
     if threads.isdigit() and int(threads) > 0:
         statements.append(f"SET threads = {int(threads)}")

@@ -23,25 +23,30 @@ def _users(days: int | None):
     ``days``, in the ``days`` before its end — and their core events. Grouping on the two
     columns is cheaper than counting distinct concatenated keys."""
 
-    def source(w):
-        ue = usage_events
-        if days is None:
-            inside = and_(ue.c.occurred_at >= w.c.ws, ue.c.occurred_at < w.c.we)
-        else:
-            inside = and_(ue.c.occurred_at >= add_days(w.c.we, -days), ue.c.occurred_at < w.c.we)
+    def core(ue):
+        return func.sum(case((ue.c.is_core == true(), 1), else_=0)).label("core")
+
+    def in_windows(w, bucket):
+        # each event tagged with its window by a pruned scan, then grouped: no range join
+        ue = bucket(usage_events, "occurred_at")
         return (
-            select(
-                w.c.w,
-                ue.c.customer_id,
-                ue.c.user_id,
-                func.sum(case((ue.c.is_core == true(), 1), else_=0)).label("core"),
-            )
+            select(ue.c._w.label("w"), ue.c.customer_id, ue.c.user_id, core(ue))
+            .where(ue.c._w.is_not(None))
+            .group_by(ue.c._w, ue.c.customer_id, ue.c.user_id)
+            .subquery("active_users")
+        )
+
+    def before_end(w):
+        ue = usage_events
+        inside = and_(ue.c.occurred_at >= add_days(w.c.we, -days), ue.c.occurred_at < w.c.we)
+        return (
+            select(w.c.w, ue.c.customer_id, ue.c.user_id, core(ue))
             .select_from(ue.join(w, inside))
             .group_by(w.c.w, ue.c.customer_id, ue.c.user_id)
             .subquery("active_users")
         )
 
-    return source
+    return in_windows if days is None else before_end
 
 
 def _active_users(days: int) -> Measure:
@@ -69,15 +74,15 @@ def _session(a) -> dict:
     }
 
 
-def _adoption(w):
+def _adoption(w, bucket):
     """Per window, two kinds of rows: every (active customer, action seen) pair with used = 0,
     and every pair that happened with used = 1. Grouped by action, the first count is all
     active customers (the denominator) and the second those who used it; no join on the pairs."""
-    ue = usage_events
+    ue = bucket(usage_events, "occurred_at")
     used = (
-        select(w.c.w, ue.c.customer_id, ue.c.action)
-        .select_from(ue.join(w, and_(ue.c.occurred_at >= w.c.ws, ue.c.occurred_at < w.c.we)))
-        .group_by(w.c.w, ue.c.customer_id, ue.c.action)
+        select(ue.c._w.label("w"), ue.c.customer_id, ue.c.action)
+        .where(ue.c._w.is_not(None))
+        .group_by(ue.c._w, ue.c.customer_id, ue.c.action)
         .cte("used_actions")
     )
     active = select(used.c.w, used.c.customer_id).group_by(used.c.w, used.c.customer_id).subquery("active_customers")
