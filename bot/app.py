@@ -3,6 +3,8 @@
 Flow of every request::
 
     Slack ──► Bolt (signature check, cached auth) ──► listener: ack() + enqueue ──► 200 to Slack
+    (a signed slash command over HTTP gets its 200 from bot.server first; Bolt then runs the
+    same listener on a dispatch thread, and its ack goes nowhere)
                                                            │
                                  work pool (KPI_WORKERS) ▼
                 users.info (tz) → router.route → metrics.api.ask → Block Kit → chat.postMessage

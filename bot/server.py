@@ -12,7 +12,10 @@ The Bolt app is synchronous (the metrics engine and matplotlib are). The ASGI en
 the body on the event loop and hands ``App.dispatch`` to a worker thread, so a request
 waiting for its ``ack()`` never blocks the loop (the pitfall of Bolt's sync Starlette
 adapter); ``dispatch`` returns as soon as the listener acks, while the answer is computed on
-kpibot's work pool.
+kpibot's work pool. A signed slash command goes one step further: its ack carries nothing,
+so the endpoint answers 200 itself once the signature checks out and runs Bolt (which checks
+it again) on a dispatch thread afterwards (``KpiBot.dispatch_acked``). Events and
+interactivity take the Bolt path, whose ack Slack needs first.
 """
 
 from __future__ import annotations

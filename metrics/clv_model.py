@@ -268,7 +268,15 @@ def conditional_expected_transactions(params: BGNBDParams, t, frequency, recency
     a = _a_off_one(params.a)
     c = a + b + x - 1.0
     z = t / (alpha + T + t)
-    bracket = 1.0 - (1.0 - z) ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        bracket = 1.0 - (1.0 - z) ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+        bad = ~np.isfinite(bracket)
+        if bad.any():
+            # a fit with huge a and b (a dropout rate that hardly varies between customers)
+            # makes that form 0 × inf; the untransformed one is finite there
+            x_, z_, c_ = (np.broadcast_to(v, bracket.shape)[bad] for v in (x, z, c))
+            bracket = np.array(bracket, dtype=float)
+            bracket[bad] = 1.0 - (1.0 - z_) ** (r + x_) * hyp2f1(r + x_, b + x_, c_, z_)
     alive = probability_alive(BGNBDParams(r, alpha, a, b), x, tx, T)
     return c / (a - 1.0) * bracket * alive
 
@@ -763,6 +771,12 @@ def predict_clv(
         ["clv", "customer_id"], ascending=[False, True], ignore_index=True
     )
     timings["predict"] = (time.perf_counter() - t2) * 1000
+    unusable = int((~np.isfinite(table["clv"].to_numpy(dtype=float))).sum())
+    if unusable:  # never let NaN turn into a confident 0 through a skipna sum
+        result.notes.append(
+            f"The fitted model gave no usable prediction for {unusable} of {n} customers, so no CLV is given."
+        )
+        return result
     total = float(table["clv"].sum())
     result.total, result.mean = total, total / n
     result.value = result.mean

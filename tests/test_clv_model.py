@@ -171,6 +171,22 @@ def test_heavy_buyers_do_not_overflow():
     assert 0.6 * rate_bound < e < rate_bound
 
 
+def test_huge_a_and_b_fall_back_to_the_paper_form():
+    # Fitted on the 100k-customer benchmark company: a dropout rate that hardly varies between
+    # customers. The Euler form is (1-z)^(a-1) = 0 times 2F1 = inf there (once it made every
+    # prediction NaN and the mean CLV a confident 0); the paper form is finite and is used.
+    p = BGNBDParams(r=1.1556, alpha=1613.8, a=871345.2, b=1186947.0)
+    cases = [(0, 0.0, 476.0), (1, 120.0, 300.0), (5, 690.0, 698.0)]
+    for x, tx, T in cases:
+        e = float(conditional_expected_transactions(p, 365.0, x, tx, T))
+        assert np.isfinite(e) and e > 0
+        assert e == pytest.approx(_direct_expectation(p, 365.0, x, tx, T), rel=1e-8)
+    # and a modest a, b where both forms are finite still takes the Euler form's value
+    q = BGNBDParams(r=1.1556, alpha=1613.8, a=87.1, b=118.7)
+    assert float(conditional_expected_transactions(q, 365.0, 1, 120.0, 300.0)) == pytest.approx(
+        _direct_expectation(q, 365.0, 1, 120.0, 300.0), rel=1e-8)
+
+
 def test_probability_alive_is_one_without_repeat_purchases():
     p = PUBLISHED_BGNBD
     assert np.all(probability_alive(p, [0, 0, 0], [0, 0, 0], [0.0, 5.0, 100.0]) == 1.0)
