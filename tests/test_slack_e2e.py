@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -326,6 +327,27 @@ def test_slow_answer_gets_a_working_line_first(slack):
     [working] = responses_for(slack, url)
     assert "Working on it" in working.text and working.params["response_type"] == "ephemeral"
     assert working.seq < post.seq
+
+
+def test_slash_command_is_acked_before_bolt_runs_its_listener(slack, monkeypatch):
+    # Bolt held back entirely: the endpoint has already answered Slack, and the answer
+    # follows once Bolt runs. (Through Bolt's own ack path this request would wait.)
+    release, original = threading.Event(), slack.bot.app.dispatch
+
+    def held(request):
+        release.wait(10)
+        return original(request)
+
+    monkeypatch.setattr(slack.bot.app, "dispatch", held)
+    ch = channel()
+    resp, _ = slack.send.command(QUESTION, channel=ch)
+    assert resp.status == 200 and resp.body == b"" and resp.elapsed < 1.0
+    assert not slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))
+    release.set()
+    assert f"*{EXPECTED_NPS}*" in answer_in(slack, ch).text
+    # a forged one is still refused before anything runs
+    forged = slack.send.post(b"command=%2Fkpi&text=nps", "application/x-www-form-urlencoded", sign=False)
+    assert forged.status == 401
 
 
 def test_burst_of_30_commands_all_acked_fast_and_answered(slack):
