@@ -12,7 +12,7 @@ What runs, in one process:
   and injects faults;
 * a metrics database with the demo company: PostgreSQL (``KPI_TEST_POSTGRES``, default
   postgres@127.0.0.1:5432; a database of the run's own, dropped at the end) reached through
-  :class:`bot.faults.TcpProxy`, or a DuckDB file.
+  :class:`tests.faults.TcpProxy`, or a DuckDB file.
 
 The load: a steady stream (``--rate`` per second) of questions from many users and channels
 — good ones, financial ones outside the finance channel (refused by the policy), bad ones,
@@ -189,7 +189,7 @@ class Soak:
                 backend = "duckdb"
         self.backend = backend
         if backend == "postgresql":
-            from bot.faults import TcpProxy
+            from tests.faults import TcpProxy
 
             server = self.admin.url.set(database=self.pg_name)
             self.proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()

@@ -4,7 +4,7 @@ Everything goes the way Slack would send it (signed requests to the app under uv
 loopback) and comes back through the fake Slack Web API (:mod:`tests.fake_slack`).
 
 * **Database down / hung / slow** — the metrics URL points at a PostgreSQL database created
-  for this module, through :class:`bot.faults.TcpProxy`: ``down()`` resets and refuses
+  for this module, through :class:`tests.faults.TcpProxy`: ``down()`` resets and refuses
   connections (a crashed server), ``hang()`` accepts and never answers, and a lock taken from
   another connection makes queries wait until ``statement_timeout`` (``KPI_QUERY_TIMEOUT``)
   fires. DuckDB gets the same timeout through ``interrupt()``. The user gets one clear line
@@ -31,7 +31,6 @@ import pytest
 from sqlalchemy import create_engine, insert, text
 
 from bot import audit
-from bot.faults import TcpProxy
 from bot.ratelimit import Limits
 from bot.schedules import store
 from bot.schedules.config import Config
@@ -43,6 +42,7 @@ from storage import database, state
 from storage.schema import customers, orders
 from tests.conftest import PG_ADMIN_URL
 from tests.fake_slack import FakeSlack
+from tests.faults import TcpProxy
 from tests.slack_helpers import BOT_TOKEN, EXPECTED_NPS, QUESTION, load_fixture
 from tests.test_schedules_support import add_nps_days, posts, slack_down, slack_up
 from tests.trust_helpers import new_channel, start_app
