@@ -565,3 +565,35 @@ def test_predict_clv_with_too_little_history(duck_url):
     assert "at least 20" in res.note and "2 customers with a repeat purchase" in res.note
     value, extras, top = res.kpi()
     assert value is None and top == [] and extras["note"] == res.note
+
+
+def test_the_kpi_never_serves_a_fit_from_before_an_import(duck_url):
+    """The bot keeps fits (they cost seconds); new orders must still change the answer."""
+    from datetime import date
+
+    from metrics.api import ask
+
+    rows = _simulated_orders(300)
+    engine = database.get_engine(duck_url)
+
+    def load(batch, prefix):
+        with engine.begin() as conn:
+            conn.execute(insert(orders), [
+                {"order_id": f"{prefix}{i}", "customer_id": c, "ordered_at": ts.replace(microsecond=0), "amount": amt}
+                for i, (c, ts, amt, _) in enumerate(batch)
+            ])
+
+    early = [r for r in rows if r[1] < datetime(2025, 12, 1)]
+    late = [r for r in rows if datetime(2025, 12, 1) <= r[1] < datetime(2026, 1, 1)]
+    assert late  # the simulation does buy in December
+    load(early, "a")
+    question = "predicted_clv 2025"
+    first = ask(question, as_of=date(2026, 1, 15), url=duck_url)
+    again = ask(question, as_of=date(2026, 1, 15), url=duck_url)
+    assert first.value is not None and again.value == first.value  # the same data: the kept fit
+    load(late, "b")  # an import of December's orders
+    after = ask(question, as_of=date(2026, 1, 15), url=duck_url)
+    direct = predict_clv(engine, datetime(2026, 1, 1), horizon_months=12, annual_discount=0.10,
+                         include_recurring=False)
+    assert after.value != first.value
+    assert after.value == pytest.approx(direct.value)
