@@ -270,11 +270,12 @@ def _ping(conn: Connection) -> bool:
 
 
 @contextmanager
-def connect(engine: Engine | None = None, wait: float | None = None) -> Iterator[Connection]:
+def connect(engine: Engine | None = None, wait: float | None = None, guard: _Guard | None = None
+            ) -> Iterator[Connection]:
     """A connection; lock contention becomes :class:`DataBusy`, outages :class:`DatabaseError`."""
     engine = engine or get_engine()
     try:
-        with _retrying_connect(engine, wait) as conn:
+        with _retrying_connect(engine, wait, guard) as conn:
             yield conn
     except DatabaseError:
         raise
@@ -306,19 +307,13 @@ def query(engine: Engine | None = None) -> Iterator[Connection]:
     elif engine.dialect.name == "postgresql":
         handle = watchdog.call_later(seconds + SILENCE_GRACE, lambda: guard.cut(_shut_socket))
     try:
-        with _retrying_connect(engine, guard=guard) as conn:
+        with connect(engine, guard=guard) as conn:
             yield conn
     except Exception as exc:
         if handle is not None and handle[0]:
             what = "the query took too long and was stopped" if engine.dialect.name == "duckdb" else (
                 f"the metrics database stopped answering (nothing for {seconds + SILENCE_GRACE:g} s)")
             raise DatabaseError(what) from exc
-        if isinstance(exc, DatabaseError):
-            raise
-        if isinstance(exc, OperationalError | DBAPIError | engine.dialect.loaded_dbapi.Error):
-            if is_lock_error(exc):
-                raise DataBusy("data is being refreshed, try again in a moment") from exc
-            raise DatabaseError(_short(exc)) from exc
         raise
     finally:
         if handle is not None:

@@ -17,7 +17,7 @@ _cache: OrderedDict[tuple, object] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _orders_version(engine) -> tuple:
+def _data_version(engine) -> tuple:
     """What a fit depends on, cheaply: a new, changed or removed order changes it, so a fit is
     never served from before an import (one small aggregate per question, not per window)."""
     from sqlalchemy import func, select
@@ -25,10 +25,15 @@ def _orders_version(engine) -> tuple:
     from storage import database
     from storage.schema import customers, orders
 
+    stmt = select(
+        select(func.count()).select_from(orders).scalar_subquery(),
+        select(func.max(orders.c.ordered_at)).scalar_subquery(),
+        select(func.sum(orders.c.amount)).scalar_subquery(),
+        select(func.count()).select_from(customers).scalar_subquery(),
+        select(func.max(customers.c.signed_up_at)).scalar_subquery(),
+    )
     with database.query(engine) as conn:
-        row = conn.execute(select(func.count(), func.max(orders.c.ordered_at), func.sum(orders.c.amount))).one()
-        people = conn.execute(select(func.count(), func.max(customers.c.signed_up_at))).one()
-    return (*row, *people)
+        return tuple(conn.execute(stmt).one())
 
 
 def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
@@ -51,7 +56,7 @@ def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
 
 def _predicted(engine, windows, settings, dimension, filters):
     out = {}
-    version = _orders_version(engine)
+    version = _data_version(engine)
     for i, (_start, end) in enumerate(windows):
         result = _fit(engine, to_utc(end, settings), filters, version)
         value, extras, top = result.kpi(top_n=10)
