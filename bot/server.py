@@ -28,6 +28,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 import uvicorn
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -40,6 +42,7 @@ from starlette.routing import Route
 
 from bot import logging as kpilog
 from bot.app import KpiBot, Settings, create_bot
+from bot.health import Health, HealthServer, SlackLink, SlackRefused, verify_token
 
 log = kpilog.get_logger("kpibot.server")
 
@@ -71,8 +74,9 @@ To try the questions without Slack, run `kpibot chat`.
 # ---- HTTP mode ---------------------------------------------------------------------------
 
 
-def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH) -> Starlette:
-    """The ASGI app: Slack's single request URL plus a health check."""
+def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH, health: Callable[[], Health] | None = None) -> Starlette:
+    """The ASGI app: Slack's single request URL plus the health checks (``/healthz``: 503
+    while ``health`` says Slack is unreachable; ``/livez``: the process serves)."""
     app = bot.app
     verifier = SignatureVerifier(bot.settings.signing_secret or "")
 
@@ -114,12 +118,19 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH) -> Starlette:
         return to_starlette_response(bolt_response)
 
     async def healthz(request: Request) -> Response:
+        if health is None:
+            return JSONResponse({"ok": True, "mode": "http"})
+        state = health()
+        return JSONResponse(state.payload("http"), status_code=200 if state.ok else 503)
+
+    async def livez(request: Request) -> Response:
         return JSONResponse({"ok": True, "mode": "http"})
 
     return Starlette(
         routes=[
             Route(path, slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/livez", livez, methods=["GET", "HEAD"]),
         ]
     )
 
@@ -192,13 +203,14 @@ async def _read_capped(request: Request, limit: int = MAX_BODY) -> bytes | None:
 class HttpServer:
     """uvicorn serving :func:`build_asgi` in a background thread (tests, embedding)."""
 
-    def __init__(self, bot: KpiBot, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, bot: KpiBot, host: str = "127.0.0.1", port: int = 0,
+                 health: Callable[[], Health] | None = None):
         self.bot = bot
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.server = uvicorn.Server(_uvicorn_config(build_asgi(bot), host, self.port))
+        self.server = uvicorn.Server(_uvicorn_config(build_asgi(bot, health=health), host, self.port))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="kpibot-http", daemon=True)
 
@@ -242,12 +254,12 @@ def _uvicorn_config(asgi, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def run_http(bot: KpiBot, host: str, port: int) -> None:
+def run_http(bot: KpiBot, host: str, port: int, health: Callable[[], Health] | None = None) -> None:
     kpilog.event(log, "serving", mode="http", host=host, port=port, path=EVENTS_PATH)
     # The event loop acks; answers being computed (charts, result handling) hold the GIL. A
     # shorter switch interval hands it back to the loop sooner, so acks stay fast in a burst.
     sys.setswitchinterval(0.001)
-    server = uvicorn.Server(_uvicorn_config(build_asgi(bot), host, port))
+    server = uvicorn.Server(_uvicorn_config(build_asgi(bot, health=health), host, port))
     # uvicorn handles SIGINT/SIGTERM with a graceful shutdown, then re-raises the signal to
     # the handler it found: make that ours, so the answers already acked are finished and
     # the process exits 0 instead of dying by the default handler.
@@ -273,7 +285,8 @@ def _note_signal(sig, _frame) -> None:
 class SocketModeRunner:
     """Bolt's Socket Mode handler (``slack_sdk``'s built-in WebSocket client, no extra deps).
 
-    The listeners are the same as in HTTP mode; acks travel back over the socket.
+    The listeners are the same as in HTTP mode; acks travel back over the socket. Once
+    connected, the client reconnects by itself; :meth:`connected` is the WebSocket's state.
     """
 
     def __init__(self, bot: KpiBot, app_token: str):
@@ -283,22 +296,27 @@ class SocketModeRunner:
         self.handler = SocketModeHandler(bot.app, app_token, concurrency=bot.settings.listener_threads)
 
     def start(self) -> SocketModeRunner:
+        self.handler.client.wss_uri = None  # a retry asks for a fresh URL (the old ticket is spent)
         self.handler.connect()
         return self
+
+    def connected(self) -> bool:
+        return self.handler.client.is_connected()
 
     def stop(self) -> None:
         self.handler.close()
         self.bot.close(wait=True)
 
 
-def run_socket_mode(bot: KpiBot, app_token: str) -> None:
+def run_socket_mode(bot: KpiBot, runner: SocketModeRunner, health: HealthServer | None) -> None:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    runner = SocketModeRunner(bot, app_token).start()
-    kpilog.event(log, "serving", mode="socket")
+    kpilog.event(log, "serving", mode="socket", health_port=health.port if health else None)
     try:
         stop.wait()
     finally:
+        if health is not None:
+            health.stop()
         runner.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -309,7 +327,9 @@ def run_socket_mode(bot: KpiBot, app_token: str) -> None:
 
 
 def serve(port: int | None = None, *, host: str | None = None) -> int:
-    """Run until stopped. Returns the exit code (2 when Slack settings are missing)."""
+    """Run until stopped. Returns the exit code (2 when Slack settings are missing, 1 when
+    Slack refuses the token). Slack being unreachable is not a reason to stop: see
+    :mod:`bot.health`."""
     kpilog.setup()
     settings = Settings.from_env()
     mode = settings.mode()
@@ -320,23 +340,56 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
         print("SLACK_APP_TOKEN must be an app-level token (xapp-...), not a bot token.", file=sys.stderr)
         return 2
     try:
-        bot = create_bot(settings)
-    except Exception as exc:  # noqa: BLE001 - e.g. invalid_auth, no network: say so and stop
-        message = kpilog.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        print(f"Could not start the Slack app: {message}", file=sys.stderr)
-        kpilog.event(log, "startup_failed", level=40, error=message)
-        return 1
+        # no auth.test inside Bolt's constructor (it would raise when Slack is down): the
+        # SlackLink below verifies the token, retrying, and hands Bolt the result
+        bot = create_bot(replace(settings, token_verification=False))
+    except Exception as exc:  # noqa: BLE001 - e.g. a broken policy file: say so and stop
+        return _startup_failed(exc)
+    runner = SocketModeRunner(bot, settings.app_token) if mode == "socket" else None
+
+    def connect() -> None:
+        verify_token(bot)
+        if runner is not None:
+            runner.start()
+
+    link = SlackLink(connect, is_connected=runner.connected if runner is not None else None)
+    try:
+        if not link.attempt():
+            print(f"Slack is unreachable ({link.health().detail}); serving anyway and retrying in the "
+                  "background. GET /healthz says when it is back.", file=sys.stderr)
+            link.start()
+    except SlackRefused as exc:
+        bot.close(wait=False)
+        return _startup_failed(exc)
+    port = port if port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    host = host or os.environ.get("HOST") or "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     schedules = start_schedules(bot)
     try:
-        if mode == "socket":
-            run_socket_mode(bot, settings.app_token)
+        if runner is not None:
+            run_socket_mode(bot, runner, _health_server(link, host, port))
         else:
-            port = port or int(os.environ.get("PORT") or DEFAULT_PORT)
-            run_http(bot, host or os.environ.get("HOST") or "0.0.0.0", port)  # noqa: S104 - a container listens on all interfaces
+            run_http(bot, host, port, health=link.health)
     finally:
+        link.stop()
         if schedules is not None:
             schedules.shutdown(wait=False)
     return 0
+
+
+def _startup_failed(exc: BaseException) -> int:
+    message = kpilog.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    print(f"Could not start the Slack app: {message}", file=sys.stderr)
+    kpilog.event(log, "startup_failed", level=40, error=message)
+    return 1
+
+
+def _health_server(link: SlackLink, host: str, port: int) -> HealthServer | None:
+    """Socket Mode's ``/healthz`` (for the Docker health check); without it the app still runs."""
+    try:
+        return HealthServer(link.health, "socket", host, port).start()
+    except OSError as exc:
+        kpilog.event(log, "health_server_unavailable", level=30, port=port, error=str(exc)[:200])
+        return None
 
 
 def start_schedules(bot: KpiBot):
