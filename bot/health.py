@@ -67,7 +67,7 @@ def verify_token(bot) -> None:
     except SlackApiError as exc:
         code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         if code in FATAL_ERRORS:
-            raise SlackRefused(code) from None
+            raise SlackRefused(f"Slack refused SLACK_BOT_TOKEN ({code})") from None
         raise SlackUnreachable(code or f"HTTP {exc.response.status_code}") from None
     except Exception as exc:  # noqa: BLE001 - URLError, timeouts, resets: all "not reachable"
         reason = getattr(exc, "reason", None) or exc
@@ -132,7 +132,7 @@ class SlackLink:
                     return
             except SlackRefused as exc:  # the token was revoked while we waited: say so, keep serving health
                 with self._lock:
-                    self._detail = f"Slack refused the token ({exc})"
+                    self._detail = str(exc)
                 kpilog.event(log, "slack_refused", level=40, error=str(exc))
                 return
             delay = min(self.max_retry, delay * 2)
