@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         env = clean_env(work)
         # pip keeps the user's configuration and cache (index, find-links): offline once warm
         pip_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        run([str(py), "-m", "pip", "install", "-q", str(wheel)], cwd=work, env=pip_env)
+        run([str(py), "-m", "pip", "install", "-q", "--no-compile", str(wheel)], cwd=work, env=pip_env)
         kpibot = str(venv / "bin" / "kpibot")
         out = run([kpibot, "--help"], cwd=work, env=env)
         assert "ask" in out and "serve" in out, out
