@@ -1,4 +1,10 @@
-"""The `kpibot` command: a thin terminal front end over the same query path as Slack."""
+"""The `kpibot` command: a thin terminal front end over the same query path as Slack.
+
+Imports are lazy: `kpibot --help` loads only argparse, and each command loads what it uses
+(matplotlib only to draw a chart; pandas and SciPy only for the few KPIs and commands that
+need them), so a terminal answer does not wait for libraries it never touches.
+tests/test_cli_startup.py holds the import set; benchmarks/startup.py times it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,6 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-
-from metrics import charts, render, reports
-from metrics.api import answer
-from metrics.catalogue import CATALOGUE, GROUPS
-from metrics.errors import QueryError
-from metrics.result import Result
-from storage import database
 
 EXIT_BAD_QUESTION = 2
 EXIT_DATABASE = 3
@@ -29,6 +28,10 @@ def _date(text: str) -> date:
 
 def _answer(text: str, as_of: date | None, url: str | None):
     """(answer, None) or (None, (message, exit code)); never a traceback."""
+    from metrics.api import answer
+    from metrics.errors import QueryError
+    from storage import database
+
     try:
         return answer(text, as_of=as_of, url=url), None
     except QueryError as exc:
@@ -44,11 +47,21 @@ def _answer(text: str, as_of: date | None, url: str | None):
 
 
 def _text(found) -> str:
+    from metrics import render, reports
+    from metrics.result import Result
+
     return render.text(found) if isinstance(found, Result) else reports.render_text(found)
 
 
 def _png(found) -> bytes | None:
-    return charts.render_png(found) if isinstance(found, Result) else reports.render_png(found)
+    from metrics import reports
+    from metrics.result import Result
+
+    if isinstance(found, Result):
+        from metrics import charts  # matplotlib: only when a chart is wanted
+
+        return charts.render_png(found)
+    return reports.render_png(found)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -57,6 +70,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(error[0], file=sys.stderr)
         return error[1]
     if args.json:
+        from metrics import render, reports
+        from metrics.result import Result
+
         data = render.to_json(result) if isinstance(result, Result) else reports.to_json(result)
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -83,6 +99,9 @@ def _plain(text: str) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from metrics import render
+    from metrics.catalogue import CATALOGUE, GROUPS
+
     if args.markdown:
         print(render.catalogue_markdown())
         return 0
@@ -99,6 +118,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """A local console that answers like the Slack bot, writing charts to files."""
+    from metrics import render
+    from metrics.errors import QueryError
+
     print("kpibot chat — ask a question (e.g. `nps by industry last-quarter`), `help`, `list`, `quit`.")
     count = 0
     out_dir = Path(args.charts)
@@ -140,6 +162,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from storage import database
     from storage.importer import ImportFailed, import_file
 
     try:
@@ -157,7 +180,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
-    from storage.demo import build_demo
+    from storage import database
     from storage.schema import customers
 
     engine = database.get_engine(args.url)
@@ -166,6 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if conn.execute(select(func.count()).select_from(customers)).scalar():
                 print("The database already has data; not building the demo company.")
                 return 0
+    from storage.demo import build_demo  # NumPy, SciPy, Arrow: only when it is built
     started = time.perf_counter()
     counts = build_demo(engine, seed=args.seed, scale=args.scale, today=args.as_of)
     elapsed = time.perf_counter() - started

@@ -24,10 +24,8 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sqlalchemy import Engine, String, and_, func, literal, or_, select, true, union_all
 
 from metrics import engine as _engine
@@ -40,6 +38,9 @@ from metrics.periods import Period, Settings, default_period, match_period, to_u
 from metrics.render import currency
 from storage import database
 from storage.schema import customers, leads, survey_responses, tickets, usage_events
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from storage.sqlfuncs import add_days
 
 LOOKBACK_DAYS = 90  # the "before churn" window
@@ -771,6 +772,10 @@ def render_text(report: Report) -> str:
 
 
 def _figure(panels: int = 1) -> tuple[Figure, list]:
+    # matplotlib loads only when a chart is drawn (a text answer should not pay ~0.5 s for it)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]

@@ -6,7 +6,6 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
-from metrics.clv_model import predict_clv
 from metrics.periods import to_utc
 from metrics.spec import Custom, Metric
 
@@ -43,6 +42,9 @@ def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
+    # NumPy, pandas and SciPy load only when a CLV is asked for, not with the catalogue
+    from metrics.clv_model import predict_clv
+
     result = predict_clv(
         engine, end, horizon_months=HORIZON_MONTHS, annual_discount=ANNUAL_DISCOUNT,
         customer_filter=list(filters) or None, include_recurring=False,
