@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -64,11 +65,98 @@ def _png(found) -> bytes | None:
     return reports.render_png(found)
 
 
+def _meta(line: str, prefix: str) -> tuple[str, int] | None:
+    """``help``, ``list`` and ``define <kpi>`` answered as in Slack and chat (the same words as
+    :mod:`bot.router`), or None for a question. ``kpibot ask list`` used to be parsed as a KPI
+    called "list" (and was offered `new_customers`)."""
+    from bot.router import DEFINE_WORDS, HELP_WORDS, LIST_WORDS
+    from metrics import render
+    from metrics.errors import QueryError
+
+    words = line.split()
+    head = words[0].lower().rstrip(":") if words else ""
+    if head in HELP_WORDS and len(words) <= 1:
+        return _plain(render.help_text(prefix=prefix)), 0
+    if head in LIST_WORDS and len(words) == 1:
+        return _plain(render.catalogue_list()), 0
+    if head in DEFINE_WORDS:
+        word = " ".join(words[1:]).strip(" ?")
+        if not word:
+            q = (lambda words: f'{prefix} "{words}"') if prefix else (lambda words: words)
+            return f"Which KPI? Try `{q('define nps')}`, or `{q('list')}` to see them all.", EXIT_BAD_QUESTION
+        try:
+            return _plain(render.define(word)), 0
+        except QueryError as exc:
+            return str(exc), EXIT_BAD_QUESTION
+    return None
+
+
+LOAD_HINT = ("Build the demo company with `kpibot demo`, load your own data with `kpibot import TABLE FILE`, "
+             "or point KPI_DATABASE_URL (or --url) at your database.")
+
+
+def _missing_database(url: str | None) -> str | None:
+    """Why a file database cannot answer, without creating it (opening one creates it, and
+    every question then said "no data": the default ./data/ is relative to the folder kpibot
+    runs in)."""
+    from sqlalchemy.engine import make_url
+
+    from storage import database
+
+    parsed = make_url(url or database.database_url())
+    path = parsed.database
+    if parsed.get_backend_name() not in ("duckdb", "sqlite") or not path or path == ":memory:":
+        return None
+    if Path(path).exists():
+        return None
+    default = "" if url or os.environ.get("KPI_DATABASE_URL") else " (the default, ./data/ in this folder)"
+    return f"There is no kpibot database at {Path(path).resolve()}{default}. {LOAD_HINT}"
+
+
+def _empty_database(url: str | None) -> str | None:
+    """A message when no table holds a row, asked only after an answer found no data."""
+    from sqlalchemy import literal, select
+
+    from storage import database
+    from storage.schema import TABLES
+
+    try:
+        engine = database.get_engine(url)
+        with database.connect(engine) as conn:
+            for table in TABLES.values():
+                if conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None:
+                    return None
+        where = engine.url.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only a hint: the answer stands without it
+        return None
+    return f"The database is empty ({where}): there is no data to answer from. {LOAD_HINT}"
+
+
+def _no_data(found) -> bool:
+    from metrics.result import Result
+
+    return isinstance(found, Result) and found.value is None and not found.series and not found.breakdown
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
+    meta = _meta(args.text, "kpibot ask")
+    if meta is not None:
+        text, code = meta
+        print(json.dumps({"text": text}) if args.json and code == 0 else text,
+              file=sys.stdout if code == 0 else sys.stderr)
+        return code
+    missing = _missing_database(args.url)
+    if missing:
+        print(missing, file=sys.stderr)
+        return EXIT_DATABASE
     result, error = _answer(args.text, args.as_of, args.url)
     if error:
         print(error[0], file=sys.stderr)
         return error[1]
+    empty = _empty_database(args.url) if _no_data(result) else None
+    if empty:
+        print(empty, file=sys.stderr)
+        return EXIT_DATABASE
     if args.json:
         from metrics import render, reports
         from metrics.result import Result
@@ -118,9 +206,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """A local console that answers like the Slack bot, writing charts to files."""
-    from metrics import render
-    from metrics.errors import QueryError
-
+    missing = _missing_database(args.url)
+    if missing:
+        print(missing, file=sys.stderr)
+        return EXIT_DATABASE
     print("kpibot chat — ask a question (e.g. `nps by industry last-quarter`), `help`, `list`, `quit`.")
     count = 0
     out_dir = Path(args.charts)
@@ -136,21 +225,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         word = line.split()[0].lower()
         if word in ("quit", "exit", "q"):
             return 0
-        if word == "help":
-            print(_plain(render.help_text(prefix="")))
-            continue
-        if word == "list":
-            print(_plain(render.catalogue_list()))
-            continue
-        if word == "define":
-            try:
-                print(_plain(render.define(line[len("define"):].strip() or "?")))
-            except QueryError as exc:
-                print(exc)
+        meta = _meta(line, "")
+        if meta is not None:
+            print(meta[0])
             continue
         result, error = _answer(line, args.as_of, args.url)
         if error:
             print(error[0])
+            continue
+        empty = _empty_database(args.url) if _no_data(result) else None
+        if empty:
+            print(empty)
             continue
         print(_plain(_text(result)))
         png = _png(result)
@@ -205,8 +290,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import serve
 
     if args.url:
-        import os
-
         os.environ["KPI_DATABASE_URL"] = args.url
     return serve(port=args.port) or 0
 
@@ -218,9 +301,21 @@ def cmd_schedules(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.limit == 0:  # asked for none: print none (the log's LIMIT used to be at least 1)
+        return 0
     from bot.audit import print_latest
 
     return print_latest(limit=args.limit)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=None)
 
     p = sub.add_parser("audit", help="print the latest audit log entries")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50, help="how many entries (default 50)")
     p.set_defaults(func=cmd_audit)
     return parser
 
@@ -274,8 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except BrokenPipeError:  # `kpibot ask … | head`: the reader left; no traceback for that
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet the exit-time flush
         return 141
 
@@ -292,9 +385,7 @@ def _main(argv: list[str] | None) -> int:
     if argv and argv[0] in ("digest", "alert"):
         ns = parser.parse_args([*global_args, argv[0]])
         if ns.url:
-            import os
-
-            os.environ["KPI_DATABASE_URL"] = ns.url
+                os.environ["KPI_DATABASE_URL"] = ns.url
         return cmd_schedules(ns, argv[1:])
     args = parser.parse_args([*global_args, *argv])
     return args.func(args) or 0

@@ -290,12 +290,25 @@ def digest_preview(rest: list[str], ctx: Ctx) -> Reply:
     if digest is None:
         raise CommandError(f"There is no digest #{digest_id}. `/kpi digest list` shows them.")
     _own(digest.channel_id, ctx, "Digest", digest_id)
+    if ctx.surface == "cli" and ctx.client is None and not os.environ.get("SLACK_BOT_TOKEN") \
+            and scheduler.running_service() is None:
+        return _terminal_preview(digest, ctx)
     service = _service(ctx)
     sent = service.preview(digest_id, ctx.now, requested_by=ctx.user_id)
     if sent.ok:
         return Reply.make(f"👀 Posted a preview of digest #{digest_id} in <#{digest.channel_id}>.")
     reason = sent.failure.reason if sent.failure else "unknown error"
     return Reply.make(f"⚠️ The preview of digest #{digest_id} could not be posted: {reason}.", EXIT_FAILED)
+
+
+def _terminal_preview(digest, ctx: Ctx) -> Reply:
+    """No Slack token in a terminal: show the digest here instead of refusing (nothing is
+    posted or recorded; the chart is left out)."""
+    content = digest_mod.build(digest.id, digest.spec, ctx.now, metrics_url=None, preview=True, with_chart=False)
+    return Reply.make(
+        f"(Not posted: SLACK_BOT_TOKEN is not set. This is digest #{digest.id} as it would be posted "
+        f"in <#{digest.channel_id}> now, without its chart.)\n\n{content.text}"
+    )
 
 
 def _service(ctx: Ctx) -> scheduler.ScheduleService:
