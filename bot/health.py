@@ -75,7 +75,7 @@ def verify_token(bot) -> None:
     for middleware in getattr(bot.app, "_middleware_list", []):
         if hasattr(middleware, "auth_test_result"):  # Bolt's SingleTeamAuthorization
             middleware.auth_test_result = result
-    bot._identity = dict(result.data)
+    bot._identity = dict(result.data) if isinstance(result.data, dict) else {}
 
 
 class SlackLink:

@@ -336,7 +336,8 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     if mode is None:
         print(SETUP_HELP.format(missing=", ".join(settings.missing())), file=sys.stderr)
         return 2
-    if mode == "socket" and not settings.app_token.startswith("xapp-"):
+    app_token = settings.app_token or ""
+    if mode == "socket" and not app_token.startswith("xapp-"):
         print("SLACK_APP_TOKEN must be an app-level token (xapp-...), not a bot token.", file=sys.stderr)
         return 2
     try:
@@ -345,7 +346,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
         bot = create_bot(replace(settings, token_verification=False))
     except Exception as exc:  # noqa: BLE001 - e.g. a broken policy file: say so and stop
         return _startup_failed(exc)
-    runner = SocketModeRunner(bot, settings.app_token) if mode == "socket" else None
+    runner = SocketModeRunner(bot, app_token) if mode == "socket" else None
 
     def connect() -> None:
         verify_token(bot)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("packaging_test", ROOT / "scripts" / "packaging_test.py")
+assert spec is not None and spec.loader is not None
 packaging_test = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(packaging_test)
 
