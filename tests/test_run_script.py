@@ -39,8 +39,9 @@ def _checkout(tmp_path: Path) -> Path:
     return repo
 
 
-def _run(repo: Path) -> tuple[str, list[str]]:
+def _run(repo: Path, **extra: str) -> tuple[str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KPI_", "PYTHON"))}
+    env.update(extra)
     done = subprocess.run([str(repo / "scripts" / "run")], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
@@ -70,3 +71,11 @@ def test_first_run_installs_and_says_so_then_never_again_until_pyproject_changes
     err, calls = _run(repo)
     assert "pyproject.toml changed" in err
     assert _installs(calls) == 2
+
+
+def test_a_database_of_your_own_never_gets_the_demo(tmp_path):
+    repo = _checkout(tmp_path)
+    err, calls = _run(repo, KPI_DATABASE_URL="postgresql+psycopg://someone@db.example/warehouse")
+    assert not [c for c in calls if c.startswith("kpibot demo")]
+    assert "building the demo company" not in err
+    assert calls[-1] == "kpibot chat"
