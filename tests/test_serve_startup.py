@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,6 +88,18 @@ def serving(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Po
         err.append(raw.decode())
 
 
+def docker_healthcheck(port: int, **container_env: str) -> int:
+    """The exit code of the Dockerfile's own HEALTHCHECK command, run against ``port`` with
+    the container's environment."""
+    text = (ROOT / "Dockerfile").read_text()
+    found = re.search(r'^\s*CMD python -c "(.+)"\s*$', text.split("HEALTHCHECK", 1)[1], re.M)
+    assert found, "no HEALTHCHECK CMD in the Dockerfile"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KPI_"))}
+    done = subprocess.run([sys.executable, "-c", found.group(1)], env={**env, **container_env, "PORT": str(port)},
+                          capture_output=True, timeout=60)
+    return done.returncode
+
+
 def _unreachable(port: int):
     found = _health(port)
     return found if found and found[0] == 503 else None
@@ -151,11 +164,13 @@ def test_socket_mode_health_follows_slack_and_the_websocket(tmp_path):
             with serving(env, tmp_path) as (proc, err):
                 status, body = _wait(proc, "a 503 health answer", lambda: _unreachable(port))
                 assert body["mode"] == "socket" and body["error"].startswith("Slack unreachable")
+                assert docker_healthcheck(port, SLACK_APP_TOKEN=APP_TOKEN) != 0  # the container shows as unhealthy
 
                 proxy.up()
                 ws.connected(timeout=30)
                 status, body = _wait(proc, "a healthy answer", lambda: _healthy(port))
                 assert body == {"ok": True, "mode": "socket", "slack": "connected"}
+                assert docker_healthcheck(port, SLACK_APP_TOKEN=APP_TOKEN) == 0
                 envelope = ws.send("slash_commands", {
                     "token": "x", "team_id": TEAM_ID, "channel_id": "C0SOCKET", "user_id": "U0ALICE",
                     "user_name": "alice", "command": "/kpi", "text": QUESTION,
@@ -171,6 +186,7 @@ def test_socket_mode_health_follows_slack_and_the_websocket(tmp_path):
                 ws.close()
                 status, body = _wait(proc, "a 503 once the socket dropped", lambda: _unreachable(port))
                 assert "Socket Mode connection is down" in body["error"]
+                assert docker_healthcheck(port, SLACK_APP_TOKEN=APP_TOKEN) != 0
 
                 # Slack is back: the SDK's client reconnects by itself, and the health follows
                 ws = FakeSocketMode(fake)
