@@ -7,7 +7,8 @@ Rows whose key (``table.info["key"]``) already exists are updated rather than du
 Checks
     * header: every required column (``nullable=False`` without a server default) present,
       no unknown or repeated columns (names match case-insensitively, spaces trimmed);
-    * per value: required values present; whole numbers, numbers, booleans
+    * per value: required values present; whole numbers, numbers, amounts of money (below
+      10 trillion; stored exactly, rounded to the cent half away from zero), booleans
       (true/false, 1/0, yes/no), ISO 8601 timestamps (a date or a date-time, with optional
       ``Z`` or ``+hh:mm`` offset, stored as naive UTC), ISO dates (``YYYY-MM-DD``), allowed
       values (``info["choices"]``, case-insensitive), survey scores inside
@@ -73,9 +74,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from storage.bulk import BUSY_WAIT, insert_rows
+from storage.bulk import BUSY_WAIT, MONEY_ARROW, MONEY_LIMIT, insert_rows, money_array
 from storage.database import analyze, connect
-from storage.schema import SURVEY_SCALES, TABLES
+from storage.schema import SURVEY_SCALES, TABLES, is_money
 
 __all__ = ["CHUNK_ROWS", "MAX_SHOWN", "ImportFailed", "ImportReport", "import_file"]
 
@@ -133,7 +134,7 @@ class ImportReport:
 @dataclass(frozen=True)
 class _Rule:
     name: str
-    kind: str  # str, int, float, bool, ts, date
+    kind: str  # str, int, float, money, bool, ts, date
     required: bool  # an empty value is a problem
     fill: object  # the value an empty cell gets when the column cannot be NULL (else None)
     choices: tuple[str, ...] | None
@@ -148,6 +149,8 @@ def _kind(sql_type) -> str:
         return "date"
     if isinstance(sql_type, Integer):
         return "int"
+    if is_money(sql_type):
+        return "money"
     if isinstance(sql_type, Float | Numeric):
         return "float"
     return "str"
@@ -381,7 +384,7 @@ def _check_column(
             nul = vals.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
             report(nul, lambda p: "contains a NUL character")
         array = pa.array(vals.mask(empty), type=pa.string(), from_pandas=True)
-    elif kind in ("int", "float"):
+    elif kind in ("int", "float", "money"):
         num = pd.to_numeric(vals.mask(empty), errors="coerce").to_numpy(
             dtype=float, na_value=np.nan
         )
@@ -395,7 +398,13 @@ def _check_column(
             array = pa.array(num, from_pandas=True).cast(pa.int64(), safe=False)
         else:
             report(present & ~np.isfinite(num), lambda p: f"not a number: {_show(vals.iloc[p])}")
+            if kind == "money":
+                with np.errstate(invalid="ignore"):
+                    huge = present & np.isfinite(num) & ~(np.abs(num) < MONEY_LIMIT)
+                report(huge, lambda p: f"amount out of range (at most 10 trillion): {_show(vals.iloc[p])}")
             array = pa.array(np.where(bad | empty, np.nan, num), from_pandas=True)
+            if kind == "money":
+                array = _money(vals.mask(bad | empty), array)
     elif kind == "bool":
         low = vals.str.lower()
         is_true = low.isin(_TRUE).to_numpy(dtype=bool)
@@ -420,6 +429,17 @@ def _check_column(
     if rule.fill is not None and empty.any():
         array = pc.fill_null(array, pa.scalar(rule.fill).cast(array.type))
     return array, bad
+
+
+def _money(texts: pd.Series, numbers: pa.Array) -> pa.Array:
+    """Checked amounts as ``decimal128(18, 2)``, rounded to the cent half away from zero, from
+    their text (exact: "12.345" is 12.35), or from the float (``numbers``) for the rare text
+    Arrow's decimal parser does not take (more than 10 decimals)."""
+    try:
+        exact = pc.cast(pa.array(texts, type=pa.string(), from_pandas=True), pa.decimal128(38, 10))
+        return pc.round(exact, ndigits=2, round_mode="half_towards_infinity").cast(MONEY_ARROW)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return money_array(numbers)
 
 
 def _check_survey_scale(

@@ -2,6 +2,7 @@
 
 Columns with ``nullable=False`` are the required ones (the importer checks them).
 Times are naive UTC timestamps; ``marketing_spend.spent_on`` is a calendar date.
+Money columns are :data:`MONEY`, exact to the cent (see there).
 ``info["key"]`` on a table names the columns that identify a row, so that a re-import
 updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values.
 """
@@ -17,8 +18,10 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
+    TypeDecorator,
     false,
     true,
 )
@@ -31,6 +34,28 @@ SURVEY_SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ce
 
 #: Customer attributes that every customer-linked KPI can be broken down and filtered by.
 CUSTOMER_DIMENSIONS = ("industry", "size_band", "region", "plan", "acquisition_channel")
+
+
+class Money(TypeDecorator):
+    """Money: ``DECIMAL(18, 2)``, exact to the cent on DuckDB and PostgreSQL, so sums in SQL
+    are exact (a 4-byte FLOAT turned 1234567.89 into 1234567.875). SQLite has no decimal type:
+    there the column holds 8-byte doubles, each the nearest to its cent value, and a total
+    stays within a small fraction of a cent of exact (answers show cents). Values are read back
+    as float, on every driver: the KPI arithmetic after the SQL is ratios and rounding."""
+
+    impl = Numeric(18, 2, asdecimal=False)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else float(value)
+
+
+MONEY = Money()
+
+
+def is_money(sql_type) -> bool:
+    """A money column."""
+    return isinstance(sql_type, Money)
 
 
 def _ts(name: str, required: bool = False) -> Column:
@@ -60,7 +85,7 @@ subscriptions = Table(
     Column("customer_id", String, nullable=False),
     _ts("started_at", True),
     _ts("ended_at"),
-    Column("mrr", Float, nullable=False),
+    Column("mrr", MONEY, nullable=False),
     Column("seats", Integer),
     Column("product", String),
     info={"key": ("subscription_id",)},
@@ -72,7 +97,7 @@ orders = Table(
     Column("order_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("ordered_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     Column("product", String),
     Column("is_recurring", Boolean, nullable=False, server_default=false(), default=False),
     info={"key": ("order_id",)},
@@ -83,7 +108,7 @@ costs = Table(
     metadata,
     Column("customer_id", String, nullable=False),
     _ts("incurred_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     Column("category", String),
     info={"key": ("customer_id", "incurred_at", "category")},
 )
@@ -128,7 +153,7 @@ leads = Table(
     _ts("sql_at"),
     _ts("converted_at"),
     Column("customer_id", String),
-    Column("potential_value", Float),
+    Column("potential_value", MONEY),
     info={"key": ("lead_id",)},
 )
 
@@ -137,7 +162,7 @@ marketing_spend = Table(
     metadata,
     Column("spent_on", Date, nullable=False),
     Column("channel", String, nullable=False),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     info={"key": ("spent_on", "channel")},
 )
 
@@ -182,7 +207,7 @@ opportunities = Table(
     _ts("created_at", True),
     Column("kind", String),
     Column("product", String),
-    Column("amount", Float),
+    Column("amount", MONEY),
     _ts("won_at"),
     _ts("lost_at"),
     info={"key": ("opportunity_id",)},
