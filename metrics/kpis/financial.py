@@ -7,9 +7,9 @@ matched with ``customers.acquisition_channel``, so both answer ``by channel``.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, and_, case, func, literal, select, true, union_all
+from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
 
-from metrics.kpis.common import div, num, per_month, window_seconds
+from metrics.kpis.common import div, money_zero, num, per_month, window_seconds
 from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
 from storage.schema import costs, customers, marketing_spend, orders
 
@@ -27,7 +27,7 @@ def _revenue(a) -> dict:
 
 def profit_rows():
     """Orders and cost lines as one stream: customer_id, at, revenue, cost."""
-    zero = literal(0.0, Float)
+    zero = money_zero()
     return union_all(
         select(orders.c.customer_id, orders.c.ordered_at.label("at"), orders.c.amount.label("revenue"), zero.label("cost")),
         select(costs.c.customer_id, costs.c.incurred_at.label("at"), zero.label("revenue"), costs.c.amount.label("cost")),
@@ -89,7 +89,7 @@ def spend_and_new(w):
         select(
             w.c.w,
             c.c.acquisition_channel,
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
             func.count().label("new"),
         )
         .select_from(c.join(w, and_(c.c.signed_up_at >= w.c.ws, c.c.signed_up_at < w.c.we)))
@@ -153,7 +153,7 @@ METRICS = [
             time_column="ordered_at",
             aggregates={
                 "total": lambda t, w: func.sum(t.c.amount),
-                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0.0)),
+                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0)),
                 "orders": lambda t, w: func.count(),
             },
             finalize=_revenue,

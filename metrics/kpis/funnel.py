@@ -14,9 +14,9 @@ Lead ``source`` and marketing channels share their names (``paid_search``, ``eve
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, String, and_, func, literal, select, union_all
+from sqlalchemy import Integer, String, and_, func, literal, select, union_all
 
-from metrics.kpis.common import DAY, count_if, div, num, per_week, when, window_seconds
+from metrics.kpis.common import DAY, count_if, div, money_zero, num, per_week, when, window_seconds
 from metrics.spec import Measure, Metric, in_window
 from storage.schema import customers, leads, marketing_spend, orders
 from storage.sqlfuncs import median, seconds_between
@@ -117,7 +117,7 @@ def _revenue_and_spend(w):
             w.c.w,
             c.c.acquisition_channel,
             func.sum(o.c.amount).label("revenue"),
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
         )
         .select_from(
             o.join(c, o.c.customer_id == c.c.customer_id).join(
@@ -130,7 +130,7 @@ def _revenue_and_spend(w):
         select(
             w.c.w,
             ms.c.channel.label("acquisition_channel"),
-            literal(0.0, Float).label("revenue"),
+            money_zero().label("revenue"),
             func.sum(ms.c.amount).label("spend"),
         )
         .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
@@ -168,7 +168,7 @@ def _leads_and_spend(w):
             w.c.w,
             ld.c.source.label("acquisition_channel"),
             func.count().label("leads"),
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
         )
         .select_from(ld.join(w, and_(ld.c.created_at >= w.c.ws, ld.c.created_at < w.c.we)))
         .group_by(w.c.w, ld.c.source)

@@ -35,8 +35,8 @@ def _mrr_by_customer(w):
         select(
             w.c.w,
             s.c.customer_id,
-            func.sum(case((at_start, s.c.mrr), else_=0.0)).label("mrr_start"),
-            func.sum(case((at_end, s.c.mrr), else_=0.0)).label("mrr_end"),
+            func.sum(case((at_start, s.c.mrr), else_=0)).label("mrr_start"),
+            func.sum(case((at_end, s.c.mrr), else_=0)).label("mrr_end"),
         )
         .select_from(s.join(w, overlaps))
         .group_by(w.c.w, s.c.customer_id)

@@ -86,7 +86,7 @@ METRICS = [
             aggregates={
                 "closed": lambda t, w: func.count(),
                 "won": lambda t, w: count_if(t.c.won_at.is_not(None)),
-                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0.0)),
+                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0)),
             },
             finalize=lambda a: {
                 "value": div(a.get("won"), a.get("closed"), 100.0),
