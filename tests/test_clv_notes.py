@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import numpy as np
-import pytest
 from sqlalchemy import insert
 
 from metrics.api import ask
