@@ -58,8 +58,14 @@ def is_money(sql_type) -> bool:
     return isinstance(sql_type, Money)
 
 
-def _ts(name: str, required: bool = False) -> Column:
-    return Column(name, DateTime(), nullable=not required)
+def _ts(name: str, required: bool = False, after: str | None = None, planned: bool = False) -> Column:
+    """A timestamp column. ``after``: the column of the same row it cannot precede (a churn
+    before the sign-up is a mistake); ``planned``: it may lie in the future (a contract's
+    agreed end), where an event cannot. The importer enforces both."""
+    info: dict = {"planned": planned}
+    if after:
+        info["after"] = after
+    return Column(name, DateTime(), nullable=not required, info=info)
 
 
 customers = Table(
@@ -68,7 +74,7 @@ customers = Table(
     Column("customer_id", String, primary_key=True),
     Column("name", String),
     _ts("signed_up_at", True),
-    _ts("churned_at"),
+    _ts("churned_at", after="signed_up_at", planned=True),
     Column("industry", String),
     Column("size_band", String),
     Column("region", String),
@@ -84,7 +90,7 @@ subscriptions = Table(
     Column("subscription_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("started_at", True),
-    _ts("ended_at"),
+    _ts("ended_at", after="started_at", planned=True),
     Column("mrr", MONEY, nullable=False),
     Column("seats", Integer),
     Column("product", String),
@@ -132,8 +138,8 @@ tickets = Table(
     Column("ticket_id", String, primary_key=True),
     Column("customer_id", String),
     _ts("opened_at", True),
-    _ts("first_response_at"),
-    _ts("resolved_at"),
+    _ts("first_response_at", after="opened_at"),
+    _ts("resolved_at", after="opened_at"),
     Column("reopened", Boolean, nullable=False, server_default=false(), default=False),
     Column("escalated", Boolean, nullable=False, server_default=false(), default=False),
     Column("agent_replies", Integer),
@@ -149,9 +155,9 @@ leads = Table(
     Column("lead_id", String, primary_key=True),
     _ts("created_at", True),
     Column("source", String, nullable=False),
-    _ts("mql_at"),
-    _ts("sql_at"),
-    _ts("converted_at"),
+    _ts("mql_at", after="created_at"),
+    _ts("sql_at", after="created_at"),
+    _ts("converted_at", after="created_at"),
     Column("customer_id", String),
     Column("potential_value", MONEY),
     info={"key": ("lead_id",)},
@@ -183,7 +189,7 @@ incidents = Table(
     metadata,
     Column("incident_id", String, primary_key=True),
     _ts("started_at", True),
-    _ts("ended_at"),
+    _ts("ended_at", after="started_at"),
     Column("severity", String),
     Column("kind", String),
     info={"key": ("incident_id",)},
@@ -194,7 +200,7 @@ defects = Table(
     metadata,
     Column("defect_id", String, primary_key=True),
     _ts("opened_at", True),
-    _ts("resolved_at"),
+    _ts("resolved_at", after="opened_at"),
     Column("severity", String),
     info={"key": ("defect_id",)},
 )
@@ -208,8 +214,8 @@ opportunities = Table(
     Column("kind", String),
     Column("product", String),
     Column("amount", MONEY),
-    _ts("won_at"),
-    _ts("lost_at"),
+    _ts("won_at", after="created_at"),
+    _ts("lost_at", after="created_at"),
     info={"key": ("opportunity_id",)},
 )
 
