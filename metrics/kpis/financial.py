@@ -63,6 +63,7 @@ def _profit_measure(value, per_customer: bool = False) -> Measure:
 
 
 PROFIT_EXTRAS = {"revenue": "revenue", "cost": "cost to serve", "profit": "revenue − cost to serve"}
+PROFIT_UNITS = {"revenue": "currency", "cost": "currency", "profit": "currency"}
 LOSS_BANDS = (
     Band("losing money (below 0)", None, 0, good=False),
     Band("profitable (0 or more)", 0, None),
@@ -214,6 +215,7 @@ METRICS = [
         description="Seed 003: 'the bottom line, or margin. You can make a whole lot of revenues but if you "
         "lose 2$ for every 1$ of revenue, you'll not go very far.'",
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="gross_margin",
@@ -227,6 +229,7 @@ METRICS = [
         bands=LOSS_BANDS,
         measure=_profit_measure(lambda revenue, cost, a: div(revenue - cost, revenue, 100.0)),
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="profit_per_customer",
@@ -244,6 +247,7 @@ METRICS = [
         "'bad' customers.' The ranked list of the most and least profitable customers is the "
         "`profitability` report.",
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="avg_customer_value",
@@ -335,6 +339,7 @@ METRICS = [
         description="Seed 001: 'CAC = Total Acquisition Marketing Spend / Number of New Customers … "
         "Calculating CAC by channel, campaign, or promo code helps optimize your advertising'.",
         extras_doc={"spend": "marketing spend", "new_customers": "new customers"},
+        extras_units={"spend": "currency", "new_customers": "count"},
     ),
     Metric(
         id="clv",

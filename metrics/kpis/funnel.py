@@ -213,7 +213,8 @@ METRICS = [
         split="sum",
         measure=_weekly(None, "leads"),
         description="Seed 003: 'Amount of new leads per week, avg. potential of each lead.'",
-        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential_value per lead"},
+        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential value per lead"},
+        extras_units={"leads": "count", "avg_potential": "currency"},
     ),
     Metric(
         id="mqls",
@@ -284,7 +285,8 @@ METRICS = [
             },
             "mqls",
         ),
-        extras_doc={"lead_to_sql": "leads that became SQLs ÷ leads, in %"},
+        extras_doc={"lead_to_sql": "leads that became SQLs"},
+        extras_units={"lead_to_sql": "percent"},
     ),
     Metric(
         id="lead_conversion",
@@ -331,7 +333,8 @@ METRICS = [
             n="converted",
         ),
         description="Seed 003: 'time from the first touchpoint to MQL, SQL, and customer conversion.'",
-        extras_doc={"to_mql": "median days to MQL", "to_sql": "median days to SQL", "converted": "leads converted"},
+        extras_doc={"to_mql": "median time to MQL", "to_sql": "median time to SQL", "converted": "leads converted"},
+        extras_units={"to_mql": "days", "to_sql": "days", "converted": "count"},
     ),
     Metric(
         id="marketing_roi",
@@ -360,6 +363,7 @@ METRICS = [
         description="Seed 003: 'The ideal way to calculate ROI is $ earned vs $ invested.' Revenue is "
         "attributed to the channel a customer was acquired through.",
         extras_doc={"earned": "revenue from paid channels' customers", "spend": "marketing spend"},
+        extras_units={"earned": "currency", "spend": "currency"},
     ),
     Metric(
         id="leads_per_dollar",
@@ -381,6 +385,7 @@ METRICS = [
             customer_key=None,
         ),
         description="Seed 003: 'Amount of leads per $ invested.' Shown per 1,000 so small channels read well.",
-        extras_doc={"cost_per_lead": "spend ÷ leads"},
+        extras_doc={"cost_per_lead": "cost per lead (spend ÷ leads)"},
+        extras_units={"cost_per_lead": "currency"},
     ),
 ]

@@ -184,7 +184,8 @@ METRICS = [
             customer_key=None,
         ),
         description="Seed 003: 'the average time to solve one (in both cases segment & qualified by criticality)'.",
-        extras_doc={"median": "median hours", "resolved": "defects resolved"},
+        extras_doc={"median": "median resolution time", "resolved": "defects resolved"},
+        extras_units={"median": "hours", "resolved": "count"},
     ),
     Metric(
         id="downtime",
@@ -201,7 +202,8 @@ METRICS = [
         split="sum",
         measure=_outage_measure(_downtime),
         description="Seed 003: 'Down time: frecuency, lenght, impact.'",
-        extras_doc={"incidents": "outages overlapping the period", "longest": "longest outage in the period, minutes"},
+        extras_doc={"incidents": "outages overlapping the period", "longest": "longest outage in the period"},
+        extras_units={"incidents": "count", "longest": "minutes"},
     ),
     Metric(
         id="uptime",
@@ -216,6 +218,7 @@ METRICS = [
         dimensions=INCIDENT_DIMS,
         customer_dimensions=False,
         measure=_outage_measure(_uptime),
-        extras_doc={"downtime_minutes": "minutes of outage", "incidents": "outages"},
+        extras_doc={"downtime_minutes": "downtime", "incidents": "outages"},
+        extras_units={"downtime_minutes": "minutes", "incidents": "count"},
     ),
 ]

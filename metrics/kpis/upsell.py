@@ -66,7 +66,8 @@ METRICS = [
             finalize=lambda a: {"value": a.get("n"), "pipeline": a.get("amount")},
         ),
         description="Seed 003: 'Total amount of Cross & Upselling opportunities'.",
-        extras_doc={"pipeline": "sum of their amounts"},
+        extras_doc={"pipeline": "pipeline (sum of their amounts)"},
+        extras_units={"pipeline": "currency"},
     ),
     Metric(
         id="upsell_conversion",
@@ -97,6 +98,7 @@ METRICS = [
         ),
         description="Seed 003: 'total amount of converted opportunities … Opportunity conversion rate'.",
         extras_doc={"won": "opportunities won", "won_amount": "amount won"},
+        extras_units={"won": "count", "won_amount": "currency"},
     ),
     Metric(
         id="addon_penetration",
