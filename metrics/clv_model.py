@@ -40,7 +40,18 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1, psi
-from sqlalchemy import Engine, Float, Integer, case, cast, distinct, func, literal, select
+from sqlalchemy import (
+    Engine,
+    Float,
+    FromClause,
+    Integer,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -498,7 +509,7 @@ def _orders_in_scope(end: datetime, start, customer_filter: CustomerFilter, incl
     if not include_recurring:
         conditions.append(orders.c.is_recurring.is_(False))
     extra, join_customers = _filter_conditions(customer_filter)
-    source = orders
+    source: FromClause = orders
     if join_customers:
         source = orders.outerjoin(customers, orders.c.customer_id == customers.c.customer_id)
     return source, conditions + extra
