@@ -40,7 +40,18 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1, psi
-from sqlalchemy import Engine, Float, Integer, case, cast, distinct, func, literal, select
+from sqlalchemy import (
+    Engine,
+    Float,
+    FromClause,
+    Integer,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -490,6 +501,51 @@ def _filter_conditions(customer_filter: CustomerFilter) -> tuple[list[ColumnElem
     return conditions, joins
 
 
+def _orders_in_scope(end: datetime, start, customer_filter: CustomerFilter, include_recurring: bool):
+    """The orders a fit looks at, whatever their amount: (FROM clause, where-conditions)."""
+    conditions = [orders.c.ordered_at < end]
+    if start is not None:
+        conditions.append(orders.c.ordered_at >= _naive_utc(start))
+    if not include_recurring:
+        conditions.append(orders.c.is_recurring.is_(False))
+    extra, join_customers = _filter_conditions(customer_filter)
+    source: FromClause = orders
+    if join_customers:
+        source = orders.outerjoin(customers, orders.c.customer_id == customers.c.customer_id)
+    return source, conditions + extra
+
+
+def excluded_orders(
+    engine: Engine,
+    end: datetime | date,
+    start: datetime | date | None = None,
+    customer_filter: CustomerFilter = None,
+    include_recurring: bool = True,
+) -> tuple[int, int]:
+    """(orders, customers) the fit leaves out: orders of $0 or less (free orders, refunds)
+    are not purchases for the models, and a customer whose every order is such one is not a
+    buyer at all. Counted in SQL, so an answer can say what it did not use."""
+    source, conditions = _orders_in_scope(_naive_utc(end), start, customer_filter, include_recurring)
+    per_customer = (
+        select(
+            orders.c.customer_id,
+            func.sum(case((orders.c.amount > 0, 1), else_=0)).label("paid"),
+            func.sum(case((orders.c.amount > 0, 0), else_=1)).label("unpaid"),
+        )
+        .select_from(source)
+        .where(*conditions)
+        .group_by(orders.c.customer_id)
+        .subquery("per_customer")
+    )
+    stmt = select(
+        func.coalesce(func.sum(per_customer.c.unpaid), 0),
+        func.coalesce(func.sum(case((per_customer.c.paid == 0, 1), else_=0)), 0),
+    )
+    with database.query(engine) as conn:
+        n_orders, n_customers = conn.execute(stmt).one()
+    return int(n_orders), int(n_customers)
+
+
 def rfm_summary_query(
     end: datetime | date,
     start: datetime | date | None = None,
@@ -498,15 +554,8 @@ def rfm_summary_query(
 ):
     """The SQLAlchemy Core statement behind :func:`rfm_summary` (columns in days)."""
     end = _naive_utc(end)
-    conditions = [orders.c.ordered_at < end, orders.c.amount > 0]
-    if start is not None:
-        conditions.append(orders.c.ordered_at >= _naive_utc(start))
-    if not include_recurring:
-        conditions.append(orders.c.is_recurring.is_(False))
-    extra, join_customers = _filter_conditions(customer_filter)
-    source = orders
-    if join_customers:
-        source = orders.outerjoin(customers, orders.c.customer_id == customers.c.customer_id)
+    source, conditions = _orders_in_scope(end, start, customer_filter, include_recurring)
+    conditions.append(orders.c.amount > 0)
     day = day_number(orders.c.ordered_at)
     o = (
         select(
@@ -516,13 +565,13 @@ def rfm_summary_query(
             func.min(day).over(partition_by=orders.c.customer_id).label("first_day"),
         )
         .select_from(source)
-        .where(*conditions, *extra)
+        .where(*conditions)
         .subquery("o")
     )
     days = func.count(distinct(o.c.day))
     first = func.min(o.c.first_day)
     total = func.sum(o.c.amount)
-    first_day_total = func.sum(case((o.c.day == o.c.first_day, o.c.amount), else_=0.0))
+    first_day_total = func.sum(case((o.c.day == o.c.first_day, o.c.amount), else_=0))
     return (
         select(
             o.c.customer_id,
@@ -596,6 +645,37 @@ def rfm_summary(
     return df.sort_values("customer_id", ignore_index=True)
 
 
+#: Beta(a, b) with a + b above this has practically no spread: the fit says every customer
+#: has the same drop-out probability, the limiting case where BG/NBD's heterogeneity is gone.
+DEGENERATE_AB = 1_000.0
+
+
+def near_degenerate(bg: BGNBDParams) -> bool:
+    """A BG/NBD fit whose drop-out heterogeneity has collapsed (CDNOW: a ≈ 0.79, b ≈ 2.43;
+    a fit with a ≈ 4.8e5, b ≈ 1.0e6 is such a case)."""
+    return bg.a + bg.b > DEGENERATE_AB
+
+
+def _approx(x: float) -> str:
+    return f"{x:.1e}".replace("e+0", "e").replace("e+", "e") if abs(x) >= 10_000 else f"{x:.3g}"
+
+
+def _degenerate_note(bg: BGNBDParams) -> str:
+    p = bg.a / (bg.a + bg.b)
+    return (
+        f"Caution: the purchase model's fit is near-degenerate (a ≈ {_approx(bg.a)}, b ≈ {_approx(bg.b)}): "
+        f"it treats every customer as equally likely to stop buying ({100 * p:.0f}% after each repeat "
+        "purchase), a limiting case the model is not meant for, so treat the CLV as rough."
+    )
+
+
+def _excluded_note(n_orders: int, n_customers: int) -> str:
+    text = f"Left out of the model: {n_orders:,} order{'s' if n_orders != 1 else ''} of 0 or less"
+    if n_customers:
+        text += f", and with them {n_customers:,} customer{'s' if n_customers != 1 else ''} who had no other order"
+    return text + " (the model describes paid purchases)."
+
+
 # ---- the KPI-facing result ------------------------------------------------------------------
 
 
@@ -621,6 +701,8 @@ class CLVResult:
     annual_discount: float
     margin: float
     time_unit: str = "days"
+    excluded_orders: int = 0  # orders of 0 or less, left out of the fit
+    excluded_customers: int = 0  # customers with no other orders, so not in the fit at all
     notes: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -661,6 +743,8 @@ class CLVResult:
             "horizon_months": self.horizon_months,
             "annual_discount": self.annual_discount,
             "margin": self.margin,
+            "excluded_orders": self.excluded_orders,
+            "excluded_customers": self.excluded_customers,
         }
         if self.bgnbd is not None:
             out["bgnbd"] = self.bgnbd.as_dict() | {"log_likelihood": self.bgnbd.log_likelihood}
@@ -704,6 +788,7 @@ def predict_clv(
     t0 = time.perf_counter()
     end = _naive_utc(end)
     rfm = rfm_summary(engine, end, start, customer_filter, include_recurring=include_recurring)
+    unpaid_orders, unpaid_customers = excluded_orders(engine, end, start, customer_filter, include_recurring)
     timings = {"rfm_summary": (time.perf_counter() - t0) * 1000}
     n = len(rfm)
     repeat = rfm[(rfm["frequency"] > 0) & (rfm["monetary"] > 0)]
@@ -721,7 +806,11 @@ def predict_clv(
         annual_discount=annual_discount,
         margin=margin,
         timings_ms=timings,
+        excluded_orders=unpaid_orders,
+        excluded_customers=unpaid_customers,
     )
+    if unpaid_orders:
+        result.notes.append(_excluded_note(unpaid_orders, unpaid_customers))
     if len(repeat) < min_repeat_customers:
         result.notes.append(
             f"Not enough purchase history to predict CLV: {len(repeat)} customers with a repeat "
@@ -743,6 +832,8 @@ def predict_clv(
             "A model parameter reached its limit (for example no sign of customers dropping out "
             "yet); the CLV rests on that limiting case, so treat it as rough."
         )
+    elif near_degenerate(bg):
+        result.notes.append(_degenerate_note(bg))
     if gg.q <= 1.0:
         result.notes.append(
             "Spend per order is too heavy-tailed for the Gamma-Gamma model (q ≤ 1), so no CLV is given."

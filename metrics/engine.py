@@ -343,6 +343,9 @@ def run(query: Query, *, engine: Engine | None = None, settings: Settings | None
         previous=PeriodValue(query.compare, prior.value, prior.n),
         extras=current.extras or {},
     )
+    note = result.extras.pop("note", None)  # a model's own caveat (predicted CLV) is said in the answer
+    if isinstance(note, str) and note:
+        result.notes.append(note)
     offset = len(windows)
     result.series = [_point(cells, offset + i, ws) for i, (ws, _) in enumerate(series_windows)]
     offset += len(series_windows)

@@ -21,9 +21,13 @@ def currency() -> str:
 
 
 def format_value(metric: Metric, value: float | None) -> str:
+    return format_unit(metric.unit, value)
+
+
+def format_unit(unit: str, value: float | None) -> str:
+    """A number in a unit (see :attr:`Metric.unit`) as people read it: $1,234, 2.2%, 3.5 h."""
     if value is None:
         return "no data"
-    unit = metric.unit
     if unit == "percent":
         return f"{value:.1f}%"
     if unit == "score":
@@ -97,7 +101,11 @@ def extras_line(result: Result) -> str | None:
     for key, label in docs.items():
         value = result.extras.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("recurring", "one_off"):
-            shown = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.2f}"
+            unit = result.metric.extras_units.get(key)
+            if unit:
+                shown = format_unit(unit, value)
+            else:
+                shown = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.2f}"
             parts.append(f"{label}: {shown}")
     return " · ".join(parts) if parts else None
 

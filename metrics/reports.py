@@ -202,6 +202,9 @@ class BeforeChurnReport:
     churned: Cohort
     retained: Cohort
     categories: list[tuple[str, int]]  # churned customers' tickets by category, most first
+    # of the churned, those who signed up during the period: they left, but the churn rate
+    # (customers at the period's start who left) does not count them
+    signed_up_in_period: int = 0
     name: str = "before-churn"
     question: str = "What happens when customers want to leave?"
     days: int = LOOKBACK_DAYS
@@ -425,6 +428,10 @@ def before_churn(period: Period, engine: Engine, settings: Settings) -> BeforeCh
     k = _cohorts(period, settings)
     t, r, ue = tickets, survey_responses, usage_events
     sizes = {row["grp"]: _int(row["n"]) for row in _rows(engine, select(k.c.grp, func.count().label("n")).group_by(k.c.grp))}
+    start, end = _bounds(period, settings)
+    c = customers
+    joined = _rows(engine, select(count_if(and_(c.c.churned_at >= start, c.c.churned_at < end, c.c.signed_up_at >= start))
+                                  .label("n")))
     ticket_rows = _rows(
         engine,
         select(k.c.grp, t.c.category, func.count().label("n"))
@@ -478,7 +485,9 @@ def before_churn(period: Period, engine: Engine, settings: Settings) -> BeforeCh
         ((_label(row["category"]), _int(row["n"])) for row in ticket_rows if row["grp"] == "churned"),
         key=lambda kv: (-kv[1], kv[0]),
     )
-    return BeforeChurnReport(period, cohort("churned"), cohort("retained"), categories)
+    return BeforeChurnReport(
+        period, cohort("churned"), cohort("retained"), categories, signed_up_in_period=_int(joined[0]["n"])
+    )
 
 
 # ---- profitability ----------------------------------------------------------------------------
@@ -717,9 +726,16 @@ def _before_churn_text(r: BeforeChurnReport) -> list[str]:
     c, k = r.churned, r.retained
     if not c.customers:
         return ["No customer churned in this period."]
+    joined = r.signed_up_in_period
+    reconcile = ""
+    if joined:
+        reconcile = (
+            f" ({_customers(c.customers - joined)} at the period's start, whom the churn rate counts, and "
+            f"{joined} who signed up during the period and left within it)"
+        )
     out = [
-        f"{_customers(c.customers)} churned. Their last {r.days} days before leaving, against the last {r.days} days "
-        f"of the {_customers(k.customers)} who stayed:"
+        f"{_customers(c.customers)} churned{reconcile}. Their last {r.days} days before leaving, against the last "
+        f"{r.days} days of the {_customers(k.customers)} who stayed:"
     ]
     cu, ku = c.usage_per_customer, k.usage_per_customer
     rows = [

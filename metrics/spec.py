@@ -97,7 +97,8 @@ class Metric:
     # segments' values (rates, scores, averages; needs Measure.n); None: not decomposable.
     split: str | None = None
     description: str = ""
-    extras_doc: Mapping[str, str] = field(default_factory=dict)
+    extras_doc: Mapping[str, str] = field(default_factory=dict)  # extra -> human label
+    extras_units: Mapping[str, str] = field(default_factory=dict)  # extra -> unit (as ``unit``)
 
     def band_for(self, value: float | None) -> Band | None:
         if value is None:

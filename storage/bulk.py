@@ -3,7 +3,8 @@
 Used by the importer (to fill its staging table) and by the demo company. Data arrives as
 a :class:`pyarrow.Table` (or a pandas DataFrame, or a mapping of column name to array) and
 is cast to the target table's column types first, so every backend stores the same values:
-timestamps naive UTC at microsecond precision, dates as dates, booleans as booleans.
+timestamps naive UTC at microsecond precision, dates as dates, booleans as booleans, money
+(:data:`storage.schema.MONEY`) as ``decimal128(18, 2)``, rounded to the cent.
 
 * DuckDB: the Arrow table is registered on the raw DuckDB connection and copied with one
   ``INSERT INTO t SELECT ... FROM frame`` (zero-copy scan, vectorised).
@@ -32,6 +33,8 @@ import pyarrow.csv as pa_csv
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, Numeric, Table
 from sqlalchemy.engine import Connection
 
+from storage.schema import is_money
+
 __all__ = ["BUSY_WAIT", "arrow_schema", "arrow_type", "insert_rows", "to_arrow"]
 
 #: Seconds a writer (import, demo) waits for a DuckDB file another process holds; the bot
@@ -43,6 +46,32 @@ BATCH_ROWS = 100_000
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: 05.000123
 
 _counter = itertools.count()
+MONEY_ARROW = pa.decimal128(18, 2)
+#: Largest money amount accepted: below it a double still tells every cent apart.
+MONEY_LIMIT = 1e13
+
+
+def cents(values: np.ndarray) -> np.ndarray:
+    """Amounts (float) as whole cents, rounded half away from zero like ``NUMERIC(18, 2)``."""
+    scaled = np.asarray(values, dtype=np.float64) * 100.0
+    return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+
+
+def money_array(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Any numeric Arrow array as ``decimal128(18, 2)``, each value rounded to the cent.
+
+    Built from whole cents: a decimal's storage is its unscaled integer, so cents as
+    ``decimal128(19, 0)`` re-typed with scale 2 are the amounts, with no float in between."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_decimal(array.type):
+        if array.type == MONEY_ARROW:
+            return array
+        array = array.cast(pa.string()).cast(pa.float64())  # exact text, nearest double
+    values = array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    whole = np.nan_to_num(cents(values), nan=0.0).astype(np.int64)
+    unscaled = pa.array(whole, mask=~np.asarray(array.is_valid())).cast(pa.decimal128(19, 0))
+    return pa.Array.from_buffers(MONEY_ARROW, len(unscaled), unscaled.buffers(), unscaled.null_count)
 
 
 def arrow_type(sql_type: Any) -> pa.DataType:
@@ -55,6 +84,8 @@ def arrow_type(sql_type: Any) -> pa.DataType:
         return pa.date32()
     if isinstance(sql_type, Integer):
         return pa.int64()
+    if is_money(sql_type):
+        return MONEY_ARROW
     if isinstance(sql_type, Float | Numeric):
         return pa.float64()
     return pa.string()
@@ -68,6 +99,8 @@ def arrow_schema(table: Table, columns: Sequence[str] | None = None) -> pa.Schem
 def _cast(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if array.type == target:
         return array
+    if target == MONEY_ARROW:
+        return money_array(array)
     if pa.types.is_timestamp(array.type) and pa.types.is_timestamp(target) and array.type.tz:
         # Arrow keeps instants in UTC; dropping the zone leaves naive UTC wall time.
         array = array.cast(pa.timestamp(array.type.unit), safe=False)
@@ -186,6 +219,10 @@ def _sqlite_values(array: pa.Array) -> list:
         return pc.strftime(array, format=SQLITE_DATETIME_FORMAT).to_pylist()
     if pa.types.is_date(array.type):
         return array.cast(pa.string()).to_pylist()
+    if pa.types.is_decimal(array.type):
+        # sqlite3 binds no Decimal: the nearest double, parsed from the decimal text (Arrow's
+        # decimal-to-float cast multiplies by 0.01 and can miss it: 1234567.8900000001)
+        return array.cast(pa.string()).cast(pa.float64()).to_pylist()
     return array.to_pylist()
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from storage.schema import ROW_STORE_INDEXES, metadata
+from storage.schema import ROW_STORE_INDEXES, TABLES, is_money, metadata
 
 DEFAULT_URL = "duckdb:///data/kpibot.duckdb"
 
@@ -193,6 +193,8 @@ def _make_engine(url: str) -> Engine:
 def create_tables(engine: Engine) -> None:
     with _retrying_connect(engine) as conn:
         metadata.create_all(conn, checkfirst=True)
+        if engine.dialect.name == "duckdb":
+            migrate_money(conn)
         if engine.dialect.name != "duckdb":
             existing = {
                 ix["name"]
@@ -203,6 +205,46 @@ def create_tables(engine: Engine) -> None:
                 if index.name not in existing:
                     index.create(conn)
         conn.commit()
+
+
+def _old_float_money(conn: Connection) -> list[tuple[str, str]]:
+    """The money columns still typed FLOAT in a DuckDB file that kpibot itself created
+    (before money was DECIMAL, it stored it as DuckDB's 4-byte FLOAT), else [].
+
+    Created by kpibot means: every canonical table is there with exactly kpibot's columns, and
+    every money column is FLOAT. Any other file is left as it is (it is not kpibot's to change)."""
+    rows = conn.exec_driver_sql(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema()"
+    ).all()
+    found: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        found.setdefault(table, {})[column] = str(kind).upper()
+    old = []
+    for name, table in TABLES.items():
+        columns = found.get(name, {})
+        if set(columns) != {c.name for c in table.columns}:
+            return []
+        for col in table.columns:
+            if is_money(col.type):
+                if columns[col.name] not in ("FLOAT", "REAL", "FLOAT4"):
+                    return []
+                old.append((name, col.name))
+    return old
+
+
+def migrate_money(conn: Connection) -> list[tuple[str, str]]:
+    """Converts an older kpibot DuckDB file's FLOAT money columns to ``DECIMAL(18, 2)``.
+
+    Each stored value becomes the nearest cent. A 4-byte FLOAT keeps about 7 significant
+    digits, so amounts below ~$100,000 get their exact cents back; larger ones keep the cent
+    the FLOAT had drifted to (1234567.89 was stored as 1234567.875 and becomes 1234567.88):
+    re-import those files to restore them. Returns the (table, column) pairs converted."""
+    old = _old_float_money(conn)
+    quote = conn.dialect.identifier_preparer.quote
+    for table, column in old:  # names from the schema, never user text
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table)} ALTER {quote(column)} TYPE DECIMAL(18, 2)")
+    return old
 
 
 def analyze(engine: Engine, tables) -> None:

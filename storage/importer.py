@@ -7,7 +7,8 @@ Rows whose key (``table.info["key"]``) already exists are updated rather than du
 Checks
     * header: every required column (``nullable=False`` without a server default) present,
       no unknown or repeated columns (names match case-insensitively, spaces trimmed);
-    * per value: required values present; whole numbers, numbers, booleans
+    * per value: required values present; whole numbers, numbers, amounts of money (below
+      10 trillion; stored exactly, rounded to the cent half away from zero), booleans
       (true/false, 1/0, yes/no), ISO 8601 timestamps (a date or a date-time, with optional
       ``Z`` or ``+hh:mm`` offset, stored as naive UTC), ISO dates (``YYYY-MM-DD``), allowed
       values (``info["choices"]``, case-insensitive), survey scores inside
@@ -44,6 +45,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +75,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from storage.bulk import BUSY_WAIT, insert_rows
-from storage.database import analyze, connect
-from storage.schema import SURVEY_SCALES, TABLES
+from storage.bulk import BUSY_WAIT, MONEY_ARROW, MONEY_LIMIT, insert_rows, money_array
+from storage.database import DatabaseError, analyze, connect
+from storage.schema import SURVEY_SCALES, TABLES, is_money
 
 __all__ = ["CHUNK_ROWS", "MAX_SHOWN", "ImportFailed", "ImportReport", "import_file"]
 
@@ -89,6 +91,11 @@ _DATE_RE = r"\d{4}-\d{2}-\d{2}"
 _INT32 = 2**31 - 1
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _BAD_LINE_RE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+#: How far past the import's clock an event may lie: a day, for a date written in a zone
+#: ahead of UTC. A planned end (a contract's agreed end date) may lie up to five years ahead.
+FUTURE_SLACK = timedelta(days=1)
+PLANNED_AHEAD = timedelta(days=5 * 366)
+NOTHING_IMPORTED = "Nothing was imported: fix these and import the file again."
 
 
 class ImportFailed(Exception):  # noqa: N818 - the name the CLI and bot catch
@@ -106,6 +113,7 @@ class ImportFailed(Exception):  # noqa: N818 - the name the CLI and bot catch
         more = self.total - len(shown)
         if more > 0:
             lines.append(f"… and {more:,} more problem{'s' if more != 1 else ''}")
+        lines.append(NOTHING_IMPORTED)
         return "\n".join(lines)
 
 
@@ -133,10 +141,12 @@ class ImportReport:
 @dataclass(frozen=True)
 class _Rule:
     name: str
-    kind: str  # str, int, float, bool, ts, date
+    kind: str  # str, int, float, money, bool, ts, date
     required: bool  # an empty value is a problem
     fill: object  # the value an empty cell gets when the column cannot be NULL (else None)
     choices: tuple[str, ...] | None
+    after: str | None = None  # a column of the same row this one cannot precede
+    planned: bool = False  # may lie in the future (up to PLANNED_AHEAD)
 
 
 def _kind(sql_type) -> str:
@@ -148,6 +158,8 @@ def _kind(sql_type) -> str:
         return "date"
     if isinstance(sql_type, Integer):
         return "int"
+    if is_money(sql_type):
+        return "money"
     if isinstance(sql_type, Float | Numeric):
         return "float"
     return "str"
@@ -166,6 +178,8 @@ def _rules(table: Table) -> dict[str, _Rule]:
             required=not col.nullable and fill is None,
             fill=fill,
             choices=tuple(col.info["choices"]) if "choices" in col.info else None,
+            after=col.info.get("after"),
+            planned=bool(col.info.get("planned")),
         )
     return rules
 
@@ -356,8 +370,10 @@ def _check_column(
     lines: np.ndarray,
     order: int,
     problems: _Problems,
+    latest: datetime | None = None,
 ) -> tuple[pa.Array, np.ndarray]:
-    """The column (stripped text) as Arrow values, and a mask of the rows with a problem."""
+    """The column (stripped text) as Arrow values, and a mask of the rows with a problem.
+    ``latest``: the last naive UTC time a timestamp or date may hold."""
     bad = np.zeros(len(vals), bool)
     name = rule.name
 
@@ -381,7 +397,7 @@ def _check_column(
             nul = vals.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
             report(nul, lambda p: "contains a NUL character")
         array = pa.array(vals.mask(empty), type=pa.string(), from_pandas=True)
-    elif kind in ("int", "float"):
+    elif kind in ("int", "float", "money"):
         num = pd.to_numeric(vals.mask(empty), errors="coerce").to_numpy(
             dtype=float, na_value=np.nan
         )
@@ -395,7 +411,13 @@ def _check_column(
             array = pa.array(num, from_pandas=True).cast(pa.int64(), safe=False)
         else:
             report(present & ~np.isfinite(num), lambda p: f"not a number: {_show(vals.iloc[p])}")
+            if kind == "money":
+                with np.errstate(invalid="ignore"):
+                    huge = present & np.isfinite(num) & ~(np.abs(num) < MONEY_LIMIT)
+                report(huge, lambda p: f"amount out of range (at most 10 trillion): {_show(vals.iloc[p])}")
             array = pa.array(np.where(bad | empty, np.nan, num), from_pandas=True)
+            if kind == "money":
+                array = _money(vals.mask(bad | empty), array)
     elif kind == "bool":
         low = vals.str.lower()
         is_true = low.isin(_TRUE).to_numpy(dtype=bool)
@@ -410,16 +432,66 @@ def _check_column(
         invalid = present & parsed.isna().to_numpy(dtype=bool)
         report(invalid, lambda p: f"not an ISO 8601 date or date-time: {_show(vals.iloc[p])}")
         naive = parsed.dt.tz_localize(None)
+        _report_future(report, naive, present & ~invalid, latest, rule, vals)
         array = pa.array(naive, from_pandas=True).cast(pa.timestamp("us"), safe=False)
     else:  # date
         shape = vals.str.fullmatch(_DATE_RE).to_numpy(dtype=bool, na_value=False)
         parsed = pd.to_datetime(vals.where(shape), format="%Y-%m-%d", errors="coerce")
         invalid = present & parsed.isna().to_numpy(dtype=bool)
         report(invalid, lambda p: f"not an ISO 8601 date (YYYY-MM-DD): {_show(vals.iloc[p])}")
+        _report_future(report, parsed, present & ~invalid, latest, rule, vals)
         array = pa.array(parsed, from_pandas=True).cast(pa.date32(), safe=False)
     if rule.fill is not None and empty.any():
         array = pc.fill_null(array, pa.scalar(rule.fill).cast(array.type))
     return array, bad
+
+
+def _report_future(report, when: pd.Series, ok: np.ndarray, latest: datetime | None, rule: _Rule, vals) -> None:
+    if latest is None:
+        return
+    ahead = ok & (when > pd.Timestamp(latest)).to_numpy(dtype=bool, na_value=False)
+    if rule.planned:
+        report(ahead, lambda p: f"{_show(vals.iloc[p])} is more than 5 years in the future")
+    else:
+        report(ahead, lambda p: f"{_show(vals.iloc[p])} is in the future (after {latest:%Y-%m-%d})")
+
+
+def _check_order(
+    arrays: dict[str, pa.Array],
+    bads: dict[str, np.ndarray],
+    texts: dict[str, pd.Series],
+    rules: dict[str, _Rule],
+    lines: np.ndarray,
+    order: dict[str, int],
+    problems: _Problems,
+) -> None:
+    """A time that cannot precede another of the same row (churned_at after signed_up_at)."""
+    for name, rule in rules.items():
+        first = rule.after
+        if name not in arrays or not first or first not in arrays:
+            continue
+        later, earlier = arrays[name], arrays[first]
+        ok = ~bads[name] & ~bads[first]
+        with np.errstate(invalid="ignore"):
+            before = pc.fill_null(pc.less(later, earlier), False).to_numpy(zero_copy_only=False)
+        mask = ok & before
+
+        def describe(p: int, name: str = name, first: str = first) -> str:
+            return f"{_show(texts[name].iloc[p])} is before {first} ({_show(texts[first].iloc[p])})"
+
+        problems.add_mask(mask, lines, order[name], name, describe)
+        bads[name] |= mask
+
+
+def _money(texts: pd.Series, numbers: pa.Array) -> pa.Array:
+    """Checked amounts as ``decimal128(18, 2)``, rounded to the cent half away from zero, from
+    their text (exact: "12.345" is 12.35), or from the float (``numbers``) for the rare text
+    Arrow's decimal parser does not take (more than 10 decimals)."""
+    try:
+        exact = pc.cast(pa.array(texts, type=pa.string(), from_pandas=True), pa.decimal128(38, 10))
+        return pc.round(exact, ndigits=2, round_mode="half_towards_infinity").cast(MONEY_ARROW)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return money_array(numbers)
 
 
 def _check_survey_scale(
@@ -460,6 +532,7 @@ def _check_chunk(
     rules: dict[str, _Rule],
     order: dict[str, int],
     problems: _Problems,
+    now: datetime | None = None,
 ) -> pa.Table | None:
     frame = chunk.frame
     if frame.empty:
@@ -478,9 +551,14 @@ def _check_chunk(
     arrays: dict[str, pa.Array] = {}
     bads: dict[str, np.ndarray] = {}
     for i, name in enumerate(columns):
+        rule = rules[name]
+        latest = None
+        if now is not None and rule.kind in ("ts", "date"):
+            latest = now + (PLANNED_AHEAD if rule.planned else FUTURE_SLACK)
         arrays[name], bads[name] = _check_column(
-            rules[name], texts[i], empties[i], lines, order[name], problems
+            rule, texts[i], empties[i], lines, order[name], problems, latest
         )
+    _check_order(arrays, bads, dict(zip(columns, texts, strict=True)), rules, lines, order, problems)
     if "survey" in arrays and "score" in arrays and rules["survey"].choices:
         _check_survey_scale(arrays, bads, lines, order["score"], problems)
     problems.flush()
@@ -613,14 +691,23 @@ def _merge(conn, target: Table, stage: Table, columns: list[str]) -> tuple[int, 
 
 
 def import_file(
-    engine: Engine, table: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS
+    engine: Engine,
+    table: str,
+    path: str | Path,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Import ``path`` (CSV, or Parquet by suffix/magic bytes) into ``table``, all or nothing.
 
     Raises :class:`ImportFailed` describing every problem (nothing is written), or
-    :class:`storage.database.DatabaseError` when the database cannot be reached.
+    :class:`storage.database.DatabaseError` when the database cannot be reached (its text then
+    ends "nothing was imported"). ``now`` (naive UTC; default the clock) is what "in the
+    future" is measured from.
     """
     started = time.perf_counter()
+    if now is None:
+        now = datetime.now(UTC).replace(tzinfo=None)
     label = str(path)
     target = TABLES.get(table)
     if target is None:
@@ -635,13 +722,21 @@ def import_file(
     rules = _rules(target)
     order = {c.name: i for i, c in enumerate(target.columns)}
 
+    try:
+        return _import(engine, target, file, label, reader, rules, order, problems, now, started)
+    except DatabaseError as exc:  # the transaction was rolled back (or never began)
+        raise type(exc)(f"{exc}; nothing was imported") from exc
+
+
+def _import(engine, target, file, label, reader, rules, order, problems, now, started) -> ImportReport:
+    table = target.name
     staging: list[Table] = []
     with connect(engine, wait=BUSY_WAIT) as conn:
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":  # the per-query limit is for questions
                     conn.execute(text("SET LOCAL statement_timeout = 0"))
-                inserted, updated = _load(conn, target, reader, rules, order, problems, staging)
+                inserted, updated = _load(conn, target, reader, rules, order, problems, staging, now)
         except ImportFailed:
             raise
         except UnicodeDecodeError as exc:
@@ -687,7 +782,7 @@ def _parser_message(label: str, exc: Exception) -> str:
 
 
 def _load(
-    conn, target: Table, reader, rules, order, problems: _Problems, staging: list[Table]
+    conn, target: Table, reader, rules, order, problems: _Problems, staging: list[Table], now: datetime
 ) -> tuple[int, int]:
     chunks = reader.chunks()
     next(chunks, None)  # the header is known once the first chunk has been read
@@ -704,7 +799,7 @@ def _load(
     stage.create(conn)
     staged = 0
     for chunk in chunks:
-        data = _check_chunk(chunk, columns, rules, order, problems)
+        data = _check_chunk(chunk, columns, rules, order, problems, now)
         if data is not None and not problems:
             staged += insert_rows(conn, stage, data)
     problems.flush()

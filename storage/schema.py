@@ -2,6 +2,7 @@
 
 Columns with ``nullable=False`` are the required ones (the importer checks them).
 Times are naive UTC timestamps; ``marketing_spend.spent_on`` is a calendar date.
+Money columns are :data:`MONEY`, exact to the cent (see there).
 ``info["key"]`` on a table names the columns that identify a row, so that a re-import
 updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values.
 """
@@ -17,8 +18,10 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
+    TypeDecorator,
     false,
     true,
 )
@@ -33,8 +36,36 @@ SURVEY_SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ce
 CUSTOMER_DIMENSIONS = ("industry", "size_band", "region", "plan", "acquisition_channel")
 
 
-def _ts(name: str, required: bool = False) -> Column:
-    return Column(name, DateTime(), nullable=not required)
+class Money(TypeDecorator):
+    """Money: ``DECIMAL(18, 2)``, exact to the cent on DuckDB and PostgreSQL, so sums in SQL
+    are exact (a 4-byte FLOAT turned 1234567.89 into 1234567.875). SQLite has no decimal type:
+    there the column holds 8-byte doubles, each the nearest to its cent value, and a total
+    stays within a small fraction of a cent of exact (answers show cents). Values are read back
+    as float, on every driver: the KPI arithmetic after the SQL is ratios and rounding."""
+
+    impl = Numeric(18, 2, asdecimal=False)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else float(value)
+
+
+MONEY = Money()
+
+
+def is_money(sql_type) -> bool:
+    """A money column."""
+    return isinstance(sql_type, Money)
+
+
+def _ts(name: str, required: bool = False, after: str | None = None, planned: bool = False) -> Column:
+    """A timestamp column. ``after``: the column of the same row it cannot precede (a churn
+    before the sign-up is a mistake); ``planned``: it may lie in the future (a contract's
+    agreed end), where an event cannot. The importer enforces both."""
+    info: dict = {"planned": planned}
+    if after:
+        info["after"] = after
+    return Column(name, DateTime(), nullable=not required, info=info)
 
 
 customers = Table(
@@ -43,7 +74,7 @@ customers = Table(
     Column("customer_id", String, primary_key=True),
     Column("name", String),
     _ts("signed_up_at", True),
-    _ts("churned_at"),
+    _ts("churned_at", after="signed_up_at", planned=True),
     Column("industry", String),
     Column("size_band", String),
     Column("region", String),
@@ -59,8 +90,8 @@ subscriptions = Table(
     Column("subscription_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("started_at", True),
-    _ts("ended_at"),
-    Column("mrr", Float, nullable=False),
+    _ts("ended_at", after="started_at", planned=True),
+    Column("mrr", MONEY, nullable=False),
     Column("seats", Integer),
     Column("product", String),
     info={"key": ("subscription_id",)},
@@ -72,7 +103,7 @@ orders = Table(
     Column("order_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("ordered_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     Column("product", String),
     Column("is_recurring", Boolean, nullable=False, server_default=false(), default=False),
     info={"key": ("order_id",)},
@@ -83,7 +114,7 @@ costs = Table(
     metadata,
     Column("customer_id", String, nullable=False),
     _ts("incurred_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     Column("category", String),
     info={"key": ("customer_id", "incurred_at", "category")},
 )
@@ -107,8 +138,8 @@ tickets = Table(
     Column("ticket_id", String, primary_key=True),
     Column("customer_id", String),
     _ts("opened_at", True),
-    _ts("first_response_at"),
-    _ts("resolved_at"),
+    _ts("first_response_at", after="opened_at"),
+    _ts("resolved_at", after="opened_at"),
     Column("reopened", Boolean, nullable=False, server_default=false(), default=False),
     Column("escalated", Boolean, nullable=False, server_default=false(), default=False),
     Column("agent_replies", Integer),
@@ -124,11 +155,11 @@ leads = Table(
     Column("lead_id", String, primary_key=True),
     _ts("created_at", True),
     Column("source", String, nullable=False),
-    _ts("mql_at"),
-    _ts("sql_at"),
-    _ts("converted_at"),
+    _ts("mql_at", after="created_at"),
+    _ts("sql_at", after="created_at"),
+    _ts("converted_at", after="created_at"),
     Column("customer_id", String),
-    Column("potential_value", Float),
+    Column("potential_value", MONEY),
     info={"key": ("lead_id",)},
 )
 
@@ -137,7 +168,7 @@ marketing_spend = Table(
     metadata,
     Column("spent_on", Date, nullable=False),
     Column("channel", String, nullable=False),
-    Column("amount", Float, nullable=False),
+    Column("amount", MONEY, nullable=False),
     info={"key": ("spent_on", "channel")},
 )
 
@@ -158,7 +189,7 @@ incidents = Table(
     metadata,
     Column("incident_id", String, primary_key=True),
     _ts("started_at", True),
-    _ts("ended_at"),
+    _ts("ended_at", after="started_at"),
     Column("severity", String),
     Column("kind", String),
     info={"key": ("incident_id",)},
@@ -169,7 +200,7 @@ defects = Table(
     metadata,
     Column("defect_id", String, primary_key=True),
     _ts("opened_at", True),
-    _ts("resolved_at"),
+    _ts("resolved_at", after="opened_at"),
     Column("severity", String),
     info={"key": ("defect_id",)},
 )
@@ -182,9 +213,9 @@ opportunities = Table(
     _ts("created_at", True),
     Column("kind", String),
     Column("product", String),
-    Column("amount", Float),
-    _ts("won_at"),
-    _ts("lost_at"),
+    Column("amount", MONEY),
+    _ts("won_at", after="created_at"),
+    _ts("lost_at", after="created_at"),
     info={"key": ("opportunity_id",)},
 )
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from storage import database
-from storage.importer import ImportFailed, ImportReport, import_file
+from storage.importer import NOTHING_IMPORTED, ImportFailed, ImportReport, import_file
 from storage.schema import TABLES
 
 SURVEY_HEADER = "response_id,customer_id,responded_at,survey,score,touchpoint,comment"
@@ -193,7 +193,7 @@ def test_blank_lines_and_multiline_values_keep_line_numbers(duck_url, tmp_path):
         "r3,C1,2025-03-01,nps,12,product,",
     )
     exc = failure(duck_url, "survey_responses", path)
-    assert str(exc) == f"{path}:6: score: 12 is outside the nps scale 0-10"
+    assert str(exc) == f"{path}:6: score: 12 is outside the nps scale 0-10\n{NOTHING_IMPORTED}"
 
 
 # --------------------------------------------------------------------------------- bad rows
@@ -262,7 +262,7 @@ def test_bad_row_is_reported_and_nothing_imported(db_url, tmp_path, case):
     path = write(tmp_path, f"{table}.csv", header, GOOD_FIRST[table], bad)
     exc = failure(db_url, table, path)
     assert exc.problems == [f"{path}:3: {message}"]
-    assert str(exc) == f"{path}:3: {message}"
+    assert str(exc) == f"{path}:3: {message}\n{NOTHING_IMPORTED}"
     assert count(db_url, table) == 0
 
 
@@ -318,10 +318,11 @@ def test_more_than_20_problems_are_summarised(duck_url, tmp_path):
     exc = failure(duck_url, "survey_responses", path, chunk_rows=7)
     assert exc.total == 25
     lines = str(exc).splitlines()
-    assert len(lines) == 21
+    assert len(lines) == 22
     assert lines[0] == f"{path}:2: score: 11 is outside the nps scale 0-10"
     assert lines[19] == f"{path}:21: score: 30 is outside the nps scale 0-10"
     assert lines[20] == "… and 5 more problems"
+    assert lines[21] == NOTHING_IMPORTED
 
 
 def test_problems_are_listed_in_file_order(duck_url, tmp_path):
@@ -362,7 +363,7 @@ def test_wrong_number_of_fields(duck_url, tmp_path):
 def test_unknown_table_lists_valid_ones(duck_url, tmp_path):
     path = write(tmp_path, "x.csv", "a", "1")
     exc = failure(duck_url, "ticket", path)
-    assert str(exc) == "unknown table 'ticket'; valid tables: " + ", ".join(sorted(TABLES))
+    assert str(exc) == "unknown table 'ticket'; valid tables: " + ", ".join(sorted(TABLES)) + "\n" + NOTHING_IMPORTED
 
 
 @pytest.mark.parametrize(
@@ -382,7 +383,7 @@ def test_unreadable_files(duck_url, tmp_path, content, expected):
 def test_missing_file(duck_url, tmp_path):
     assert (
         str(failure(duck_url, "tickets", str(tmp_path / "nope.csv")))
-        == f"{tmp_path / 'nope.csv'}: no such file"
+        == f"{tmp_path / 'nope.csv'}: no such file\n{NOTHING_IMPORTED}"
     )
 
 

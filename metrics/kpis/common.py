@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlalchemy import ColumnElement, and_, case, cast, func, literal_column, or_
 
 from metrics.spec import Aggs
+from storage.schema import MONEY
 from storage.sqlfuncs import seconds_between
 
 DAY = 86400.0
@@ -16,12 +17,18 @@ MONTH_DAYS = 30.4375
 YEAR_DAYS = 365.25
 
 
+def money_zero() -> ColumnElement:
+    """0 as money, for the empty side of a union: a float 0.0 there would turn the money
+    column into a float on DuckDB and PostgreSQL, and its sums inexact."""
+    return cast(literal_column("0"), MONEY)
+
+
 def count_if(cond) -> ColumnElement:
     return func.sum(case((cond, 1), else_=0))
 
 
 def sum_if(cond, value) -> ColumnElement:
-    return func.sum(case((cond, value), else_=0.0))
+    return func.sum(case((cond, value), else_=0))  # an integer 0 keeps a DECIMAL sum exact
 
 
 def when(cond, value) -> ColumnElement:

@@ -65,18 +65,28 @@ def _churn(key: str):
         rates = churn_rates(a)
         if rates is None:
             return {"value": None}
-        return {"value": rates[key], **{k: v for k, v in rates.items() if k != key}, "churned": a.get("churned")}
+        return {
+            "value": rates[key],
+            **{k: v for k, v in rates.items() if k != key},
+            "churned": a.get("churned"),
+            "churned_new": a.get("churned_new") or None,  # None: nothing to reconcile, not shown
+        }
 
     return fin
 
 
 def _churn_measure(key: str) -> Measure:
+    """The rate counts customers active at the window's start who churned in it. Customers who
+    signed up *and* churned within the window (``churned_new``) left too, but were never in
+    the base the rate divides by: they are counted beside it, so that the before-churn report,
+    which looks at everyone who left, reconciles (its total = churned + churned_new)."""
     return Measure(
         table="customers",
-        join=lambda t, w: alive_at(t, w.c.ws),
+        join=lambda t, w: and_(t.c.signed_up_at < w.c.we, or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.ws)),
         aggregates={
-            "active_start": lambda t, w: func.count(),
-            "churned": lambda t, w: count_if(t.c.churned_at < w.c.we),
+            "active_start": lambda t, w: count_if(t.c.signed_up_at < w.c.ws),
+            "churned": lambda t, w: count_if(and_(t.c.signed_up_at < w.c.ws, t.c.churned_at < w.c.we)),
+            "churned_new": lambda t, w: count_if(and_(t.c.signed_up_at >= w.c.ws, t.c.churned_at < w.c.we)),
             "window_seconds": window_seconds,
         },
         finalize=_churn(key),
@@ -85,10 +95,12 @@ def _churn_measure(key: str) -> Measure:
 
 
 CHURN_EXTRAS = {
-    "monthly": "the same churn pace per month: 1 − (1 − c)^(30.4375 / days), in %",
-    "yearly": "the same churn pace per year: 1 − (1 − c)^(365.25 / days), in %",
-    "churned": "customers who churned",
+    "monthly": "monthly churn at the same pace",
+    "yearly": "yearly churn at the same pace",
+    "churned": "customers who churned (of those at the start)",
+    "churned_new": "also left, not in the rate: customers who signed up in the period",
 }
+CHURN_UNITS = {"period": "percent", "monthly": "percent", "yearly": "percent", "churned": "count", "churned_new": "count"}
 
 
 # ---- footprint: seats and products per customer ----------------------------------------------
@@ -196,6 +208,7 @@ METRICS = [
         description="Seed 003: 'monthly/yearly churn (amount unsubscribe measured as a percentage of "
         "total amount of users)'. Ask for a month or a year, or see the monthly / yearly equivalents.",
         extras_doc=CHURN_EXTRAS,
+        extras_units=CHURN_UNITS,
     ),
     Metric(
         id="monthly_churn",
@@ -207,7 +220,8 @@ METRICS = [
         synonyms=("monthly churn rate", "churn per month", "monthly customer churn"),
         tables=("customers",),
         measure=_churn_measure("monthly"),
-        extras_doc={"period": "churn over the whole period, in %", **CHURN_EXTRAS},
+        extras_doc={"period": "churn over the whole period", **CHURN_EXTRAS},
+        extras_units=CHURN_UNITS,
     ),
     Metric(
         id="yearly_churn",
@@ -219,7 +233,8 @@ METRICS = [
         synonyms=("annual churn", "annual churn rate", "yearly churn rate", "churn per year"),
         tables=("customers",),
         measure=_churn_measure("yearly"),
-        extras_doc={"period": "churn over the whole period, in %", **CHURN_EXTRAS},
+        extras_doc={"period": "churn over the whole period", **CHURN_EXTRAS},
+        extras_units=CHURN_UNITS,
     ),
     Metric(
         id="retention_rate",
@@ -336,8 +351,9 @@ METRICS = [
         description="Seed 000: 'Length of customer relationship with your firm'; seed 001: "
         "'Customer lifetime: the average lifespan of a customer'.",
         extras_doc={
-            "median": "median tenure in months",
-            "churned_lifetime": "mean lifetime in months of customers who churned in the period",
+            "median": "median tenure",
+            "churned_lifetime": "mean lifetime of customers who churned in the period",
         },
+        extras_units={"median": "months", "churned_lifetime": "months"},
     ),
 ]

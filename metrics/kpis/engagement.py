@@ -194,7 +194,8 @@ METRICS = [
             n="sessions",
         ),
         description="Seed 003: 'Average session time'.",
-        extras_doc={"median": "median session in minutes", "sessions": "sessions"},
+        extras_doc={"median": "median session", "sessions": "sessions"},
+        extras_units={"median": "minutes", "sessions": "count"},
     ),
     Metric(
         id="feature_adoption",

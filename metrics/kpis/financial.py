@@ -7,9 +7,9 @@ matched with ``customers.acquisition_channel``, so both answer ``by channel``.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, and_, case, func, literal, select, true, union_all
+from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
 
-from metrics.kpis.common import div, num, per_month, window_seconds
+from metrics.kpis.common import div, money_zero, num, per_month, window_seconds
 from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
 from storage.schema import costs, customers, marketing_spend, orders
 
@@ -27,7 +27,7 @@ def _revenue(a) -> dict:
 
 def profit_rows():
     """Orders and cost lines as one stream: customer_id, at, revenue, cost."""
-    zero = literal(0.0, Float)
+    zero = money_zero()
     return union_all(
         select(orders.c.customer_id, orders.c.ordered_at.label("at"), orders.c.amount.label("revenue"), zero.label("cost")),
         select(costs.c.customer_id, costs.c.incurred_at.label("at"), zero.label("revenue"), costs.c.amount.label("cost")),
@@ -63,6 +63,7 @@ def _profit_measure(value, per_customer: bool = False) -> Measure:
 
 
 PROFIT_EXTRAS = {"revenue": "revenue", "cost": "cost to serve", "profit": "revenue − cost to serve"}
+PROFIT_UNITS = {"revenue": "currency", "cost": "currency", "profit": "currency"}
 LOSS_BANDS = (
     Band("losing money (below 0)", None, 0, good=False),
     Band("profitable (0 or more)", 0, None),
@@ -89,7 +90,7 @@ def spend_and_new(w):
         select(
             w.c.w,
             c.c.acquisition_channel,
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
             func.count().label("new"),
         )
         .select_from(c.join(w, and_(c.c.signed_up_at >= w.c.ws, c.c.signed_up_at < w.c.we)))
@@ -153,7 +154,7 @@ METRICS = [
             time_column="ordered_at",
             aggregates={
                 "total": lambda t, w: func.sum(t.c.amount),
-                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0.0)),
+                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0)),
                 "orders": lambda t, w: func.count(),
             },
             finalize=_revenue,
@@ -214,6 +215,7 @@ METRICS = [
         description="Seed 003: 'the bottom line, or margin. You can make a whole lot of revenues but if you "
         "lose 2$ for every 1$ of revenue, you'll not go very far.'",
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="gross_margin",
@@ -227,6 +229,7 @@ METRICS = [
         bands=LOSS_BANDS,
         measure=_profit_measure(lambda revenue, cost, a: div(revenue - cost, revenue, 100.0)),
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="profit_per_customer",
@@ -244,6 +247,7 @@ METRICS = [
         "'bad' customers.' The ranked list of the most and least profitable customers is the "
         "`profitability` report.",
         extras_doc=PROFIT_EXTRAS,
+        extras_units=PROFIT_UNITS,
     ),
     Metric(
         id="avg_customer_value",
@@ -335,6 +339,7 @@ METRICS = [
         description="Seed 001: 'CAC = Total Acquisition Marketing Spend / Number of New Customers … "
         "Calculating CAC by channel, campaign, or promo code helps optimize your advertising'.",
         extras_doc={"spend": "marketing spend", "new_customers": "new customers"},
+        extras_units={"spend": "currency", "new_customers": "count"},
     ),
     Metric(
         id="clv",

@@ -14,9 +14,9 @@ Lead ``source`` and marketing channels share their names (``paid_search``, ``eve
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, String, and_, func, literal, select, union_all
+from sqlalchemy import Integer, String, and_, func, literal, select, union_all
 
-from metrics.kpis.common import DAY, count_if, div, num, per_week, when, window_seconds
+from metrics.kpis.common import DAY, count_if, div, money_zero, num, per_week, when, window_seconds
 from metrics.spec import Measure, Metric, in_window
 from storage.schema import customers, leads, marketing_spend, orders
 from storage.sqlfuncs import median, seconds_between
@@ -117,7 +117,7 @@ def _revenue_and_spend(w):
             w.c.w,
             c.c.acquisition_channel,
             func.sum(o.c.amount).label("revenue"),
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
         )
         .select_from(
             o.join(c, o.c.customer_id == c.c.customer_id).join(
@@ -130,7 +130,7 @@ def _revenue_and_spend(w):
         select(
             w.c.w,
             ms.c.channel.label("acquisition_channel"),
-            literal(0.0, Float).label("revenue"),
+            money_zero().label("revenue"),
             func.sum(ms.c.amount).label("spend"),
         )
         .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
@@ -168,7 +168,7 @@ def _leads_and_spend(w):
             w.c.w,
             ld.c.source.label("acquisition_channel"),
             func.count().label("leads"),
-            literal(0.0, Float).label("spend"),
+            money_zero().label("spend"),
         )
         .select_from(ld.join(w, and_(ld.c.created_at >= w.c.ws, ld.c.created_at < w.c.we)))
         .group_by(w.c.w, ld.c.source)
@@ -213,7 +213,8 @@ METRICS = [
         split="sum",
         measure=_weekly(None, "leads"),
         description="Seed 003: 'Amount of new leads per week, avg. potential of each lead.'",
-        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential_value per lead"},
+        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential value per lead"},
+        extras_units={"leads": "count", "avg_potential": "currency"},
     ),
     Metric(
         id="mqls",
@@ -284,7 +285,8 @@ METRICS = [
             },
             "mqls",
         ),
-        extras_doc={"lead_to_sql": "leads that became SQLs ÷ leads, in %"},
+        extras_doc={"lead_to_sql": "leads that became SQLs"},
+        extras_units={"lead_to_sql": "percent"},
     ),
     Metric(
         id="lead_conversion",
@@ -331,7 +333,8 @@ METRICS = [
             n="converted",
         ),
         description="Seed 003: 'time from the first touchpoint to MQL, SQL, and customer conversion.'",
-        extras_doc={"to_mql": "median days to MQL", "to_sql": "median days to SQL", "converted": "leads converted"},
+        extras_doc={"to_mql": "median time to MQL", "to_sql": "median time to SQL", "converted": "leads converted"},
+        extras_units={"to_mql": "days", "to_sql": "days", "converted": "count"},
     ),
     Metric(
         id="marketing_roi",
@@ -360,6 +363,7 @@ METRICS = [
         description="Seed 003: 'The ideal way to calculate ROI is $ earned vs $ invested.' Revenue is "
         "attributed to the channel a customer was acquired through.",
         extras_doc={"earned": "revenue from paid channels' customers", "spend": "marketing spend"},
+        extras_units={"earned": "currency", "spend": "currency"},
     ),
     Metric(
         id="leads_per_dollar",
@@ -381,6 +385,7 @@ METRICS = [
             customer_key=None,
         ),
         description="Seed 003: 'Amount of leads per $ invested.' Shown per 1,000 so small channels read well.",
-        extras_doc={"cost_per_lead": "spend ÷ leads"},
+        extras_doc={"cost_per_lead": "cost per lead (spend ÷ leads)"},
+        extras_units={"cost_per_lead": "currency"},
     ),
 ]

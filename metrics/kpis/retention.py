@@ -35,8 +35,8 @@ def _mrr_by_customer(w):
         select(
             w.c.w,
             s.c.customer_id,
-            func.sum(case((at_start, s.c.mrr), else_=0.0)).label("mrr_start"),
-            func.sum(case((at_end, s.c.mrr), else_=0.0)).label("mrr_end"),
+            func.sum(case((at_start, s.c.mrr), else_=0)).label("mrr_start"),
+            func.sum(case((at_end, s.c.mrr), else_=0)).label("mrr_end"),
         )
         .select_from(s.join(w, overlaps))
         .group_by(w.c.w, s.c.customer_id)
@@ -64,6 +64,7 @@ MOVE_EXTRAS = {
     "contraction": "contraction MRR",
     "churned": "churned MRR",
 }
+MOVE_UNITS = dict.fromkeys(MOVE_EXTRAS, "currency")
 
 
 def _moves(value):
@@ -98,6 +99,7 @@ def _movement(key: str, label: str, direction: str, formula: str, synonyms: tupl
         split="sum",
         measure=_moves_measure(lambda a, k=key: num(a, k)),
         extras_doc=MOVE_EXTRAS,
+        extras_units=MOVE_UNITS,
     )
 
 
@@ -187,6 +189,7 @@ METRICS = [
             lambda a: num(a, "new") + num(a, "expansion") - num(a, "contraction") - num(a, "churned")
         ),
         extras_doc=MOVE_EXTRAS,
+        extras_units=MOVE_UNITS,
     ),
     Metric(
         id="nrr",
@@ -205,6 +208,7 @@ METRICS = [
         description="Seed 003: 'DRR (Dollar retention rate)': how much of the recurring revenue "
         "customers brought at the start they still bring, upgrades included.",
         extras_doc=MOVE_EXTRAS,
+        extras_units=MOVE_UNITS,
     ),
     Metric(
         id="grr",
@@ -217,6 +221,7 @@ METRICS = [
         tables=("subscriptions",),
         measure=_moves_measure(_grr),
         extras_doc=MOVE_EXTRAS,
+        extras_units=MOVE_UNITS,
     ),
     Metric(
         id="revenue_churn",
@@ -229,6 +234,7 @@ METRICS = [
         tables=("subscriptions",),
         measure=_moves_measure(_revenue_churn),
         extras_doc=MOVE_EXTRAS,
+        extras_units=MOVE_UNITS,
     ),
     Metric(
         id="inactive_customers",
@@ -253,6 +259,7 @@ METRICS = [
             n="active",
         ),
         description="Seed 003: 'amount of users inactive for more than 1 month'.",
-        extras_doc={"pct": "share of customers active at the end, in %", "days": "N, the inactivity span"},
+        extras_doc={"pct": "share of customers active at the end", "days": "days without use that count as inactive"},
+        extras_units={"pct": "percent"},
     ),
 ]

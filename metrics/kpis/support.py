@@ -154,7 +154,8 @@ METRICS = [
         ),
         description="Seed 001: 'Number of one-touch resolutions: Tickets solved with just one reply from "
         "support. This demonstrates efficiency.'",
-        extras_doc={"pct": "share of tickets resolved in the period, in %", "resolved": "tickets resolved"},
+        extras_doc={"pct": "share of tickets resolved in the period", "resolved": "tickets resolved"},
+        extras_units={"pct": "percent", "resolved": "count"},
     ),
 ]
 

@@ -66,7 +66,8 @@ METRICS = [
             finalize=lambda a: {"value": a.get("n"), "pipeline": a.get("amount")},
         ),
         description="Seed 003: 'Total amount of Cross & Upselling opportunities'.",
-        extras_doc={"pipeline": "sum of their amounts"},
+        extras_doc={"pipeline": "pipeline (sum of their amounts)"},
+        extras_units={"pipeline": "currency"},
     ),
     Metric(
         id="upsell_conversion",
@@ -86,7 +87,7 @@ METRICS = [
             aggregates={
                 "closed": lambda t, w: func.count(),
                 "won": lambda t, w: count_if(t.c.won_at.is_not(None)),
-                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0.0)),
+                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0)),
             },
             finalize=lambda a: {
                 "value": div(a.get("won"), a.get("closed"), 100.0),
@@ -97,6 +98,7 @@ METRICS = [
         ),
         description="Seed 003: 'total amount of converted opportunities … Opportunity conversion rate'.",
         extras_doc={"won": "opportunities won", "won_amount": "amount won"},
+        extras_units={"won": "count", "won_amount": "currency"},
     ),
     Metric(
         id="addon_penetration",
