@@ -37,17 +37,24 @@ from storage.demo import build_demo
 from tests.slack_helpers import QUESTION, TEAM_ID, load_fixture, signed_headers
 from tests.trust_helpers import new_channel, start_app
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `app` is function-scoped only to put the app's settings in the environment for the test
+# (the same for every example), so hypothesis's check against such fixtures does not apply
+APP_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=APP_CHECKS)
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app_module(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     url = f"duckdb:///{root / 'metrics.duckdb'}"
     load_fixture(url)
-    with pytest.MonkeyPatch.context() as mp:
-        with start_app(url, mp, state_url=f"sqlite:///{root / 'state.sqlite'}") as running:
-            yield running
+    with start_app(url, state_url=f"sqlite:///{root / 'state.sqlite'}") as running:
+        yield running
+
+
+@pytest.fixture
+def app(app_module, monkeypatch):
+    return app_module.entered(monkeypatch)
 
 
 # ---- the HTTP endpoint ---------------------------------------------------------------------------
@@ -124,7 +131,7 @@ question_text = st.one_of(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=APP_CHECKS)
 @given(text=question_text, extra=st.dictionaries(st.sampled_from(["user_name", "channel_name", "team_domain",
                                                                   "enterprise_id", "is_enterprise_install"]),
                                                  st.text(max_size=30), max_size=3))
@@ -246,7 +253,7 @@ def test_a_ten_year_daily_trend_is_refused_with_a_message(app):
 
 
 @pytest.fixture(scope="module")
-def wide(tmp_path_factory):
+def wide_module(tmp_path_factory):
     """100,000 customers, each in a region of its own, each with one NPS answer in 2026-Q3."""
     root = tmp_path_factory.mktemp("wide")
     path = root / "wide.duckdb"
@@ -261,9 +268,14 @@ def wide(tmp_path_factory):
                 "SELECT 'r' || i, 'c' || i, TIMESTAMP '2026-07-01' + INTERVAL (i * 60) SECOND, 'nps', i % 11 "
                 "FROM range(100000) t(i)")
     con.close()
-    with pytest.MonkeyPatch.context() as mp, start_app(url, mp, state_url=f"sqlite:///{root / 's.sqlite'}") as running:
+    with start_app(url, state_url=f"sqlite:///{root / 's.sqlite'}") as running:
         running.url = url
         yield running
+
+
+@pytest.fixture
+def wide(wide_module, monkeypatch):
+    return wide_module.entered(monkeypatch)
 
 
 def test_a_breakdown_over_100k_segments_is_capped_with_a_note_fast_and_in_bounded_memory(wide):
