@@ -122,10 +122,14 @@ def pytest_runtest_teardown(item, nextitem):
     if before is None:
         return result
     after = dict(os.environ)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = sorted(k for k in before.keys() | after.keys()
+                     if before.get(k) != after.get(k) and k != "PYTEST_CURRENT_TEST")  # pytest's own
     if changed:
-        os.environ.clear()
-        os.environ.update(before)  # one leak fails one test, not every test after it
+        for name in changed:
+            if name in before:
+                os.environ[name] = before[name]
+            else:
+                del os.environ[name]  # one leak fails one test, not every test after it
         raise AssertionError(
             f"the test left os.environ changed: {changed} (use the function-scoped monkeypatch; "
             "a module-scoped fixture must not hold environment changes between tests)"
