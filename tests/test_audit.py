@@ -22,6 +22,7 @@ from storage import database
 from storage.schema import orders
 from tests.slack_helpers import BOT_TOKEN, QUESTION, load_fixture
 from tests.trust_helpers import new_channel, start_app
+from tests.waiting import wait_until
 
 REVENUE = 123_456.78  # the only order in 2026-Q3: `revenue 2026-Q3` is exactly this
 FINANCE = "C0FINANCE"
@@ -48,15 +49,14 @@ def app(app_module, monkeypatch):
     return app_module.entered(monkeypatch)
 
 
-def rows_for(channel: str, *, wait: bool = True, timeout: float = 10.0) -> list[dict]:
+def rows_for(channel: str, *, wait: bool = True) -> list[dict]:
     """The rows for ``channel`` (the reply is recorded just after it goes out: wait for it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert audit.flush(timeout)
-        rows = [r for r in audit.latest(1000) if r["channel_id"] == channel]
-        if rows or not wait or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.02)
+
+    def rows() -> list[dict]:
+        assert audit.flush(30)
+        return [r for r in audit.latest(1000) if r["channel_id"] == channel]
+
+    return wait_until(rows, what=f"an audit row for {channel}") if wait else rows()
 
 
 def the_row(channel: str) -> dict:
@@ -175,10 +175,8 @@ def test_an_unreachable_state_database_is_logged_and_answers_still_go_out(app, m
         down.setenv("KPI_STATE_URL", closed)
         reply = app.ask(QUESTION, channel=ch)
         assert reply.kind == "answer" and reply.elapsed < 3.0
-        deadline = time.monotonic() + 15
-        while audit.writer().dropped == dropped:  # retried for KPI_AUDIT_RETRY_SECONDS, then dropped
-            assert time.monotonic() < deadline, "the row was neither written nor dropped"
-            time.sleep(0.05)
+        # retried for KPI_AUDIT_RETRY_SECONDS, then dropped
+        wait_until(lambda: audit.writer().dropped > dropped, what="the row was neither written nor dropped")
     assert any(r.getMessage() == "audit_write_failed" for r in caplog.records)
     # the state database is back: the next question is recorded again
     again = new_channel()

@@ -38,6 +38,7 @@ from tests.slack_helpers import (
     percentile,
 )
 from tests.trust_helpers import use_env
+from tests.waiting import wait_until
 
 ACK_LIMIT = 3.0  # Slack's deadline
 _channels = itertools.count(1)
@@ -112,11 +113,8 @@ def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 10.0, *
                            where=lambda c: c.params["key"] == key and (working or not_working(c)))
 
 
-def wait_stat(h: Harness, name: str, value: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while h.bot.stats[name] < value:
-        assert time.monotonic() < deadline, f"stat {name} stayed at {h.bot.stats[name]}"
-        time.sleep(0.01)
+def wait_stat(h: Harness, name: str, value: int) -> None:
+    wait_until(lambda: h.bot.stats[name] >= value, what=f"stat {name} reaching {value}")
 
 
 # ---- answers -------------------------------------------------------------------------------
@@ -367,7 +365,8 @@ def test_slash_command_is_acked_before_bolt_runs_its_listener(slack, monkeypatch
     monkeypatch.setattr(slack.bot.app, "dispatch", held)
     ch = channel()
     resp, _ = slack.send.command(QUESTION, channel=ch)
-    assert resp.status == 200 and resp.body == b"" and resp.elapsed < 1.0
+    # (an endpoint waiting for Bolt would still be waiting here: Bolt is held until release)
+    assert resp.status == 200 and resp.body == b""
     assert not slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))
     release.set()
     assert f"*{EXPECTED_NPS}*" in answer_in(slack, ch).text
@@ -452,16 +451,14 @@ def test_kpibot_serve_http_mode_in_a_subprocess(slack, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
+        def up() -> bool:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             try:
-                if http_request(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
-                    break
+                return http_request(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline, "kpibot serve did not come up"
-            time.sleep(0.05)
+                return False
+
+        wait_until(up, timeout=60, what="kpibot serve coming up")
         sender = SlackSender(f"http://127.0.0.1:{port}", slack.fake.response_url)
         ch = channel()
         resp, _ = sender.command(QUESTION, channel=ch)
