@@ -165,6 +165,17 @@ def test_hostile_text_everywhere_is_bound_or_refused_never_sql(app):
 
 
 def test_hostile_csv_values_are_stored_as_data_and_match_only_themselves(app):
+    """It adds rows to the module's database: they are removed after, whatever happens (the
+    hostile-text test expects no customer in a hostile industry)."""
+    try:
+        _hostile_csv(app)
+    finally:
+        with database.get_engine(app.url).begin() as conn:
+            conn.execute(survey_responses.delete().where(survey_responses.c.response_id == "evil-r"))
+            conn.execute(customers.delete().where(customers.c.customer_id.like("evil%")))
+
+
+def _hostile_csv(app) -> None:
     path = app.root / "customers.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
