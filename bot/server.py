@@ -316,7 +316,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     if mode is None:
         print(SETUP_HELP.format(missing=", ".join(settings.missing())), file=sys.stderr)
         return 2
-    if mode == "socket" and not settings.app_token.startswith("xapp-"):
+    if mode == "socket" and not settings.app_token.startswith("xapp-"):  # type: ignore[union-attr]  # socket: set
         print("SLACK_APP_TOKEN must be an app-level token (xapp-...), not a bot token.", file=sys.stderr)
         return 2
     try:
@@ -329,7 +329,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     schedules = start_schedules(bot)
     try:
         if mode == "socket":
-            run_socket_mode(bot, settings.app_token)
+            run_socket_mode(bot, settings.app_token)  # type: ignore[arg-type]  # mode() is "socket" only with one
         else:
             port = port or int(os.environ.get("PORT") or DEFAULT_PORT)
             run_http(bot, host or os.environ.get("HOST") or "0.0.0.0", port)  # noqa: S104 - a container listens on all interfaces

@@ -43,7 +43,7 @@ from scipy.special import betaln, expit, gammaln, hyp2f1, psi
 from sqlalchemy import Engine, Float, Integer, case, cast, distinct, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import ColumnElement, FromClause, FunctionElement
 
 from storage import database
 from storage.schema import CUSTOMER_DIMENSIONS, customers, orders
@@ -504,7 +504,7 @@ def rfm_summary_query(
     if not include_recurring:
         conditions.append(orders.c.is_recurring.is_(False))
     extra, join_customers = _filter_conditions(customer_filter)
-    source = orders
+    source: FromClause = orders
     if join_customers:
         source = orders.outerjoin(customers, orders.c.customer_id == customers.c.customer_id)
     day = day_number(orders.c.ordered_at)
