@@ -194,6 +194,20 @@ def test_direct_message_is_answered_in_the_dm(slack):
     assert "/kpi" in posts[1].text and len(posts) == 2
 
 
+def test_a_slow_dm_answer_follows_its_working_notice(slack):
+    """In a DM the "Working on it…" notice is a normal message, posted first when the answer is
+    slow (as under load): the answer is the post after it, not the first one."""
+    ch = channel("D")
+    slack.bot.settings.working_after = 0.0  # every answer is "slow"
+    try:
+        slack.send.event(direct_message(QUESTION, channel=ch, ts="1790002222.000600"))
+        post = answer_in(slack, ch)
+    finally:
+        slack.bot.settings.working_after = 1.5
+    [notice] = slack.fake.wait_for("chat.postMessage", where=lambda c: slack.fake.in_channel(ch)(c) and not not_working(c))
+    assert f"*{EXPECTED_NPS}*" in post.text and notice.seq < post.seq
+
+
 def test_bad_question_gets_the_core_message_ephemerally(slack):
     ch = channel()
     resp, url = slack.send.command("nsp 2026-Q3", channel=ch)
