@@ -501,7 +501,7 @@ class KpiBot:
             # Not a member (or a DM between people): reply in the channel via the response_url.
             note = self._not_member_note() if code in NOT_MEMBER_ERRORS else f"The chart could not be attached ({code})."
             if png is None:
-                note = chart_note
+                note = chart_note  # type: ignore[assignment]  # None: no note
             log_event(log, "post_fallback_response_url", level=30, error=code, channel=job.channel_id)
             resp = make_webhook(job.response_url).send(
                 text=blocks.answer_text(result, chart_note=note),
@@ -531,7 +531,7 @@ class KpiBot:
             log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=result.metric.id)
         self.client.chat_update(
             channel=channel,
-            ts=ts,
+            ts=ts,  # type: ignore[arg-type]  # chat.postMessage answered ok: it has a ts
             text=blocks.answer_text(result, chart_note=note),
             blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
         )
@@ -571,7 +571,7 @@ class KpiBot:
         except (SlackApiError, SlackClientError, OSError) as exc:
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
             log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=f"report:{report.name}")
-            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=text[:3900],
+            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=text[:3900],  # type: ignore[arg-type]  # posted
                                     blocks=blocks.text_blocks(text + f"\n_{self._upload_failure_note(code)}_"))
             return "chart_failed"
 
@@ -598,7 +598,7 @@ class KpiBot:
         with self._identity_lock:
             if self._identity is None:
                 try:
-                    self._identity = dict(self.client.auth_test().data)
+                    self._identity = dict(self.client.auth_test().data)  # type: ignore[arg-type]  # JSON, not bytes
                 except (SlackApiError, SlackClientError, OSError):
                     log_event(log, "auth_test_failed", level=30, exc_info=True)
                     return None

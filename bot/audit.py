@@ -154,7 +154,7 @@ def _row(fields: dict[str, Any]) -> dict[str, Any]:
         if row.get(key) is not None:
             row[key] = str(row[key])[:64 if key != "error_id" else 32]
     if row.get("elapsed_ms") is not None:
-        row["elapsed_ms"] = round(float(row["elapsed_ms"]), 1)
+        row["elapsed_ms"] = round(float(row["elapsed_ms"]), 1)  # type: ignore[arg-type]  # not None: checked
     row["outcome"] = row["outcome"] or ERROR
     row["source"] = row["source"] or "slack"
     allowed = fields.get("allowed")

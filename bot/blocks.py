@@ -189,7 +189,7 @@ def chart_alt_text(result: Result) -> str:
             f"line chart of {metric.label} by {result.query.grain}, {result.period.label}: "
             f"from {fv(metric, pts[0].value)} on {pts[0].start.isoformat()} "
             f"to {fv(metric, pts[-1].value)} on {pts[-1].start.isoformat()}, "
-            f"low {fv(metric, min(p.value for p in pts))}, high {fv(metric, max(p.value for p in pts))}."
+            f"low {fv(metric, min(p.value for p in pts))}, high {fv(metric, max(p.value for p in pts))}."  # type: ignore[type-var]  # pts: values not None
         )
     elif result.breakdown and any(g.value is not None for g in result.breakdown):
         parts = ", ".join(f"{g.group} {fv(metric, g.value)}" for g in result.breakdown if g.value is not None)

@@ -81,7 +81,7 @@ class Reply:
         return self.kind == "answer"
 
 
-Ask = Callable[..., Result]
+Ask = Callable[..., Any]  # metrics.api.answer: a Result, or a report for the report words
 
 
 def clean_text(text: str | None, bot_user_id: str | None = None) -> str:

@@ -143,7 +143,8 @@ def compile_measure(
     plain = getattr(measure.join, "window_column", None)  # set by in_window / date_in_window
     own_rows = isinstance(measure.table, str) or not inspect.signature(measure.table).parameters
     if plain and own_rows and plain[0] in table.c:
-        table = _bucketed(table, *plain, layers, values, prune)
+        plain_column, plain_dates = plain
+        table = _bucketed(table, plain_column, plain_dates, layers, values, prune)
         on, prune = table.c._w == w.c.w, []
     needs_customers = False
     dim_col = None
@@ -156,6 +157,8 @@ def compile_measure(
         conditions.append(func.lower(col) == value.lower())
     source = table.join(w, measure.join(table, w) if on is None else on)
     if needs_customers and table is not customers:
+        # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
+        assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
         source = source.outerjoin(customers, table.c[measure.customer_key] == customers.c.customer_id)
     conditions += prune
     columns = [w.c.w]
@@ -184,7 +187,7 @@ def _bucketed(table, column: str, dates: bool, layers, values: dict[str, Any], p
     start, end = ("ds", "de") if dates else ("ws", "we")
     parts = []
     for layer in layers:
-        cuts, labels = [], []  # rows below cuts[k] (and not below cuts[k - 1]): labels[k]
+        cuts, labels = [], []  # type: ignore[var-annotated]  # (cut, label) SQL expressions; rows below cuts[k] (and not below cuts[k - 1]): labels[k]
         for i, gap in layer:
             if gap:
                 cuts.append(_param(values, f"{start}_{i}", kind))
@@ -249,12 +252,12 @@ def compute(
 ) -> dict[Key, Cell]:
     measure = metric.measure
     if isinstance(measure, Custom):
-        out = {}
-        for key, cell in measure.compute(engine, windows, settings, dimension, filters).items():
-            cell = dict(cell)
-            value, n, moe = cell.pop("value", None), cell.pop("n", None), cell.pop("moe", None)
-            out[key] = Cell(value=value, n=n, moe=moe, extras=cell or None, rows=int(n or 0))
-        return out
+        custom: dict[Key, Cell] = {}
+        for key, computed in measure.compute(engine, windows, settings, dimension, filters).items():
+            fields = dict(computed)
+            value, n, moe = fields.pop("value", None), fields.pop("n", None), fields.pop("moe", None)
+            custom[key] = Cell(value=value, n=n, moe=moe, extras=fields or None, rows=int(n or 0))
+        return custom
     if isinstance(measure, Derived):
         parts = {i: compute(CATALOGUE[i], windows, settings, engine, dimension, filters) for i in measure.inputs}
         keys = set().union(*(p.keys() for p in parts.values()))
@@ -263,18 +266,18 @@ def compute(
             cells = {i: parts[i].get(key) for i in measure.inputs}
             values = {i: c.value if c else None for i, c in cells.items()}
             value = measure.combine(values)
-            rows = max((c.rows for c in cells.values() if c), default=0)
-            out[key] = Cell(value=value, extras={f"{i}": v for i, v in values.items()}, rows=rows)
+            most = max((c.rows for c in cells.values() if c), default=0)
+            out[key] = Cell(value=value, extras={f"{i}": v for i, v in values.items()}, rows=most)
         return out
-    key = (metric.id, tuple(filters), dimension, _layers(windows), len(windows), repr(settings), _env())
-    stmt = _statements.get(key)
+    shape = (metric.id, tuple(filters), dimension, _layers(windows), len(windows), repr(settings), _env())
+    stmt = _statements.get(shape)
     if stmt is None:
         stmt = compile_measure(metric, measure, windows, settings, dimension, filters)
-        _statements.put(key, stmt)
-        rows = execute(engine, stmt)
+        _statements.put(shape, stmt)
+        found = execute(engine, stmt)
     else:
-        rows = execute(engine, stmt, _values(windows, settings))
-    return {(r["w"], _group(r["grp"]) if dimension else None): _finalize(metric, measure, r) for r in rows}
+        found = execute(engine, stmt, _values(windows, settings))
+    return {(r["w"], _group(r["grp"]) if dimension else None): _finalize(metric, measure, r) for r in found}
 
 
 class _LRU:
@@ -282,7 +285,8 @@ class _LRU:
     50 windows), and a statement object seen before also skips SQLAlchemy's cache-key walk."""
 
     def __init__(self, size: int = 512):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.size, self.lock = size, threading.Lock()
+        self.items: OrderedDict[tuple, Select] = OrderedDict()
 
     def get(self, key):
         with self.lock:
@@ -367,7 +371,7 @@ def _breakdown(result: Result, grouped: dict[Key, Cell]) -> None:
     current = {g: c for (w, g), c in grouped.items() if w == 0}
     prior = {g: c for (w, g), c in grouped.items() if w == 1}
     groups = [
-        Group(g, c.value, c.n, prior[g].value if g in prior else None, c.extras or {})
+        Group(_group(g), c.value, c.n, prior[g].value if g in prior else None, c.extras or {})
         for g, c in current.items()
     ]
     if len(current) >= MAX_SEGMENTS:

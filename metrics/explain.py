@@ -146,8 +146,8 @@ def find(result: Result, engine: Engine, settings: Settings) -> Contribution | N
         inner = compute(metric, windows, settings, engine, runner_up.dimension, (*filters, (best.dimension, best.segment)))
         pieces = contributions(metric, runner_up.dimension, inner, totals, prev.value) or []
         piece = _best([p for p in pieces if p.segment != NOT_SET], sign)
-        narrower = piece is not None and piece.rows != best.rows  # else the same customers, renamed
-        if narrower and sign * piece.amount >= PAIR_KEEP * sign * best.amount:
+        # narrower (piece.rows != best.rows), else the same customers, renamed
+        if piece is not None and piece.rows != best.rows and sign * piece.amount >= PAIR_KEEP * sign * best.amount:
             piece.parent = best
             return piece
         break  # only the runner-up dimension is tried: one extra query
@@ -156,6 +156,8 @@ def find(result: Result, engine: Engine, settings: Settings) -> Contribution | N
 
 def sentence(result: Result, found: Contribution) -> str:
     metric = result.metric
+    assert result.value is not None and result.previous is not None and result.previous.value is not None, \
+        "a sentence is only made for a change between two values"
     change = result.value - result.previous.value
     verb, noun = ("rose", "rise") if change > 0 else ("fell", "drop")
     if found.parent is not None:

@@ -304,8 +304,9 @@ def acquisition(period: Period, engine: Engine, settings: Settings) -> Acquisiti
         channels.append(ChannelRow(_label(r["channel"]), _int(r["n"]), _int(r["paying"]), spend, cell.value if cell else None))
     seen = {row.channel for row in channels}
     for (_, channel), cell in cac.items():  # channels with spend but no new customer
-        if channel not in seen and (cell.extras or {}).get("spend"):
-            channels.append(ChannelRow(channel, 0, 0, cell.extras["spend"], None))
+        spend = (cell.extras or {}).get("spend")
+        if channel is not None and channel not in seen and spend:
+            channels.append(ChannelRow(channel, 0, 0, spend, None))
     channels.sort(key=lambda r: (-r.new_customers, r.channel))
 
     ld = leads
@@ -771,7 +772,7 @@ def _profitability_text(r: ProfitabilityReport) -> list[str]:
     return out
 
 
-_TEXT = {
+_TEXT: dict[type, Callable[[Any], list[str]]] = {
     AcquisitionReport: _acquisition_text,
     ComplaintsReport: _complaints_text,
     BeforeChurnReport: _before_churn_text,
@@ -825,15 +826,15 @@ def render_png(report: Report) -> bytes | None:
         t = report.total
         _hbars(right, ["leads", "MQL", "SQL", "customers"], [t.leads, t.mqls, t.sqls, t.customers], "Lead funnel")
     elif isinstance(report, ComplaintsReport):
-        rows = [c for c in report.by_effect if c.nps_effect is not None][:10]
+        with_effect = [c for c in report.by_effect if c.nps_effect is not None][:10]
         if not report.by_volume:
             return None
         fig, (left, right) = _figure(2)
         vol = report.by_volume[:10]
         _hbars(left, [c.category for c in vol], [c.tickets for c in vol], "Tickets by category")
-        effects = [c.nps_effect for c in rows]
+        effects = [c.nps_effect for c in with_effect if c.nps_effect is not None]
         _hbars(
-            right, [c.category for c in rows], effects, "NPS with vs without a ticket (points)",
+            right, [c.category for c in with_effect], effects, "NPS with vs without a ticket (points)",
             [BAD if e < 0 else GOOD for e in effects],
         )
         right.axvline(0, color=PREVIOUS, linewidth=1)
@@ -850,21 +851,21 @@ def render_png(report: Report) -> bytes | None:
         names = ["tickets", "mean NPS answer", "mean CSAT answer"]
         churned = [report.churned.tickets_per_customer, report.churned.nps_mean, report.churned.csat_mean]
         stayed = [report.retained.tickets_per_customer, report.retained.nps_mean, report.retained.csat_mean]
-        ys = list(range(len(names)))[::-1]
-        right.barh([y + 0.2 for y in ys], [v or 0.0 for v in churned], height=0.38, color=BAD, label="churned")
-        right.barh([y - 0.2 for y in ys], [v or 0.0 for v in stayed], height=0.38, color=CURRENT, label="stayed")
-        right.set_yticks(ys, names)
+        ticks = list(range(len(names)))[::-1]
+        right.barh([y + 0.2 for y in ticks], [v or 0.0 for v in churned], height=0.38, color=BAD, label="churned")
+        right.barh([y - 0.2 for y in ticks], [v or 0.0 for v in stayed], height=0.38, color=CURRENT, label="stayed")
+        right.set_yticks(ticks, names)
         right.set_title(f"Per customer, last {report.days} days", fontsize=11, loc="left")
         right.legend(frameon=False, fontsize=9)
     elif isinstance(report, ProfitabilityReport):
-        rows = report.best + [p for p in report.worst if p not in report.best]
-        if not rows:
+        ranked = report.best + [p for p in report.worst if p not in report.best]
+        if not ranked:
             return None
-        rows.sort(key=lambda p: -p.profit)
+        ranked.sort(key=lambda p: -p.profit)
         fig, (ax,) = _figure(1)
         _hbars(
-            ax, [p.name or p.customer_id for p in rows], [p.profit for p in rows], "Profit per customer (revenue − cost to serve)",
-            [GOOD if p.profit >= 0 else BAD for p in rows],
+            ax, [p.name or p.customer_id for p in ranked], [p.profit for p in ranked], "Profit per customer (revenue − cost to serve)",
+            [GOOD if p.profit >= 0 else BAD for p in ranked],
         )
         ax.axvline(0, color=PREVIOUS, linewidth=1)
     else:

@@ -118,7 +118,7 @@ def in_window(column: str) -> Expr:
     def join(t, w):
         return and_(t.c[column] >= w.c.ws, t.c[column] < w.c.we)
 
-    join.window_column = (column, False)  # a plain range: the engine may bucket rows instead
+    join.window_column = (column, False)  # type: ignore[attr-defined]  # a plain range: the engine may bucket rows instead
     return join
 
 
@@ -126,7 +126,7 @@ def date_in_window(column: str) -> Expr:
     def join(t, w):
         return and_(t.c[column] >= w.c.ds, t.c[column] < w.c.de)
 
-    join.window_column = (column, True)
+    join.window_column = (column, True)  # type: ignore[attr-defined]  # read by the engine (see in_window)
     return join
 
 

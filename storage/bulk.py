@@ -190,7 +190,7 @@ def _column_list(conn: Connection, frame: pa.Table) -> str:
 
 
 def _insert_duckdb(conn: Connection, table: Table, frame: pa.Table) -> None:
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection  # the driver's own connection (checked out: never None)
     view = f"kpibot_bulk_{next(_counter)}"
     cols = _column_list(conn, frame)
     # Names: the target comes from metadata, the view is ours; values travel as Arrow data.
@@ -203,7 +203,7 @@ def _insert_duckdb(conn: Connection, table: Table, frame: pa.Table) -> None:
 
 
 def _insert_postgres(conn: Connection, table: Table, frame: pa.Table) -> None:
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection  # the driver's own connection (checked out: never None)
     sql = f"COPY {_quote(conn, table.name)} ({_column_list(conn, frame)}) FROM STDIN (FORMAT csv)"
     # Every non-null value is quoted, so '' stays an empty string and only nulls are NULL.
     options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
@@ -227,7 +227,7 @@ def _sqlite_values(array: pa.Array) -> list:
 
 
 def _insert_sqlite(conn: Connection, table: Table, frame: pa.Table) -> None:
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection  # the driver's own connection (checked out: never None)
     marks = ", ".join("?" for _ in frame.column_names)
     sql = f"INSERT INTO {_quote(conn, table.name)} ({_column_list(conn, frame)}) VALUES ({marks})"  # noqa: S608
     cur = raw.cursor()

@@ -198,7 +198,7 @@ def create_tables(engine: Engine) -> None:
         if engine.dialect.name != "duckdb":
             existing = {
                 ix["name"]
-                for table in {ix.table.name for ix in ROW_STORE_INDEXES}
+                for table in {ix.table.name for ix in ROW_STORE_INDEXES}  # type: ignore[union-attr]  # made on columns
                 for ix in inspect(conn).get_indexes(table)
             }
             for index in ROW_STORE_INDEXES:
@@ -305,7 +305,7 @@ def _ping(conn: Connection) -> bool:
     """False when a pooled connection is not usable (the server restarted since it was used,
     a deadline cut it, it was left mid-command): the caller drops it and takes another."""
     try:
-        conn.dialect.do_ping(conn.connection.dbapi_connection)
+        conn.dialect.do_ping(conn.connection.dbapi_connection)  # type: ignore[arg-type]  # checked out: never None
     except conn.dialect.loaded_dbapi.Error:
         return False
     return True

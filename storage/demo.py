@@ -703,10 +703,10 @@ class DemoCompany:
                 factor = self.table_scale.get(name, 1.0)
                 self._volume = max(factor, 1.0)
                 if name in next_id:
-                    frame = make(rng, cust, next_id[name])
+                    frame = make(rng, cust, next_id[name])  # type: ignore[operator]  # methods of two signatures
                     next_id[name] += frame.num_rows  # before thinning: ids stay unique
                 else:
-                    frame = make(rng, cust)
+                    frame = make(rng, cust)  # type: ignore[operator]  # (mypy joins them to "function")
                 self._volume = 1.0
                 if factor < 1.0:
                     keep = self._rng(200 + stream, block).random(frame.num_rows) < factor

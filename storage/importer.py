@@ -74,6 +74,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import ColumnElement
 
 from storage.bulk import BUSY_WAIT, MONEY_ARROW, MONEY_LIMIT, insert_rows, money_array
 from storage.database import DatabaseError, analyze, connect
@@ -171,7 +172,7 @@ def _rules(table: Table) -> dict[str, _Rule]:
         defaulted = col.server_default is not None
         fill = None
         if not col.nullable and defaulted and col.default is not None and col.default.is_scalar:
-            fill = col.default.arg
+            fill = col.default.arg  # type: ignore[attr-defined]  # is_scalar: a ScalarElementColumnDefault
         rules[col.name] = _Rule(
             name=col.name,
             kind=_kind(col.type),
@@ -609,7 +610,7 @@ def _stage_table(table: Table, columns: list[str]) -> Table:
 
 
 def _match(target: Table, stage: Table, key: tuple[str, ...]):
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     for k in key:
         if k not in stage.c:
             conds.append(target.c[k].is_(None))
@@ -670,9 +671,9 @@ def _merge(conn, target: Table, stage: Table, columns: list[str]) -> tuple[int, 
             return rows - updated, updated
         make = sqlite_insert if dialect == "sqlite" else pg_insert
         stmt = make(target).from_select(columns, source.where(true()), include_defaults=False)
-        changes = {n: stmt.excluded[n] for n in changes}
-        if changes:
-            stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=changes)
+        updates = {n: stmt.excluded[n] for n in changes}
+        if updates:
+            stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
         conn.execute(stmt)

@@ -235,4 +235,4 @@ ROW_STORE_INDEXES = [
     Index("ix_opportunities_created_at", opportunities.c.created_at),
 ]
 for _ix in ROW_STORE_INDEXES:
-    _ix.table.indexes.discard(_ix)  # database.create_tables creates them for row stores only
+    _ix.table.indexes.discard(_ix)  # type: ignore[union-attr]  # (made on a column: has a table) database.create_tables creates them for row stores only

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,6 @@ from tests.fake_slack import PNG_MAGIC, FakeSlack
 from tests.slack_helpers import BOT_TOKEN, SIGNING_SECRET, SlackSender
 
 AS_OF = date(2026, 11, 23)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def test_explanation_names_the_segment_for_a_real_change(company):
 def kpibot(*args, url: str, check=False, **kw):
     env = {**os.environ, "KPI_DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, **kw
+        [sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, env=env, timeout=120, **kw
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import threading
+from contextlib import ExitStack
 from datetime import datetime
 
 import pytest
@@ -21,7 +22,7 @@ from bot import audit
 from storage import database, state
 from storage.importer import import_file
 from storage.schema import customers, metadata, survey_responses
-from tests.conftest import BACKENDS, fresh_url
+from tests.conftest import BACKENDS, fresh_url, postgres_database
 from tests.slack_helpers import EXPECTED_NPS, load_fixture
 from tests.trust_helpers import new_channel, start_app
 
@@ -86,15 +87,23 @@ def state_counts(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def app(request, tmp_path_factory):
+def app_module(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"inject-{request.param}")
-    url = fresh_url(request.param, root)  # PostgreSQL: skipped where no server answers
-    database.get_engine(url)
-    load_fixture(url)
-    state_url = f"sqlite:///{root / 'state.sqlite'}"
-    with pytest.MonkeyPatch.context() as mp, start_app(url, mp, state_url=state_url) as running:
+    with ExitStack() as stack:
+        # PostgreSQL (skipped where no server answers): a database of its own, which no other test empties
+        own = stack.enter_context(postgres_database("kpibot_inject")) if request.param == "postgresql" else None
+        url = fresh_url(request.param, root, postgres=own)
+        database.get_engine(url)
+        load_fixture(url)
+        state_url = f"sqlite:///{root / 'state.sqlite'}"
+        running = stack.enter_context(start_app(url, state_url=state_url))
         running.url, running.state_url, running.root = url, state_url, root
         yield running
+
+
+@pytest.fixture
+def app(app_module, monkeypatch):
+    return app_module.entered(monkeypatch)
 
 
 def _places(payload: str) -> list[str]:
@@ -156,6 +165,17 @@ def test_hostile_text_everywhere_is_bound_or_refused_never_sql(app):
 
 
 def test_hostile_csv_values_are_stored_as_data_and_match_only_themselves(app):
+    """It adds rows to the module's database: they are removed after, whatever happens (the
+    hostile-text test expects no customer in a hostile industry)."""
+    try:
+        _hostile_csv(app)
+    finally:
+        with database.get_engine(app.url).begin() as conn:
+            conn.execute(survey_responses.delete().where(survey_responses.c.response_id == "evil-r"))
+            conn.execute(customers.delete().where(customers.c.customer_id.like("evil%")))
+
+
+def _hostile_csv(app) -> None:
     path = app.root / "customers.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from bot.app import KpiBot, Settings, create_bot
 from bot.server import HttpServer
@@ -43,6 +45,12 @@ class App:
     bot: KpiBot
     server: HttpServer
     send: SlackSender
+    env: dict[str, str | None] = field(default_factory=dict)  # the settings it runs with
+
+    def entered(self, monkeypatch: Any) -> App:
+        """This app, with its settings in the environment until ``monkeypatch`` is undone."""
+        use_env(monkeypatch, self.env)
+        return self
 
     def ask(self, text: str, *, channel: str | None = None, user: str = "U0ALICE", timeout: float = 15.0) -> Reply:
         channel = channel or new_channel()
@@ -84,19 +92,37 @@ class App:
         return resp.status == 200 and resp.json().get("ok") is True and self.server.thread.is_alive()
 
 
+def use_env(monkeypatch: Any, env: dict[str, str | None]) -> None:
+    """Applies ``env`` (``None``: unset) through ``monkeypatch``, so that it is undone after."""
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
 @contextmanager
-def start_app(database_url: str, monkeypatch: Any, *, state_url: str, policy: str | None = None,
-              user_burst: int = 100_000, **settings: Any):
-    """The app on ``database_url`` with its own FakeSlack; env changes are undone after."""
-    monkeypatch.setenv("KPI_USER_BURST", str(user_burst))
-    monkeypatch.setenv("KPI_CHANNEL_BURST", str(max(user_burst, 30)))
-    monkeypatch.setenv("KPI_STATE_URL", state_url)
-    if policy is None:
-        monkeypatch.delenv("KPI_POLICY", raising=False)
-    else:
-        monkeypatch.setenv("KPI_POLICY", policy)
+def start_app(database_url: str, monkeypatch: Any = None, *, state_url: str, policy: str | None = None,
+              user_burst: int = 100_000, env: dict[str, str | None] | None = None, **settings: Any):
+    """The app on ``database_url`` with its own FakeSlack.
+
+    Its settings (``env`` plus the state URL, policy and rate limits) are in the environment
+    while it is built, then undone: a module-scoped app must not hold them between tests
+    (the conftest guard fails a test that leaves ``os.environ`` changed). Each test using it
+    puts them back with :meth:`App.entered` and its own ``monkeypatch``. With ``monkeypatch``
+    given (a function-scoped app) they stay until that monkeypatch is undone.
+    """
+    env = {
+        "KPI_USER_BURST": str(user_burst),
+        "KPI_CHANNEL_BURST": str(max(user_burst, 30)),
+        "KPI_STATE_URL": state_url,
+        "KPI_POLICY": policy,
+        **(env or {}),
+    }
     with FakeSlack(token=BOT_TOKEN, users={"U0ALICE": "UTC"}) as fake:
-        bot = create_bot(Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=fake.api_url,
-                                  database_url=database_url, **{"working_after": 1.5, **settings}))
+        with pytest.MonkeyPatch.context() as building:
+            use_env(monkeypatch or building, env)
+            bot = create_bot(Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=fake.api_url,
+                                      database_url=database_url, **{"working_after": 1.5, **settings}))
         with HttpServer(bot) as server:
-            yield App(fake, bot, server, SlackSender(server.url, fake.response_url))
+            yield App(fake, bot, server, SlackSender(server.url, fake.response_url), env)

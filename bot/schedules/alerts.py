@@ -192,7 +192,7 @@ def reading_text(rule: Rule, metric: Metric, verdict: Verdict, current: Period) 
     text += f" over the {current.label} ({rule.timezone})"
     if rule.condition in ("drops", "rises") and r.prev_value is not None and verdict.change is not None:
         change = (
-            f"{verdict.change:+.1f}%" if rule.relative else render.format_change(metric, r.value - r.prev_value)
+            f"{verdict.change:+.1f}%" if rule.relative else render.format_change(metric, r.value - r.prev_value)  # type: ignore[operator]  # a change: both values
         )
         text += f", vs {render.format_value(metric, r.prev_value)} before: {change}"
         if verdict.noise is not None:

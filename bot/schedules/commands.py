@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.logging import event, get_logger
@@ -86,6 +86,7 @@ class Reply(str):
     """The reply text, with the exit code the terminal should use."""
 
     code: int = EXIT_OK
+    reason: str | None = None  # e.g. "refused-policy", for the audit log
 
     @classmethod
     def make(cls, text: str, code: int = EXIT_OK) -> Reply:
@@ -369,7 +370,7 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
         lines = [f"No alerts{where}. Add one, e.g. {ALERT_EXAMPLES}."]
     else:
         lines = [f"*Alerts{where}:*"]
-        fires = {}
+        fires: dict[int, RowMapping] = {}  # rule id -> its latest delivery row
         for kind in ("alert_fire", "alert_followup", "alert_recover", "report"):
             for ref, row in store.last_deliveries(ctx.state, kind, [r.id for r in rules]).items():
                 if ref not in fires or row["id"] > fires[ref]["id"]:
@@ -379,14 +380,14 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
             if r.source == "file":
                 line += " · from the rules file"
             if r.snoozed(ctx.now):
-                line += f" · 😴 snoozed until {when(r.snoozed_until, r.timezone)}"
+                line += f" · 😴 snoozed until {when(r.snoozed_until, r.timezone)}"  # type: ignore[arg-type]  # snoozed: set
             breaching = store.breaching_segments(ctx.state, r.id)
             if breaching:
                 segs = ", ".join(s or r.metric for s in breaching[:10])
                 line += f" · 🚨 breaching: {segs}"
-            row = fires.get(r.id)
-            if row is not None and row["status"] not in ("posted", "skipped"):
-                line += f"\n   ⚠️ last message {row['status']}: {row['reason'] or 'in progress'}"
+            last = fires.get(r.id)
+            if last is not None and last["status"] not in ("posted", "skipped"):
+                line += f"\n   ⚠️ last message {last['status']}: {last['reason'] or 'in progress'}"
             lines.append(line)
     lines += [f"⚠️ {e}" for e in errors]
     return Reply.make("\n".join(lines))

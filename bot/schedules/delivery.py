@@ -269,6 +269,7 @@ class Outbox:
                 kwargs["thread_ts"] = thread_ts
             return client.chat_postMessage(**kwargs)["ts"]
         if op.action == "update":
+            assert op.ts is not None, "an update names the message it changes"
             client.chat_update(channel=op.channel, ts=op.ts, text=op.text)
             return op.ts
         if op.action == "upload":

@@ -185,10 +185,10 @@ def sync(engine: Engine, path: str | Path, *, now: datetime, default_tz: str) ->
                 row = have.get(key)
                 if row is None:
                     if kind == "digest":
-                        values = digest_values(entry.spec, channel_id=entry.channel, created_by=entry.owner,
+                        values = digest_values(entry.spec, channel_id=entry.channel, created_by=entry.owner,  # type: ignore[arg-type]  # a digest entry's spec
                                                now=now, source="file", source_key=key)
                     else:
-                        values = rule_values(entry.spec, entry.text, channel_id=entry.channel, owner=entry.owner,
+                        values = rule_values(entry.spec, entry.text, channel_id=entry.channel, owner=entry.owner,  # type: ignore[arg-type]  # an alert's
                                              now=now, source="file", source_key=key)
                     if insert_unique(conn, table, values) is not None:
                         result.added += 1

@@ -188,7 +188,7 @@ METRICS = [
             finalize=lambda a: {
                 "value": a.get("n"),
                 "paying": a.get("paying"),
-                "free": None if a.get("n") is None else a["n"] - (a.get("paying") or 0),
+                "free": None if a.get("n") is None else a["n"] - (a.get("paying") or 0),  # type: ignore[operator]  # checked
             },
         ),
         description="Seed 003: 'If you work with subscriptions, make a split between paying and free new customers.'",

@@ -180,7 +180,7 @@ METRICS = [
             table="subscriptions",
             join=lambda t, w: active_at(t, "started_at", "ended_at", w.c.we),
             aggregates={"mrr": lambda t, w: func.sum(t.c.mrr)},
-            finalize=lambda a: {"value": None if a.get("mrr") is None else float(a["mrr"])},
+            finalize=lambda a: {"value": None if a.get("mrr") is None else float(a["mrr"])},  # type: ignore[arg-type]  # not None: checked
         ),
     ),
     Metric(
@@ -195,7 +195,7 @@ METRICS = [
         snapshot=True,
         measure=Derived(
             inputs=("mrr", "paying_customers"),
-            combine=lambda v: v["mrr"] / v["paying_customers"]
+            combine=lambda v: v["mrr"] / v["paying_customers"]  # type: ignore[operator]  # not None: checked
             if v.get("mrr") is not None and v.get("paying_customers")
             else None,
         ),

@@ -20,7 +20,7 @@ def _median_hours(column: str) -> Measure:
             "median": lambda t, w: median(hours_between(t.c[column], t.c.opened_at)),
             "n": lambda t, w: func.count(t.c[column]),
         },
-        finalize=lambda a: {"value": None if a.get("median") is None else float(a["median"])},
+        finalize=lambda a: {"value": None if a.get("median") is None else float(a["median"])},  # type: ignore[arg-type]  # not None: checked
         n="n",
     )
 
