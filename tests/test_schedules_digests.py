@@ -89,12 +89,14 @@ def test_digest_message_content_and_chart(state_url, duck_url, slack, client):
     with database.get_engine(duck_url).begin() as conn:
         conn.execute(insert(orders), [
             {"order_id": "o1", "customer_id": "c1", "ordered_at": datetime(2026, 3, 10, 12), "amount": 1000.0},
-            {"order_id": "o2", "customer_id": "c1", "ordered_at": datetime(2026, 3, 18, 12), "amount": 1500.0},
+            {"order_id": "o2", "customer_id": "c1", "ordered_at": datetime(2026, 3, 22, 12), "amount": 1500.0},
         ])
         conn.execute(insert(customers), [
             {"customer_id": f"c{i}", "signed_up_at": datetime(2025, 1, 1),
              "churned_at": datetime(2026, 3, 19) if i < 2 else None} for i in range(20)
         ])
+        # a sign-up on the week's last day: customers are loaded through Sun 22 Mar
+        conn.execute(insert(customers), [{"customer_id": "c-new", "signed_up_at": datetime(2026, 3, 22, 12)}])
     add_digest(state_url, "weekly mon 09:00 Europe/Berlin nps csat churn_rate revenue", created=utc(2026, 3, 1))
     svc = service(state_url, client, duck_url)
     assert svc.run_due(utc(2026, 3, 23, 8)).posted
