@@ -377,8 +377,9 @@ def _caveats(result: Result, query: Query, through: date | None) -> bool:
     if through is not None and result.value is not None and not freshness.fully_loaded(through, period.end):
         missing = (period.end - through).days - 1
         result.notes.append(
-            f"Data through {through:%-d %b %Y}: the last {missing} day{'s' if missing != 1 else ''} "
-            "of this period are not loaded yet, so it is incomplete."
+            f"Data through {through:%-d %b %Y}: "
+            + ("the last day of this period is" if missing == 1 else f"the last {missing} days of this period are")
+            + " not loaded yet, so it is incomplete and not judged good or bad."
         )
         comparable = False
     if query.as_of is not None and period.end > query.as_of and period.start <= query.as_of:
