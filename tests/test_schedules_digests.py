@@ -198,3 +198,22 @@ def test_monthly_digest_reports_the_last_complete_month(state_url, duck_url, sla
     [post] = posts(slack)
     assert "Monthly KPI digest* — March 2026" in post.text
     assert "vs previous month (40.0)" in post.text
+
+
+def test_digest_whose_data_stopped_says_no_data_not_zero(state_url, duck_url, slack, client):
+    # issue 11, item 10: 20 customers since 2025; 2 churn on Tue 10 Mar, then the import stops
+    # (nothing after the 10th). Last week (Mon 16 - Sun 22 Mar) would read "churn 0.0%" and
+    # "🟢" (down from 10%); it has no data at all.
+    with database.get_engine(duck_url).begin() as conn:
+        conn.execute(insert(customers), [
+            {"customer_id": f"c{i}", "signed_up_at": datetime(2025, 1, 1),
+             "churned_at": datetime(2026, 3, 10, 12) if i < 2 else None} for i in range(20)
+        ])
+    add_digest(state_url, "weekly mon 09:00 UTC churn_rate", created=utc(2026, 3, 1))
+    svc = service(state_url, client, duck_url)
+    assert svc.run_due(utc(2026, 3, 23, 9)).posted
+    [post] = posts(slack, "C1")
+    text = post.params.get("initial_comment") or post.params.get("text")
+    assert "*Customer churn rate*: no data for this period (data through 10 Mar 2026)" in text
+    assert "0.0%" not in text and "🟢" not in text.split("\n\n")[1]
+    assert "Data through Tue 10 Mar 2026." in text
