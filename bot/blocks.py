@@ -186,6 +186,9 @@ def chart_alt_text(result: Result) -> str:
             f"to {fv(metric, pts[-1].value)} on {pts[-1].start.isoformat()}, "
             f"low {fv(metric, min(p.value for p in pts))}, high {fv(metric, max(p.value for p in pts))}."
         )
+        partial = sum(1 for p in pts if p.partial)
+        if partial:
+            body += f" {partial} partial {result.query.grain}{'s' if partial > 1 else ''} drawn hollow."
     elif result.breakdown and any(g.value is not None for g in result.breakdown):
         parts = ", ".join(f"{g.group} {fv(metric, g.value)}" for g in result.breakdown if g.value is not None)
         body = f"bar chart of {metric.label} by {result.query.dimension}, {result.period.label}: {parts}."

@@ -8,6 +8,7 @@ One aggregate statement (a MAX per time column, each an index or zone-map look-u
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Date, Engine, func, select
 
@@ -48,10 +49,11 @@ def by_table(
 ) -> dict[str, date | None]:
     """The last local day each table has data for (None: the table is empty). With ``as_of``,
     rows dated after it (a cancellation booked for next month) do not count as fresh data."""
-    columns, names = [], []
+    columns: list[Any] = []
+    names: list[str] = []
     for name in tables:
-        table = TABLES.get(name)
         for column in TIME_COLUMNS.get(name, ()):
+            table = TABLES[name]
             col = table.c[column]
             latest = select(func.max(col))
             if as_of is not None:

@@ -127,6 +127,7 @@ def test_a_change_inside_the_margin_of_error_is_not_called_good(duck_url):
 
     flat = str(blocks.answer_blocks(r))
     assert "good for this KPI" not in flat and "margin of error" in flat
+    assert "Data through 31 Oct 2026." in flat
 
 
 # ---- item 9: partial trend buckets ---------------------------------------------------------------
@@ -149,6 +150,10 @@ def test_weekly_trend_marks_partial_weeks(duck_url):
     assert "partial weeks, not comparable with full ones: 2026-11-01 (1 day), 2026-11-16 (2 days)" in text
     png = charts.render_png(r)
     assert png is not None and png.startswith(PNG_MAGIC)
+    from bot import blocks
+
+    assert "2 partial weeks drawn hollow." in blocks.chart_alt_text(r)
+    assert "partial weeks, not comparable" in blocks.trend_text(r)
 
 
 def test_a_week_the_data_does_not_reach_is_partial_too(duck_url):
