@@ -93,6 +93,20 @@ def test_a_running_year_is_compared_with_the_same_days_of_last_year(duck_url):
     text = render.text(r)
     assert "Revenue — 2026 to 30 Nov (2026-01-01 to 2026-11-30)" in text
     assert "vs same days of the previous year, 1 Jan – 30 Nov 2025" in text
+    # asked against all of 2025: 1,200 over 334 days vs 1,300 over 365 is not like for like
+    r = ask("revenue 2026 vs 2025", as_of=date(2026, 12, 1), url=duck_url)
+    assert r.value == pytest.approx(1200.0) and r.previous.value == pytest.approx(1300.0)
+    assert r.judgement is None
+    assert "Not like for like: 1 Jan – 30 Nov 2026 (334 days) vs 1 Jan – 31 Dec 2025 (365 days)." in r.notes
+
+
+def test_today_so_far_is_not_judged(duck_url):
+    # 2 tickets on each day to Wed 18 Nov, the 18th only half loaded (1): 1 vs 2 is no drop
+    add_tickets(duck_url, date(2026, 11, 10), date(2026, 11, 17))
+    add_tickets(duck_url, date(2026, 11, 18), date(2026, 11, 18), per_day=1)
+    r = ask("tickets today", as_of=date(2026, 11, 18), url=duck_url)
+    assert r.value == 1 and r.previous.value == 2 and r.judgement is None
+    assert "Today (18 Nov) is not over: this is today so far." in r.notes
 
 
 # ---- item 7: a change inside the noise gets no verdict ---------------------------------------------
