@@ -139,13 +139,8 @@ def trend_text(result: Result) -> str | None:
     shown = [p for p in result.series if p.value is not None]
     if not shown:
         return None
-    first, last = shown[0], shown[-1]
-    fv = render.format_value
     spark = sparkline([p.value for p in result.series][-60:])
-    return (
-        f"Trend by {result.query.grain}: {fv(result.metric, first.value)} ({first.start.isoformat()}) → "
-        f"{fv(result.metric, last.value)} ({last.start.isoformat()}), {len(result.series)} points\n`{spark}`"
-    )
+    return f"{render.trend_summary(result)}\n`{spark}`"
 
 
 def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str | None = None) -> list[Block]:
@@ -164,7 +159,7 @@ def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str |
         blocks.append(section(trend))
     if result.notes:
         blocks.append(context(*(f":warning: {note}" for note in result.notes)))
-    blocks.append(context(render.context_line(result)))
+    blocks.append(context(*(t for t in (render.freshness_line(result), render.context_line(result)) if t)))
     tail = [t for t in (chart_note and f":frame_with_picture: {chart_note}", asked) if t]
     if tail:
         blocks.append(context(*tail))
@@ -191,6 +186,9 @@ def chart_alt_text(result: Result) -> str:
             f"to {fv(metric, pts[-1].value)} on {pts[-1].start.isoformat()}, "
             f"low {fv(metric, min(p.value for p in pts))}, high {fv(metric, max(p.value for p in pts))}."  # type: ignore[type-var]  # pts: values not None
         )
+        partial = sum(1 for p in pts if p.partial)
+        if partial:
+            body += f" {partial} partial {result.query.grain}{'s' if partial > 1 else ''} drawn hollow."
     elif result.breakdown and any(g.value is not None for g in result.breakdown):
         parts = ", ".join(f"{g.group} {fv(metric, g.value)}" for g in result.breakdown if g.value is not None)
         body = f"bar chart of {metric.label} by {result.query.dimension}, {result.period.label}: {parts}."

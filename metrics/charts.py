@@ -93,7 +93,22 @@ def _trend(result: Result, threshold: float | None) -> bytes:
     metric = result.metric
     fig, ax = _figure()
     xs = [p.start for p in result.series]
-    ax.plot(xs, [p.value for p in result.series], marker="o", markersize=3.5, color=CURRENT, linewidth=2, label=result.period.label)
+    # Full buckets as a solid line; a partial one (a 2-day "week" at the period's edge, or one
+    # the data does not reach yet) as a hollow, lighter point joined by a dotted line, so a
+    # short bucket is not read as a cliff.
+    full = [None if p.partial else p.value for p in result.series]
+    ax.plot(xs, full, marker="o", markersize=3.5, color=CURRENT, linewidth=2, label=result.period.label)
+    partial = [(i, p) for i, p in enumerate(result.series) if p.partial and p.value is not None]
+    if partial:
+        for i, p in partial:
+            near = [j for j in (i - 1, i + 1) if 0 <= j < len(xs) and full[j] is not None]
+            for j in near:
+                ax.plot([xs[j], p.start], [full[j], p.value], linestyle=":", color=CURRENT, alpha=0.5, linewidth=1.5)
+        ax.plot(
+            [p.start for _, p in partial], [p.value for _, p in partial], linestyle="none", marker="o",
+            markersize=6, markerfacecolor="white", markeredgecolor=CURRENT, alpha=0.7,
+            label=f"partial {result.query.grain} (not a full one)",
+        )
     if result.previous_series:
         prev = result.previous_series[: len(xs)]
         ax.plot(

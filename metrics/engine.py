@@ -33,8 +33,9 @@ from sqlalchemy import (
     union_all,
 )
 
+from metrics import freshness
 from metrics.catalogue import CATALOGUE, base_table
-from metrics.periods import Period, Settings, buckets, to_utc
+from metrics.periods import Period, Settings, buckets, span_label, step, to_utc, unit_start
 from metrics.query import Query
 from metrics.result import Group, PeriodValue, Point, Result
 from metrics.spec import Custom, Derived, Measure, Metric
@@ -335,8 +336,9 @@ def run(query: Query, *, engine: Engine | None = None, settings: Settings | None
         series_windows = buckets(query.period, query.grain, settings)
         previous_windows = buckets(query.compare, query.grain, settings)
     cells = compute(metric, windows + series_windows + previous_windows, settings, engine, None, query.filters)
-    current = cells.get((0, None)) or Cell(None)
-    prior = cells.get((1, None)) or Cell(None)
+    through = freshness.data_through(metric.tables, engine, settings, query.as_of)
+    current = _loaded(cells.get((0, None)), query.period.start, through)
+    prior = _loaded(cells.get((1, None)), query.compare.start, through)
     result = Result(
         query=query,
         metric=metric,
@@ -346,25 +348,76 @@ def run(query: Query, *, engine: Engine | None = None, settings: Settings | None
         moe=current.moe,
         previous=PeriodValue(query.compare, prior.value, prior.n),
         extras=current.extras or {},
+        data_through=through,
     )
     note = result.extras.pop("note", None)  # a model's own caveat (predicted CLV) is said in the answer
     if isinstance(note, str) and note:
         result.notes.append(note)
     offset = len(windows)
-    result.series = [_point(cells, offset + i, ws) for i, (ws, _) in enumerate(series_windows)]
+    grain = query.grain or "day"
+    result.series = [_point(cells, offset + i, w, grain, settings, through) for i, w in enumerate(series_windows)]
     offset += len(series_windows)
-    result.previous_series = [_point(cells, offset + i, ws) for i, (ws, _) in enumerate(previous_windows)]
-    if query.dimension:
+    result.previous_series = [
+        _point(cells, offset + i, w, grain, settings, through) for i, w in enumerate(previous_windows)
+    ]
+    if query.dimension and (through is None or query.period.start <= through):
         grouped = compute(metric, windows, settings, engine, query.dimension, query.filters)
         _breakdown(result, grouped)
-    _judge(result, prior)
+    comparable = _caveats(result, query, through)
+    _judge(result, prior, comparable)
     result.elapsed_ms = (time.perf_counter() - started) * 1000
     return result
 
 
-def _point(cells: dict[Key, Cell], index: int, start: date) -> Point:
-    cell = cells.get((index, None))
-    return Point(start, cell.value if cell else None, cell.n if cell else None)
+def _loaded(cell: Cell | None, start: date, through: date | None) -> Cell:
+    """A window that starts after the data ends has no data: never the 0 an empty window sums to."""
+    if cell is None or (through is not None and start > through):
+        return Cell(None)
+    return cell
+
+
+def _caveats(result: Result, query: Query, through: date | None) -> bool:
+    """Notes on data that is not all there; False when the two periods are not like for like
+    (then the change is shown but not judged good or bad)."""
+    comparable = True
+    period, compare = query.period, query.compare
+    if through is not None and result.value is not None and not freshness.fully_loaded(through, period.end):
+        missing = (period.end - through).days - 1
+        result.notes.append(
+            f"Data through {through:%-d %b %Y}: "
+            + ("the last day of this period is" if missing == 1 else f"the last {missing} days of this period are")
+            + " not loaded yet, so it is incomplete and not judged good or bad."
+        )
+        comparable = False
+    if query.as_of is not None and period.end > query.as_of and period.start <= query.as_of:
+        result.notes.append(f"Today ({query.as_of:%-d %b}) is not over: this is today so far.")
+        comparable = False
+    if period.to_date and compare.days != period.days and not result.metric.snapshot:
+        result.notes.append(
+            f"Not like for like: {span_label(period.start, period.end)} ({period.days} days) "
+            f"vs {span_label(compare.start, compare.end)} ({compare.days} days)."
+        )
+        comparable = False
+    return comparable
+
+
+def _full_bucket(ws: date, we: date, grain: str, settings: Settings) -> bool:
+    first = unit_start(ws, grain, settings)
+    return ws == first and we == step(first, grain)
+
+
+def _point(
+    cells: dict[Key, Cell], index: int, window: Window, grain: str, settings: Settings, through: date | None
+) -> Point:
+    """One trend bucket; one cut short (by the period's edge, or by the end of the data) is
+    marked partial: a 2-day "week" is not a full one and must not be read as a cliff."""
+    ws, we = window
+    cell = _loaded(cells.get((index, None)), ws, through)
+    partial = not _full_bucket(ws, we, grain, settings) or (
+        cell.value is not None and not freshness.fully_loaded(through, we) and through is not None
+    )
+    days = (we - ws).days if through is None or through >= we else max(0, (through - ws).days + 1)
+    return Point(ws, cell.value, cell.n, partial, days)
 
 
 def _breakdown(result: Result, grouped: dict[Key, Cell]) -> None:
@@ -385,7 +438,7 @@ def _breakdown(result: Result, grouped: dict[Key, Cell]) -> None:
     result.breakdown = groups
 
 
-def _judge(result: Result, prior: Cell) -> None:
+def _judge(result: Result, prior: Cell, comparable: bool = True) -> None:
     metric = result.metric
     if result.value is not None and prior.value is not None:
         result.change = result.value - prior.value
@@ -400,22 +453,34 @@ def _judge(result: Result, prior: Cell) -> None:
         if result.moe is not None and prior.moe is not None:
             combined = (result.moe**2 + prior.moe**2) ** 0.5
             if abs(result.change) <= combined and result.change != 0:
+                # inside the noise: no verdict, only the note (never "good" beside "may be noise")
+                result.within_noise = True
+                result.judgement = None
                 result.notes.append(
-                    f"The change is within the margin of error (±{combined:.1f}); it may be noise."
+                    f"The change is within the margin of error (±{combined:.1f}); it may be noise, "
+                    "so it is not called good or bad."
                 )
+        if not comparable and result.judgement in ("good", "bad"):
+            result.judgement = None
     result.band = metric.band_for(result.value)
     if metric.survey and result.n is not None and result.n < metric.min_sample:
         result.notes.append(
             f"Only {result.n} responses: fewer than {metric.min_sample}, so treat this with caution."
         )
     if result.value is None:
-        result.notes.append("No data for this period.")
+        through = result.data_through
+        if through is not None and result.period.start > through:
+            result.notes.append(f"No data for this period ({freshness.through_text(through)}).")
+        else:
+            result.notes.append("No data for this period.")
 
 
 def period_value(metric_id: str, period: Period, settings: Settings, engine: Engine) -> Cell:
-    """One KPI over one period: for digests and alerts, which need no comparison."""
-    cells = compute(CATALOGUE[metric_id], [(period.start, period.end)], settings, engine)
-    return cells.get((0, None)) or Cell(None)
+    """One KPI over one period: for digests and alerts, which need no comparison. A period
+    that starts after the KPI's data ends has no value."""
+    metric = CATALOGUE[metric_id]
+    cells = compute(metric, [(period.start, period.end)], settings, engine)
+    return _loaded(cells.get((0, None)), period.start, freshness.data_through(metric.tables, engine, settings))
 
 
 __all__ = ["run", "compute", "compile_measure", "period_value", "Cell", "base_table"]

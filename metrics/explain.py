@@ -1,4 +1,4 @@
-"""Which segment moved a KPI most: "NPS fell 44 points; Enterprise / EMEA explains 86% of the drop".
+"""Which segment moved a KPI most: "NPS fell 44 points; EMEA region, Enterprise size band explains 86% of the drop".
 
 For a KPI whose segments add up (``Metric.split == "sum"``: counts, amounts) a segment's
 contribution to the change is its own change, value_now(s) − value_prev(s). For a KPI that is
@@ -154,16 +154,24 @@ def find(result: Result, engine: Engine, settings: Settings) -> Contribution | N
     return best
 
 
+def segment_name(dimension: str, segment: str) -> str:
+    """A segment as people say it: "Enterprise size band", "EMEA region", "no plan set"."""
+    words = dimension.replace("_", " ")
+    return f"no {words} set" if segment == NOT_SET else f"{segment} {words}"
+
+
 def sentence(result: Result, found: Contribution) -> str:
+    """"NPS fell 43.8 points vs previous quarter; EMEA region, Enterprise size band explains 86%
+    of the drop (…)". A segment that moved more than the whole (the rest moved the other way)
+    is said as two movements, never as "explains 616% of the rise"."""
     metric = result.metric
     assert result.value is not None and result.previous is not None and result.previous.value is not None, \
         "a sentence is only made for a change between two values"
     change = result.value - result.previous.value
     verb, noun = ("rose", "rise") if change > 0 else ("fell", "drop")
+    where = segment_name(found.dimension, found.segment)
     if found.parent is not None:
-        where = f"{found.parent.segment} / {found.segment} ({found.parent.dimension}, {found.dimension})"
-    else:
-        where = f"{found.segment} ({found.dimension})"
+        where = f"{segment_name(found.parent.dimension, found.parent.segment)}, {where}"
     share = 100.0 * found.amount / change
     if found.before is None:
         detail = f"new this period, {format_value(metric, found.now)}"
@@ -171,13 +179,29 @@ def sentence(result: Result, found: Contribution) -> str:
         detail = f"gone this period, was {format_value(metric, found.before)}"
     else:
         detail = f"{metric.label} there went from {format_value(metric, found.before)} to {format_value(metric, found.now)}"
-    text = (
-        f"{metric.label} {verb} {format_change(metric, abs(change)).lstrip('+')} vs {result.previous.period.label}; "
-        f"{where} explains {share:.0f}% of the {noun} ({detail})."
-    )
-    if share > 100.5:
-        text = text[:-1] + "; other segments moved the other way."
-    return text
+    head = f"{metric.label} {verb} {_size(metric, change)} vs {result.previous.period.label}"
+    if share <= 100.5:
+        return f"{head}; {where} explains {share:.0f}% of the {noun} ({detail})."
+    rest = change - found.amount
+    if metric.split == "sum":
+        moved = f"{where} {_verb(found.amount)} by {_size(metric, found.amount)} ({detail}) " \
+                f"while the rest {_verb(rest)} by {_size(metric, rest)}"
+    else:
+        moved = f"{where} pulled it {_way(found.amount)} by {_size(metric, found.amount)} ({detail}) " \
+                f"while the rest pulled it {_way(rest)} by {_size(metric, rest)}"
+    return f"{head}: {moved}."
+
+
+def _size(metric: Metric, amount: float) -> str:
+    return format_change(metric, abs(amount)).lstrip("+")
+
+
+def _verb(amount: float) -> str:
+    return "rose" if amount > 0 else "fell"
+
+
+def _way(amount: float) -> str:
+    return "up" if amount > 0 else "down"
 
 
 def explain(result: Result, engine: Engine, settings: Settings) -> str | None:
@@ -187,4 +211,4 @@ def explain(result: Result, engine: Engine, settings: Settings) -> str | None:
     return None if found is None else sentence(result, found)
 
 
-__all__ = ["explain", "find", "contributions", "Contribution"]
+__all__ = ["explain", "find", "contributions", "Contribution", "segment_name", "sentence"]

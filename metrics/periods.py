@@ -1,9 +1,12 @@
 """Calendar periods: what "last-quarter" or "2026-Q3" means on a given day.
 
 A :class:`Period` is a half-open range of local calendar dates ``[start, end)``. Periods that
-are still running ("this month", "mtd", "since 2026-01-01") end after today, and their
-comparison period covers the same number of days one unit earlier, so that a month to date
-is compared like for like. Weeks start on Monday; years and quarters follow the fiscal year
+are still running ("this month", "mtd", "since 2026-01-01", and a named period that contains
+today, like "2026" in December 2026) end at the last complete day, yesterday: today is empty
+or partial, and counting it makes every to-date number look like a drop. Their comparison
+period covers the same number of days one unit earlier, so that a month to date is compared
+like for like, and both labels say which days they cover. "today" is the one exception: it
+was asked for, so it is today so far. Weeks start on Monday; years and quarters follow the fiscal year
 start month (``KPI_FISCAL_YEAR_START``, default 1 = January). Fiscal year N is named by the
 calendar year in which it ends, as most companies do (FY2027 may start in July 2026).
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from metrics.errors import BadPeriod, TooLarge
+from metrics.errors import BadPeriod, QueryError, TooLarge
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 MAX_POINTS = 400  # a trend longer than this is refused: ten years by day is not a chart
@@ -147,14 +150,48 @@ def previous(period: Period) -> Period:
     if period.to_date:
         end = start + timedelta(days=period.days)
         end = min(end, period.start)
-        return Period(start, end, f"same days of the previous {unit}", period.unit, True)
+        return Period(start, end, f"same days of the previous {unit}, {span_label(start, end)}", period.unit, True)
     return Period(start, period.start, f"previous {unit}" if n == 1 else f"previous {n} {unit}s", period.unit)
 
 
 def year_ago(period: Period) -> Period:
     start = add_months(period.start, -12)
-    end = start + timedelta(days=period.days) if period.to_date else add_months(period.end, -12)
-    return Period(start, end, "same period last year", period.unit, period.to_date)
+    if period.to_date:
+        end = start + timedelta(days=period.days)
+        return Period(start, end, f"same days last year, {span_label(start, end)}", period.unit, True)
+    return Period(start, add_months(period.end, -12), "same period last year", period.unit)
+
+
+def span_label(start: date, end: date) -> str:
+    """The days ``[start, end)`` in words: "1–22 Oct 2026", "1 Jan – 30 Nov 2025"."""
+    last = end - timedelta(days=1)
+    if start >= last:
+        return f"{start:%-d %b %Y}"
+    if (start.year, start.month) == (last.year, last.month):
+        return f"{start.day}–{last:%-d %b %Y}"
+    if start.year == last.year:
+        return f"{start:%-d %b} – {last:%-d %b %Y}"
+    return f"{start:%-d %b %Y} – {last:%-d %b %Y}"
+
+
+def clip_running(period: Period, today: date) -> Period:
+    """A named period that is still running ("2026" on 1 December, the current quarter or
+    month) ends at the last complete day and is compared like for like ("2026 to 30 Nov vs
+    1 Jan – 30 Nov 2025"): comparing eleven months with twelve reads as a change that is
+    not there. "today" (asked for by name) and to-date words are left as they are."""
+    if period.to_date or period.end <= today or period.start > today:
+        return period
+    if period.start == today:
+        raise QueryError(
+            f"{period.label} has no complete day yet: it begins today ({today:%a %-d %b %Y}). "
+            "Ask for `today` (so far) or an earlier period."
+        )
+    last = today - timedelta(days=1)
+    if period.unit in ("day", "days"):
+        label = f"{period.start.isoformat()} to {last.isoformat()} (so far)"
+    else:
+        label = f"{period.label} to {last:%-d %b}"
+    return Period(period.start, today, label, period.unit, True)
 
 
 # ---- buckets for trends ----------------------------------------------------------------
@@ -239,7 +276,15 @@ class PeriodMatch:
 
 
 def match_period(tokens: list[str], i: int, today: date, settings: Settings) -> PeriodMatch | None:
-    """Try to read a period starting at ``tokens[i]``; the longest form wins."""
+    """Try to read a period starting at ``tokens[i]``; the longest form wins. A period still
+    running ends at the last complete day (:func:`clip_running`)."""
+    match = _match_words(tokens, i, today, settings)
+    if match is not None:
+        match.period = clip_running(match.period, today)
+    return match
+
+
+def _match_words(tokens: list[str], i: int, today: date, settings: Settings) -> PeriodMatch | None:
     t = tokens[i]
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
     nxt2 = tokens[i + 2] if i + 2 < len(tokens) else None
@@ -258,7 +303,9 @@ def match_period(tokens: list[str], i: int, today: date, settings: Settings) -> 
             raise BadPeriod(f"`since` needs a date like 2026-01-01, not `{nxt}`.")
         if d > today:
             raise BadPeriod(f"{d.isoformat()} is in the future.")
-        return PeriodMatch(Period(d, tomorrow, f"since {d.isoformat()}", "days", True), 2)
+        if d == today:
+            raise QueryError(f"`since {d.isoformat()}` has no complete day yet; ask for `today` (so far).")
+        return PeriodMatch(Period(d, today, f"since {d.isoformat()}", "days", True), 2)
     d = _iso_date(t)
     if d is not None:
         if nxt in ("to", "until", "through", "-", "..") and nxt2:
@@ -331,8 +378,14 @@ def _named(unit: str, start: date, label: str, settings: Settings) -> Period:
 
 
 def _to_date(unit: str, today: date, settings: Settings, label: str) -> Period:
+    """From the unit's start to the last complete day (yesterday): today is empty or partial."""
     start = unit_start(today, unit, settings)
-    return Period(start, today + timedelta(days=1), label, unit, True)
+    if start == today:
+        raise QueryError(
+            f"{label[0].upper()}{label[1:]} has no complete day yet: it began today ({today:%a %-d %b %Y}). "
+            f"Ask for `today` (so far) or `last {unit}`."
+        )
+    return Period(start, today, label, unit, True)
 
 
 def _last_n(n: int, unit: str, today: date, settings: Settings) -> Period:

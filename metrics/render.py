@@ -126,6 +126,36 @@ def bands_text(metric: Metric) -> str | None:
     return "; ".join(b.label for b in metric.bands)
 
 
+def freshness_line(result: Result) -> str | None:
+    """Where the data ends ("Data through 22 Nov 2026."), so a reader can tell a quiet period
+    from one not loaded yet."""
+    through = result.data_through
+    return None if through is None else f"Data through {through:%-d %b %Y}."
+
+
+def trend_summary(result: Result) -> str | None:
+    """First → last complete bucket, and which buckets are partial (a 2-day "week" is not a
+    cliff): "Trend by week: 20.0 (2026-07-06) → 35.0 (2026-09-21), 14 points; partial: …"."""
+    shown = [p for p in result.series if p.value is not None]
+    if not shown:
+        return None
+    whole = [p for p in shown if not p.partial] or shown
+    first, last = whole[0], whole[-1]
+    grain = result.query.grain
+    text = (
+        f"Trend by {grain}: {format_value(result.metric, first.value)} ({first.start.isoformat()}) → "
+        f"{format_value(result.metric, last.value)} ({last.start.isoformat()}), {len(result.series)} points"
+    )
+    partial = [p for p in result.series if p.partial]
+    if partial:
+        parts = ", ".join(
+            f"{p.start.isoformat()} ({p.days} day{'s' if p.days != 1 else ''})" if p.days is not None else p.start.isoformat()
+            for p in partial
+        )
+        text += f"; partial {grain}s, not comparable with full ones: {parts}"
+    return text
+
+
 def context_line(result: Result) -> str:
     parts = [f"Formula: {result.metric.formula}."]
     if result.band is not None:
@@ -165,16 +195,13 @@ def text(result: Result) -> str:
     table = breakdown_table(result)
     if table:
         out.append("```\n" + table + "\n```")
-    if result.series:
-        shown = [p for p in result.series if p.value is not None]
-        if shown:
-            first, last = shown[0], shown[-1]
-            out.append(
-                f"Trend by {result.query.grain}: {format_value(result.metric, first.value)} "
-                f"({first.start.isoformat()}) → {format_value(result.metric, last.value)} ({last.start.isoformat()}), "
-                f"{len(result.series)} points"
-            )
+    trend = trend_summary(result)
+    if trend:
+        out.append(trend)
     out.extend(f"_{note}_" for note in result.notes)
+    fresh = freshness_line(result)
+    if fresh:
+        out.append(fresh)
     out.append(context_line(result))
     return "\n".join(out)
 
@@ -197,13 +224,21 @@ def to_json(result: Result) -> dict[str, Any]:
         "change": result.change,
         "change_pct": result.change_pct,
         "judgement": result.judgement,
+        "within_noise": result.within_noise,
+        "data_through": None if result.data_through is None else result.data_through.isoformat(),
         "band": result.band.label if result.band else None,
         "dimension": result.query.dimension,
         "breakdown": [
             {"group": g.group, "value": g.value, "n": g.n, "previous": g.previous} for g in result.breakdown
         ],
-        "series": [{"start": p.start.isoformat(), "value": p.value, "n": p.n} for p in result.series],
-        "previous_series": [{"start": p.start.isoformat(), "value": p.value} for p in result.previous_series],
+        "series": [
+            {"start": p.start.isoformat(), "value": p.value, "n": p.n, "partial": p.partial, "days": p.days}
+            for p in result.series
+        ],
+        "previous_series": [
+            {"start": p.start.isoformat(), "value": p.value, "partial": p.partial, "days": p.days}
+            for p in result.previous_series
+        ],
         "extras": {k: v for k, v in result.extras.items() if isinstance(v, int | float | str | None)},
         "notes": result.notes,
         "formula": result.metric.formula,

@@ -32,6 +32,8 @@ class Point:
     start: date
     value: float | None
     n: int | None = None
+    partial: bool = False  # the bucket is cut short (period edge or end of the data): not a full week
+    days: int | None = None  # days the bucket covers
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Result:
     previous: PeriodValue | None = None
     change: float | None = None
     change_pct: float | None = None
-    judgement: str | None = None  # good, bad, flat
+    judgement: str | None = None  # good, bad, flat; None when neutral, inside the noise or not like for like
+    within_noise: bool = False  # the change is inside the margin of error: no verdict
     breakdown: list[Group] = field(default_factory=list)
     breakdown_truncated: int = 0  # segments left out of the breakdown
     series: list[Point] = field(default_factory=list)
@@ -55,3 +58,4 @@ class Result:
     notes: list[str] = field(default_factory=list)
     explanation: str | None = None  # which segment moved the change most (metrics.explain)
     elapsed_ms: float = 0.0
+    data_through: date | None = None  # the last day the KPI's sources have data for (None: unknown)

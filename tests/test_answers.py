@@ -43,8 +43,9 @@ def test_no_explanation_for_a_change_that_may_be_noise(company):
 
 
 def test_explanation_names_the_segment_for_a_real_change(company):
-    # revenue Q3 = 250 (c1 200, c2 50) vs Q2 = 80 (c3, Retail): +170, of which Retail +120
-    result = answer("revenue 2026-Q3", as_of=AS_OF, url=company)
+    # revenue Jul 1 - Sep 20 (the orders end on Sep 20) = 250 (c1 200, c2 50) vs the 82 days
+    # before (Apr 10 - Jun 30) = 80 (c3, Retail): +170, of which Retail +120
+    result = answer("revenue 2026-07-01 to 2026-09-20", as_of=AS_OF, url=company)
     assert result.change == pytest.approx(170.0)
     assert result.explanation is not None and "%" in result.explanation
 

@@ -71,9 +71,10 @@ def test_churn_monthly_and_yearly(company):
     august = q(company, "monthly_churn 2026-08")
     assert august.value == pytest.approx(100 * (1 - 0.75 ** (M / 31)))
     assert august.extras["period"] == pytest.approx(25.0)
-    # 2026: k1, k2, k6 active on Jan 1 (k3 signs on Jan 15); k6 churns: 1/3 over 365 days
+    # 2026 is still running on Nov 23: Jan 1 - Nov 22, 326 days. k1, k2, k6 active on Jan 1
+    # (k3 signs on Jan 15); k6 churns: 1/3 over 326 days
     year = q(company, "yearly_churn 2026")
-    assert year.value == pytest.approx(100 * (1 - (2 / 3) ** (365.25 / 365)))
+    assert year.value == pytest.approx(100 * (1 - (2 / 3) ** (365.25 / 326)))
     assert q(company, "retention_rate last-quarter").value == pytest.approx(200 / 3)  # (4 - 2 new) / 3
 
 

@@ -39,7 +39,7 @@ from bot.schedules.scheduler import ScheduleService
 from bot.slack_client import make_client
 from metrics.catalogue import CATALOGUE
 from storage import database, state
-from storage.schema import customers, orders
+from storage.schema import customers, orders, survey_responses
 from tests.conftest import PG_ADMIN_URL
 from tests.fake_slack import FakeSlack
 from tests.faults import TcpProxy
@@ -172,6 +172,19 @@ def _service(app, client, **overrides) -> ScheduleService:
                            config=config)
 
 
+@pytest.fixture
+def surveys_through_sep_29(pg):
+    """A CSAT answer on Tue 29 Sep: the survey data then reaches the end of the alert's window
+    (an alert holds on a window that is not fully loaded). NPS answers are left as they are."""
+    row = {"response_id": "fresh-0929", "responded_at": datetime(2026, 9, 29, 12), "survey": "csat", "score": 5}
+    with pg.direct.begin() as conn:
+        conn.execute(insert(survey_responses), [row])
+    yield
+    with pg.direct.begin() as conn:
+        conn.execute(survey_responses.delete().where(survey_responses.c.response_id == "fresh-0929"))
+
+
+@pytest.mark.usefixtures("surveys_through_sep_29")
 def test_digest_and_alert_due_during_the_outage_are_delivered_once_it_ends(pg):
     client = make_client(BOT_TOKEN, base_url=pg.fake.api_url)  # the bot's own retry policy
     engine = state.get_state_engine(f"sqlite:///{pg.root / 'state.sqlite'}")

@@ -47,7 +47,7 @@ def states(state_url: str) -> dict[str, dict]:
 def test_nps_drop_needs_a_sample_then_fires_once_updates_and_recovers(state_url, duck_url, slack, client):
     add_rule(state_url, "nps drops 10 points week-over-week")
     add_nps_days(duck_url, date(2026, 4, 1), 7, *GOOD)
-    add_survey(duck_url, date(2026, 4, 10), scores=nps_scores(2, 0, 10))  # 12 answers, NPS -67
+    add_survey(duck_url, date(2026, 4, 14), scores=nps_scores(2, 0, 10))  # 12 answers, NPS -67
 
     svc = service(state_url, client, duck_url)
     out = svc.evaluate_alerts(T0)
@@ -166,8 +166,8 @@ def test_alert_by_dimension_fires_per_segment(state_url, duck_url, slack, client
 def test_support_time_alert(state_url, duck_url, slack, client):
     add_rule(state_url, "first_response_time above 1h")
     rows = [
-        {"ticket_id": f"t{i}", "opened_at": datetime(2026, 4, 9, 9, i),
-         "first_response_at": datetime(2026, 4, 9, 11, i), "priority": "high"}
+        {"ticket_id": f"t{i}", "opened_at": datetime(2026, 4, 14, 9, i),
+         "first_response_at": datetime(2026, 4, 14, 11, i), "priority": "high"}
         for i in range(10)
     ]
     with database.get_engine(duck_url).begin() as conn:
@@ -212,3 +212,20 @@ def test_two_schedulers_evaluating_together_fire_once(any_state_url, duck_url, s
     assert notes.count("1/-: fired") == 1
     assert len(posts(slack)) == 1
     assert [d["key"] for d in deliveries(any_state_url)] == ["alert:1::1:fire"]
+
+
+def test_no_alert_on_a_window_that_is_not_fully_loaded(state_url, duck_url, slack, client):
+    # issue 11, item 10: the answers stop on Fri 10 Apr (an import that did not run); the window
+    # is Wed 8 - Tue 14 Apr. The 3 loaded days are all bad (NPS 10 vs 50 the week before),
+    # but the window is not complete: hold, say so, post nothing.
+    add_rule(state_url, "nps drops 10 points")
+    add_nps_days(duck_url, date(2026, 4, 1), 7, *GOOD)
+    add_nps_days(duck_url, date(2026, 4, 8), 3, *BAD)  # 90 answers, enough for the sample
+    svc = service(state_url, client, duck_url)
+    assert svc.evaluate_alerts(T0).notes == ["1/-: hold (the window is not fully loaded (data through 10 Apr 2026))"]
+    assert slack.calls() == [] and states(state_url) == {}
+    # the import catches up (answers on Mon 13 and Tue 14 too): now it fires, saying how fresh
+    add_nps_days(duck_url, date(2026, 4, 11), 4, *BAD)
+    assert svc.evaluate_alerts(T0).notes == ["1/-: fired"]
+    [alert] = posts(slack)
+    assert "· data through 14 Apr 2026." in alert.text

@@ -89,12 +89,14 @@ def test_digest_message_content_and_chart(state_url, duck_url, slack, client):
     with database.get_engine(duck_url).begin() as conn:
         conn.execute(insert(orders), [
             {"order_id": "o1", "customer_id": "c1", "ordered_at": datetime(2026, 3, 10, 12), "amount": 1000.0},
-            {"order_id": "o2", "customer_id": "c1", "ordered_at": datetime(2026, 3, 18, 12), "amount": 1500.0},
+            {"order_id": "o2", "customer_id": "c1", "ordered_at": datetime(2026, 3, 22, 12), "amount": 1500.0},
         ])
         conn.execute(insert(customers), [
             {"customer_id": f"c{i}", "signed_up_at": datetime(2025, 1, 1),
              "churned_at": datetime(2026, 3, 19) if i < 2 else None} for i in range(20)
         ])
+        # a sign-up on the week's last day: customers are loaded through Sun 22 Mar
+        conn.execute(insert(customers), [{"customer_id": "c-new", "signed_up_at": datetime(2026, 3, 22, 12)}])
     add_digest(state_url, "weekly mon 09:00 Europe/Berlin nps csat churn_rate revenue", created=utc(2026, 3, 1))
     svc = service(state_url, client, duck_url)
     assert svc.run_due(utc(2026, 3, 23, 8)).posted
@@ -196,3 +198,38 @@ def test_monthly_digest_reports_the_last_complete_month(state_url, duck_url, sla
     [post] = posts(slack)
     assert "Monthly KPI digest* — March 2026" in post.text
     assert "vs previous month (40.0)" in post.text
+
+
+def test_digest_whose_data_stopped_says_no_data_not_zero(state_url, duck_url, slack, client):
+    # issue 11, item 10: 20 customers since 2025; 2 churn on Tue 10 Mar, then the import stops
+    # (nothing after the 10th). Last week (Mon 16 - Sun 22 Mar) would read "churn 0.0%" and
+    # "🟢" (down from 10%); it has no data at all.
+    with database.get_engine(duck_url).begin() as conn:
+        conn.execute(insert(customers), [
+            {"customer_id": f"c{i}", "signed_up_at": datetime(2025, 1, 1),
+             "churned_at": datetime(2026, 3, 10, 12) if i < 2 else None} for i in range(20)
+        ])
+    add_digest(state_url, "weekly mon 09:00 UTC churn_rate", created=utc(2026, 3, 1))
+    svc = service(state_url, client, duck_url)
+    assert svc.run_due(utc(2026, 3, 23, 9)).posted
+    [post] = posts(slack, "C1")
+    text = post.params.get("initial_comment") or post.params.get("text")
+    assert "*Customer churn rate*: no data for this period (data through 10 Mar 2026)" in text
+    assert "0.0%" not in text and "🟢" not in text.split("\n\n")[1]
+    assert "Data through Tue 10 Mar 2026." in text
+
+
+def test_digest_line_over_a_partly_loaded_week_is_not_judged(state_url, duck_url, slack, client):
+    # customers are loaded through Thu 19 Mar (2 churn that day); the week is Mon 16 - Sun 22.
+    # 2 of 20 churned = 10.0%, up from 0 - but Fri to Sun are missing: no 🔴, say why.
+    with database.get_engine(duck_url).begin() as conn:
+        conn.execute(insert(customers), [
+            {"customer_id": f"c{i}", "signed_up_at": datetime(2025, 1, 1),
+             "churned_at": datetime(2026, 3, 19, 12) if i < 2 else None} for i in range(20)
+        ])
+    add_digest(state_url, "weekly mon 09:00 UTC churn_rate", created=utc(2026, 3, 1))
+    assert service(state_url, client, duck_url).run_due(utc(2026, 3, 23, 9)).posted
+    [post] = posts(slack, "C1")
+    text = post.params.get("initial_comment") or post.params.get("text")
+    assert "▫️ *Customer churn rate*: 10.0%" in text
+    assert "incomplete: data through 19 Mar 2026, not judged" in text and "🔴" not in text.split("\n\n")[1]

@@ -11,7 +11,8 @@ alert::
     ok ──breach × consecutive──► FIRE: one message in the channel (episode E)
     breaching ──new window, still breaching──► edit that message + a reply in its thread
     breaching ──clearly not breaching──► edit it to "recovered" + a "recovered" reply
-    (not enough responses, or a change inside the margin of error: hold, say nothing)
+    (not enough responses, a change inside the margin of error, or a window whose data is not
+     fully loaded yet — data through < the window's last day: hold, say nothing)
 
 Every post is a delivery whose key holds the episode number, so two schedulers evaluating
 the same rule at once post one alert between them.
@@ -31,7 +32,7 @@ from bot import audit
 from bot.logging import event, get_logger
 from bot.policy import load_policy
 from metrics import engine as metrics_engine
-from metrics import render
+from metrics import freshness, render
 from metrics.catalogue import CATALOGUE
 from metrics.periods import Period, Settings
 from metrics.spec import Metric
@@ -78,6 +79,8 @@ class Reading:
     prev_value: float | None = None
     prev_n: int | None = None
     prev_moe: float | None = None
+    through: date | None = None  # the last day the KPI's data reaches
+    loaded: bool = True  # False: the data ends before the window does; nothing was read
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,19 @@ class Verdict:
 
 
 def read(rule: Rule, metric: Metric, current: Period, before: Period, metrics_url: str | None) -> dict[str, Reading]:
-    """One query for both windows (and every segment): values, sample sizes, margins of error."""
+    """One query for both windows (and every segment): values, sample sizes, margins of error.
+    A window the data does not fully cover is not read at all: {"": Reading with only
+    ``through``}, which :func:`judge` holds on (an import that has not run is not a drop)."""
     settings = replace(Settings.from_env(), timezone=rule.timezone)
+    engine = database.get_engine(metrics_url)
+    through = freshness.data_through(metric.tables, engine, settings, current.end - timedelta(days=1))
+    if through is not None and not freshness.fully_loaded(through, current.end):
+        return {"": Reading("", through=through, loaded=False)}
     cells = metrics_engine.compute(
         metric,
         [(current.start, current.end), (before.start, before.end)],
         settings,
-        database.get_engine(metrics_url),
+        engine,
         rule.dimension,
     )
     segments = {group for (_, group) in cells}
@@ -113,6 +122,7 @@ def read(rule: Rule, metric: Metric, current: Period, before: Period, metrics_ur
             prev_value=prev_cell.value if prev_cell else None,
             prev_n=prev_cell.n if prev_cell else None,
             prev_moe=prev_cell.moe if prev_cell else None,
+            through=through,
         )
     return out
 
@@ -126,6 +136,8 @@ def min_sample_for(rule: Rule, metric: Metric, config: Config) -> int:
 def judge(rule: Rule, metric: Metric, reading: Reading, min_n: int) -> Verdict:
     """Is this window a breach, clearly fine, or too uncertain to say?"""
     value, x = reading.value, rule.threshold
+    if not reading.loaded:
+        return Verdict("unknown", reading, f"the window is not fully loaded ({freshness.through_text(reading.through)})")
     if value is None:
         return Verdict("unknown", reading, "no data in the window")
     if min_n and (reading.n or 0) < min_n:
@@ -197,6 +209,8 @@ def reading_text(rule: Rule, metric: Metric, verdict: Verdict, current: Period) 
         text += f", vs {render.format_value(metric, r.prev_value)} before: {change}"
         if verdict.noise is not None:
             text += f" (beyond the ±{verdict.noise:.1f} margin of error)"
+    if r.through is not None:
+        text += f" · {freshness.through_text(r.through)}"
     return text
 
 
@@ -242,6 +256,10 @@ class AlertRunner:
         except database.DatabaseError as exc:
             event(log, "alert_read_failed", level=30, rule=rule.id, reason=str(exc))
             return [f"read failed: {exc}"]
+        if not readings.get("", Reading("")).loaded:
+            why = f"the window is not fully loaded ({freshness.through_text(readings[''].through)})"
+            event(log, "alert_hold", rule=rule.id, why=why)
+            return [f"{rule.id}/-: hold ({why})"]
         states = self._states(rule.id)
         if rule.dimension:
             largest = sorted(readings.values(), key=lambda r: (-(r.n or 0), r.segment))[:MAX_SEGMENTS]

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metrics import api, render
+from metrics import freshness as fresh
 from metrics.catalogue import CATALOGUE
 from metrics.periods import Period, Settings, step, unit_start
 from metrics.query import Query
@@ -140,8 +141,10 @@ def line_text(line: Line) -> str:
     if line.result is None:
         return f"{NEUTRAL_MARKER} *{metric.label}*: could not be computed ({line.error})"
     r = line.result
+    through = r.data_through
     if r.value is None:
-        return f"{NEUTRAL_MARKER} *{metric.label}*: no data for this period"
+        stale = f" ({fresh.through_text(through)})" if through is not None else ""
+        return f"{NEUTRAL_MARKER} *{metric.label}*: no data for this period{stale}"
     marker = MARKERS.get(r.judgement or "", NEUTRAL_MARKER)
     noisy = _within_noise(r)
     if noisy:
@@ -163,6 +166,8 @@ def line_text(line: Line) -> str:
             extras.append(f"only {r.n} responses: read with caution")
     if noisy:
         extras.append("change within the margin of error")
+    if through is not None and not fresh.fully_loaded(through, r.period.end):
+        extras.append(f"incomplete: {fresh.through_text(through)}, not judged")
     if extras:
         text += f"  _({'; '.join(extras)})_"
     return text
@@ -190,6 +195,11 @@ def build(
     ]
     if preview:
         head.append("_This is a preview, posted on request; the scheduled digest is unchanged._")
+    throughs = [ln.result.data_through for ln in lines if ln.result is not None and ln.result.data_through]
+    if throughs:
+        head.append(f"Data through {min(throughs):%a %-d %b %Y}" + (
+            "." if min(throughs) == max(throughs) else f" (some sources to {max(throughs):%a %-d %b %Y})."
+        ))
     if notice:
         head.append(notice)
     body = [line_text(line) for line in lines]
