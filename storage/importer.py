@@ -74,7 +74,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.bulk import BUSY_WAIT, insert_rows
-from storage.database import analyze, connect
+from storage.database import analyze, connect, require_owned
 from storage.schema import SURVEY_SCALES, TABLES
 
 __all__ = ["CHUNK_ROWS", "MAX_SHOWN", "ImportFailed", "ImportReport", "import_file"]
@@ -621,6 +621,7 @@ def import_file(
     :class:`storage.database.DatabaseError` when the database cannot be reached.
     """
     started = time.perf_counter()
+    require_owned(engine, "kpibot import")  # never into a database kpibot did not create
     label = str(path)
     target = TABLES.get(table)
     if target is None:
