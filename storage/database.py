@@ -140,12 +140,27 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def _classify(url: str) -> Ownership:
+    """Ownership, waiting (like a query) while an import in another process holds the file."""
+    deadline = time.monotonic() + busy_wait_seconds()
+    pause = 0.05
+    while True:
+        try:
+            return ownership.classify(url, DEFAULT_URL)
+        except (OperationalError, DBAPIError, duckdb_error()) as exc:
+            if not is_lock_error(exc):
+                raise DatabaseError(_short(exc)) from exc
+            if time.monotonic() + pause > deadline:
+                raise DataBusy("data is being refreshed, try again in a moment") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def duckdb_error() -> type[Exception]:
     try:
-        return ownership.classify(url, DEFAULT_URL)
-    except (OperationalError, DBAPIError) as exc:
-        if is_lock_error(exc):
-            raise DataBusy("data is being refreshed, try again in a moment") from exc
-        raise DatabaseError(_short(exc)) from exc
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is a dependency
+        return OperationalError
+    return duckdb.Error
 
 
 def ownership_of(engine: Engine) -> Ownership:
