@@ -145,7 +145,10 @@ def _visible_relations(conn: Connection) -> dict[str, str]:
         )).all()
         return {name.lower(): "table" if kind in ("r", "p") else "view" for name, kind in rows}
     found = inspect(conn)
-    out = {name.lower(): "view" for name in found.get_view_names()}
+    try:
+        out = {name.lower(): "view" for name in found.get_view_names()}
+    except NotImplementedError:  # some warehouse dialects list no views
+        out = {}
     out.update({name.lower(): "table" for name in found.get_table_names()})
     return out
 
