@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, table, text
 
 from bot import cli
 from metrics.api import answer
@@ -130,7 +130,7 @@ def _pg_snapshot(admin_db_url: str) -> dict:
                 "AND n.nspname NOT LIKE 'pg_toast%'"
             )).all())
             counts = {
-                name: conn.execute(text(f'SELECT count(*) FROM "{schema}"."{name}"')).scalar()
+                name: conn.execute(select(func.count()).select_from(table(name, schema=schema))).scalar()
                 for schema, name, kind in relations if kind == "r"
             }
             settings = conn.execute(text(
@@ -334,3 +334,21 @@ def test_a_table_named_like_the_marker_without_kpibots_row_is_not_a_marker(tmp_p
     conn.close()
     engine = database.get_engine(f"sqlite:///{path}")
     assert database.ownership_of(engine).reason == "foreign"
+
+
+def test_a_digest_over_a_foreign_database_names_the_missing_table_and_keeps_the_rest(tmp_path):
+    from bot.schedules.digests import compute_lines, settings_for
+    from bot.schedules.parse import DigestSpec
+    from metrics.periods import Period
+
+    path = tmp_path / "team.duckdb"
+    _team_duckdb(path)
+    spec = DigestSpec("monthly", None, "1", "09:00", "UTC", ("revenue", "tickets", "nps"))
+    october = Period(date(2026, 10, 1), date(2026, 11, 1), "October 2026", "month")
+    lines = compute_lines(spec, october, settings_for("UTC"), f"duckdb:///{path}")
+
+    by_kpi = {line.metric_id: line for line in lines}
+    assert round(by_kpi["revenue"].result.value, 2) == 400.00
+    assert by_kpi["nps"].result.value == 40.0
+    assert by_kpi["tickets"].result is None
+    assert by_kpi["tickets"].error == "Can't answer `tickets`: this database has no `tickets` table."
