@@ -240,7 +240,9 @@ class Refusal:
         if self.kind == "no_table":
             return f"this database has no `{name}` table"
         if self.kind == "no_column":
-            return f"the database has no column `{name}` where this KPI reads it"
+            table = self.name.rsplit(".", 1)[0] if self.name and "." in self.name else None
+            where = f"`{table}` has" if table else "the database has"
+            return f"{where} no column `{name}` where this KPI reads it"
         if self.kind == "read_only":
             return "the database is read-only for kpibot"
         return "a column does not have the type this KPI expects"

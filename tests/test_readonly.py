@@ -204,7 +204,7 @@ def test_postgres_refusals_name_the_kpi_and_the_relation_never_the_server(team_p
     assert str(err.value) == "Can't answer `margin`: kpibot may not read `costs` (permission denied)."
     with pytest.raises(DatabaseError) as err:
         answer("mrr 2026-10", as_of=AS_OF, url=team_pg["url"])
-    assert str(err.value) == "Can't answer `mrr`: the database has no column `mrr` where this KPI reads it."
+    assert str(err.value) == "Can't answer `mrr`: `subscriptions` has no column `mrr` where this KPI reads it."
     for message in (str(err.value),):
         assert "127.0.0.1" not in message and "5432" not in message and "\n" not in message
 
@@ -352,3 +352,20 @@ def test_a_digest_over_a_foreign_database_names_the_missing_table_and_keeps_the_
     assert by_kpi["nps"].result.value == 40.0
     assert by_kpi["tickets"].result is None
     assert by_kpi["tickets"].error == "Can't answer `tickets`: this database has no `tickets` table."
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "duckdb"])
+def test_a_missing_column_in_a_foreign_file_is_named_in_one_line(backend, tmp_path):
+    path = tmp_path / f"team.{backend}"
+    (_team_sqlite if backend == "sqlite" else _team_duckdb)(path)
+    conn = sqlite3.connect(path) if backend == "sqlite" else duckdb.connect(str(path))
+    conn.execute("CREATE TABLE ledger (id VARCHAR(20), account VARCHAR(20), booked TIMESTAMP, cents INTEGER)")
+    conn.execute("CREATE VIEW costs AS SELECT account AS customer_id, booked AS incurred_at, id AS category FROM ledger")
+    conn.commit() if backend == "sqlite" else None
+    conn.close()
+
+    with pytest.raises(DatabaseError) as err:
+        answer("margin 2026-10", as_of=AS_OF, url=f"{backend}:///{path}")
+    message = str(err.value)
+    assert message.startswith("Can't answer `margin`: ") and "no column `amount`" in message, message
+    assert "\n" not in message and "Error" not in message
