@@ -133,7 +133,7 @@ def get_engine(url: str | None = None) -> Engine:
                 engine = _make_engine(url, read_only=not owner.owned)
                 _owners[engine] = owner
                 _engines[key] = engine
-    if url not in _created and _owners[engine].owned:
+    if url not in _created and ownership_of(engine).owned:
         create_tables(engine)
         _created.add(url)
     return engine
