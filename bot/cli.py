@@ -268,15 +268,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from storage import database
     from storage.schema import customers
 
-    engine = database.get_engine(args.url)
-    if args.if_empty:
-        with database.connect(engine) as conn:
-            if conn.execute(select(func.count()).select_from(customers)).scalar():
-                print("The database already has data; not building the demo company.")
-                return 0
-    from storage.demo import build_demo  # NumPy, SciPy, Arrow: only when it is built
-    started = time.perf_counter()
-    counts = build_demo(engine, seed=args.seed, scale=args.scale, today=args.as_of)
+    try:
+        engine = database.get_engine(args.url)
+        database.require_owned(engine, "kpibot demo")
+        if args.if_empty:
+            with database.connect(engine) as conn:
+                if conn.execute(select(func.count()).select_from(customers)).scalar():
+                    print("The database already has data; not building the demo company.")
+                    return 0
+        from storage.demo import build_demo  # NumPy, SciPy, Arrow: only when it is built
+
+        started = time.perf_counter()
+        counts = build_demo(engine, seed=args.seed, scale=args.scale, today=args.as_of)
+    except database.DatabaseError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DATABASE
     elapsed = time.perf_counter() - started
     total = sum(counts.values())
     print(f"Demo company built in {elapsed:.1f}s: {total:,} rows")

@@ -251,6 +251,32 @@ def compute(
     dimension: str | None = None,
     filters: Sequence[tuple[str, str]] = (),
 ) -> dict[Key, Cell]:
+    """The KPI's cells per (window, segment). On a database kpibot did not create, a table the
+    KPI reads that is not there, or a query the database refuses, is one line naming the KPI."""
+    database.check_tables(engine, reads(metric, dimension, filters), metric.id)
+    try:
+        return _compute(metric, windows, settings, engine, dimension, filters)
+    except database.Refused as exc:
+        if exc.kpi:
+            raise
+        raise exc.for_kpi(metric.id) from exc
+
+
+def reads(metric: Metric, dimension: str | None = None, filters: Sequence[tuple[str, str]] = ()) -> tuple[str, ...]:
+    """The tables answering ``metric`` (cut by ``dimension``, filtered by ``filters``) reads."""
+    names = [n for n in (dimension, *(name for name, _ in filters)) if n]
+    via_customers = any(n in CUSTOMER_DIMENSIONS and n not in metric.dimensions for n in names)
+    return (*metric.tables, "customers") if via_customers and "customers" not in metric.tables else metric.tables
+
+
+def _compute(
+    metric: Metric,
+    windows: Sequence[Window],
+    settings: Settings,
+    engine: Engine,
+    dimension: str | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[Key, Cell]:
     measure = metric.measure
     if isinstance(measure, Custom):
         custom: dict[Key, Cell] = {}

@@ -244,6 +244,7 @@ class ReportSpec:
     build: Callable[[Period, Engine, Settings], Report]
     words: tuple[str, ...] = ()
     description: str = ""
+    tables: tuple[str, ...] = ()  # what it reads: on a team's own database, missing ones are named
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -544,21 +545,25 @@ REPORTS: dict[str, ReportSpec] = {
             "acquisition", "How do people become our customers?", acquisition,
             ("acquisition", "acquisitions", "how-customers-come", "funnel-report"),
             "new customers by channel with CAC, the lead funnel by source, time to convert",
+            ("customers", "leads", *CATALOGUE["cac"].tables, *CATALOGUE["time_to_convert"].tables),
         ),
         ReportSpec(
             "complaints", "What creates unhappy customers?", complaints,
             ("complaints", "complaint", "unhappy", "unhappy-customers", "detractors"),
             "ticket categories by volume and by their effect on NPS/CSAT; detractor touchpoints",
+            ("tickets", "survey_responses"),
         ),
         ReportSpec(
             "before-churn", "What happens when customers want to leave?", before_churn,
             ("before-churn", "before churn", "pre-churn", "churn-report", "leaving"),
             "the 90 days before churn vs customers who stayed: tickets, scores, usage trend",
+            ("customers", "tickets", "survey_responses", "usage_events"),
         ),
         ReportSpec(
             "profitability", "Who are our good and bad customers?", profitability,
             ("profitability", "good-customers", "bad-customers", "customer-profitability", "most-profitable"),
             "the most and least profitable customers (revenue − cost to serve)",
+            ("orders", "costs", "customers"),
         ),
     )
 }
@@ -582,7 +587,13 @@ def run(name: str, period: Period, engine: Engine | None = None, settings: Setti
         raise QueryError(f"I don't know a report called `{name}`. Reports: {', '.join(REPORTS)}.")
     settings = settings or Settings.from_env()
     engine = engine or database.get_engine()
-    return spec.build(period, engine, settings)
+    database.check_tables(engine, dict.fromkeys(spec.tables), spec.name)
+    try:
+        return spec.build(period, engine, settings)
+    except database.Refused as exc:
+        if exc.kpi:
+            raise
+        raise exc.for_kpi(spec.name) from exc
 
 
 def run_report(text: str, *, today: date, url: str | None = None, settings: Settings | None = None) -> Report:

@@ -6,6 +6,9 @@ The URL comes from ``KPI_DATABASE_URL``; the embedded default is a DuckDB file u
 ``KPI_DUCKDB_LINGER`` seconds idle (default 2) the pool is emptied and the file lock released,
 so `kpibot import` in another process gets its turn. A query that finds the file locked by
 an import is retried briefly and then reported as :class:`DataBusy`.
+
+kpibot changes only a database it owns (see :mod:`storage.ownership`): any other is opened
+read-only, gets no tables, and a KPI whose table it lacks says so in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import statistics
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +29,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from storage import ownership
+from storage.ownership import Ownership, Refusal
 from storage.schema import ROW_STORE_INDEXES, TABLES, is_money, metadata
 
 DEFAULT_URL = "duckdb:///data/kpibot.duckdb"
@@ -36,6 +42,35 @@ class DatabaseError(Exception):
 
 class DataBusy(DatabaseError):
     """The database file is locked by a running import."""
+
+
+class ReadOnlyDatabase(DatabaseError):
+    """A write (import, demo) asked of a database kpibot did not create."""
+
+
+class Refused(DatabaseError):
+    """The database refused a query (a missing table or column, no permission); the message
+    names what, never the driver's text. :meth:`for_kpi` names the KPI too."""
+
+    def __init__(self, refusal: Refusal, kpi: str | None = None):
+        self.refusal = refusal
+        self.kpi = kpi
+        what = refusal.describe()
+        super().__init__(f"Can't answer `{kpi}`: {what}." if kpi else f"The database refused the query: {what}.")
+
+    def for_kpi(self, kpi: str) -> Refused:
+        return self if self.kpi else Refused(self.refusal, kpi)
+
+
+class MissingTable(Refused):
+    """A KPI reads a table the (foreign) database does not have."""
+
+    def __init__(self, table: str, kpi: str | None = None):
+        self.table = table
+        super().__init__(Refusal("no_table", table), kpi)
+
+    def for_kpi(self, kpi: str) -> MissingTable:
+        return self if self.kpi else MissingTable(self.table, kpi)
 
 
 def database_url() -> str:
@@ -68,24 +103,97 @@ def _sqlite_setup(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _sqlite_read_only_setup(dbapi_conn, _record) -> None:
+    """A team's file: no WAL switch (that rewrites the file's header), writes refused."""
+    dbapi_conn.create_aggregate("median", 1, _Median)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
 _engines: dict[tuple[str, bool], Engine] = {}
 _created: set[str] = set()
+_owners: weakref.WeakKeyDictionary[Engine, Ownership] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process, with the tables created on first use."""
+    """One engine per URL per process. In a database kpibot owns, its tables are created on
+    first use; any other is opened read-only and left exactly as it is."""
     url = url or database_url()
     key = (url, True)
     with _lock:
         engine = _engines.get(key)
-        if engine is None:
-            engine = _make_engine(url)
-            _engines[key] = engine
-    if url not in _created:
+    if engine is None:
+        owner = _classify(url)  # outside the lock: it connects
+        with _lock:
+            engine = _engines.get(key)
+            if engine is None:
+                engine = _make_engine(url, read_only=not owner.owned)
+                _owners[engine] = owner
+                _engines[key] = engine
+    if url not in _created and ownership_of(engine).owned:
         create_tables(engine)
         _created.add(url)
     return engine
+
+
+def _classify(url: str) -> Ownership:
+    """Ownership, waiting (like a query) while an import in another process holds the file."""
+    deadline = time.monotonic() + busy_wait_seconds()
+    pause = 0.05
+    while True:
+        try:
+            return ownership.classify(url, DEFAULT_URL)
+        except (OperationalError, DBAPIError, duckdb_error()) as exc:
+            if not is_lock_error(exc):
+                raise DatabaseError(_short(exc)) from exc
+            if time.monotonic() + pause > deadline:
+                raise DataBusy("data is being refreshed, try again in a moment") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def duckdb_error() -> type[Exception]:
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is a dependency
+        return OperationalError
+    return duckdb.Error
+
+
+def ownership_of(engine: Engine) -> Ownership:
+    """Whose database ``engine`` opens: decided when :func:`get_engine` made it, else now."""
+    owner = _owners.get(engine)
+    if owner is None:
+        owner = _classify(engine.url.render_as_string(hide_password=False))
+        _owners[engine] = owner
+    return owner
+
+
+def require_owned(engine: Engine, action: str) -> None:
+    """Refuses ``action`` (e.g. ``kpibot import``) on a database kpibot did not create."""
+    if not ownership_of(engine).owned:
+        raise ReadOnlyDatabase(
+            f"`{action}` refused: kpibot did not create this database, so it only reads it "
+            "(it writes only to its embedded DuckDB file, an empty database, or one it created)."
+        )
+
+
+def missing_tables(engine: Engine, tables) -> list[str]:
+    """Of ``tables``, those a foreign database does not have (a database kpibot owns has all)."""
+    owner = _owners.get(engine)
+    if owner is None or owner.owned:
+        return []
+    return [name for name in tables if name.lower() not in owner.relations]
+
+
+def check_tables(engine: Engine, tables, kpi: str | None = None) -> None:
+    """Raises :class:`MissingTable` naming the first of ``tables`` the database lacks."""
+    missing = missing_tables(engine, tables)
+    if missing:
+        raise MissingTable(missing[0], kpi)
 
 
 _stopping = threading.Event()
@@ -154,19 +262,24 @@ def _duckdb_setup(dbapi_conn, _record) -> None:
         dbapi_conn.execute(sql)
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, read_only: bool = False) -> Engine:
+    """``read_only`` (a database kpibot did not create): every session is read-only where
+    the driver can enforce it — DuckDB ``read_only``, SQLite ``mode=ro`` and ``query_only``,
+    PostgreSQL ``default_transaction_read_only``."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "duckdb":
         database = parsed.database
+        extra = {"connect_args": {"read_only": True}} if read_only else {}
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
             linger = float(os.environ.get("KPI_DUCKDB_LINGER", "2"))
             if linger <= 0:
-                engine = create_engine(url, poolclass=NullPool)
+                engine = create_engine(url, poolclass=NullPool, **extra)
                 event.listen(engine, "connect", _duckdb_setup)
                 return engine
-            engine = create_engine(url, pool_size=8, max_overflow=24, pool_reset_on_return=None)
+            engine = create_engine(url, pool_size=8, max_overflow=24, pool_reset_on_return=None, **extra)
             event.listen(engine, "connect", _duckdb_setup)
             _Linger(engine, linger)
             return _cache_statements(engine)
@@ -175,6 +288,11 @@ def _make_engine(url: str) -> Engine:
         return _cache_statements(engine)
     if backend == "sqlite":
         database = parsed.database
+        if read_only:
+            engine = create_engine(ownership.read_only_url(url),
+                                   connect_args={"timeout": 5, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_read_only_setup)
+            return engine
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
@@ -183,7 +301,10 @@ def _make_engine(url: str) -> Engine:
     if backend == "postgresql":
         timeout_ms = int(query_timeout_seconds() * 1000)
         # JIT compilation costs seconds on the wide aggregate statements and saves nothing here
-        connect_args = {"connect_timeout": 3, "options": f"-c statement_timeout={timeout_ms} -c jit=off"}
+        options = f"-c statement_timeout={timeout_ms} -c jit=off"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        connect_args = {"connect_timeout": 3, "options": options}
         # no pool_pre_ping: _retrying_connect pings itself, after checkout, so that a server that
         # stops answering mid-ping can be cut off by query()'s deadline like any other read
         return create_engine(url, connect_args=connect_args)
@@ -191,10 +312,13 @@ def _make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
+    """kpibot's tables, indexes and marker, in a database it owns (refused in any other)."""
+    require_owned(engine, "create tables")
     with _retrying_connect(engine) as conn:
         metadata.create_all(conn, checkfirst=True)
         if engine.dialect.name == "duckdb":
             migrate_money(conn)
+        ownership.mark(conn)
         if engine.dialect.name != "duckdb":
             existing = {
                 ix["name"]
@@ -324,6 +448,9 @@ def connect(engine: Engine | None = None, wait: float | None = None, guard: _Gua
     except (OperationalError, DBAPIError) as exc:
         if is_lock_error(exc):
             raise DataBusy("data is being refreshed, try again in a moment") from exc
+        refused = ownership.refusal(exc)
+        if refused is not None:
+            raise Refused(refused) from exc
         raise DatabaseError(_short(exc)) from exc
 
 
@@ -387,10 +514,14 @@ def _shut_socket(driver_connection) -> None:
         sock.close()
 
 
+_ADDRESS = re.compile(r'\s*(?:to server )?at "[^"]*"(?: \([^)]*\))?, port \d+|\s*on socket "[^"]*"')
+
+
 def _short(exc: BaseException) -> str:
+    """One line for an outage: the driver's first line, without the server's address."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"the metrics database is not answering ({first[:160]})"
+    return f"the metrics database is not answering ({_ADDRESS.sub('', first)[:160]})"
 
 
 def dispose_all() -> None:
@@ -399,6 +530,7 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _created.clear()
+        _owners.clear()
 
 
 def _shutdown() -> None:

@@ -49,7 +49,7 @@ from scipy.stats import norm
 from sqlalchemy import Engine, text
 
 from storage.bulk import BUSY_WAIT, insert_rows
-from storage.database import analyze, connect
+from storage.database import analyze, connect, require_owned
 from storage.schema import SURVEY_SCALES, TABLES, metadata
 
 __all__ = ["build_demo", "DemoCompany"]
@@ -231,6 +231,7 @@ def build_demo(
     """
     if not scale > 0:
         raise ValueError("scale must be positive")
+    require_owned(engine, "kpibot demo")  # it replaces all data: only in kpibot's own database
     if isinstance(today, datetime):
         today = today.date()
     company = DemoCompany(

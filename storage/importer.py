@@ -77,7 +77,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from storage.bulk import BUSY_WAIT, MONEY_ARROW, MONEY_LIMIT, insert_rows, money_array
-from storage.database import DatabaseError, analyze, connect
+from storage.database import DatabaseError, analyze, connect, require_owned
 from storage.schema import SURVEY_SCALES, TABLES, is_money
 
 __all__ = ["CHUNK_ROWS", "MAX_SHOWN", "ImportFailed", "ImportReport", "import_file"]
@@ -707,6 +707,7 @@ def import_file(
     future" is measured from.
     """
     started = time.perf_counter()
+    require_owned(engine, "kpibot import")  # never into a database kpibot did not create
     if now is None:
         now = datetime.now(UTC).replace(tzinfo=None)
     label = str(path)
