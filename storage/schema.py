@@ -3,7 +3,9 @@
 Columns with ``nullable=False`` are the required ones (the importer checks them).
 Times are naive UTC timestamps; ``marketing_spend.spent_on`` is a calendar date.
 ``info["key"]`` on a table names the columns that identify a row, so that a re-import
-updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values.
+updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values;
+``info["sensitivity"]`` on a column (money, per_customer) restricts where anything reading it
+may be shown (storage/sensitivity.py, bot/policy.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from sqlalchemy import (
     true,
 )
 
+from storage.sensitivity import check_declarations
+
 metadata = MetaData()
 
 SURVEYS = ("nps", "csat", "ces", "ppr")
@@ -33,6 +37,11 @@ SURVEY_SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ce
 CUSTOMER_DIMENSIONS = ("industry", "size_band", "region", "plan", "acquisition_channel")
 
 
+#: Column sensitivities (storage.sensitivity): whatever reads such a column inherits its restriction.
+MONEY = {"sensitivity": "money"}  # amounts of money: revenue, MRR, costs, spend, pipeline
+PER_CUSTOMER = {"sensitivity": "per_customer"}  # who a customer is: rows per customer
+
+
 def _ts(name: str, required: bool = False) -> Column:
     return Column(name, DateTime(), nullable=not required)
 
@@ -40,8 +49,8 @@ def _ts(name: str, required: bool = False) -> Column:
 customers = Table(
     "customers",
     metadata,
-    Column("customer_id", String, primary_key=True),
-    Column("name", String),
+    Column("customer_id", String, primary_key=True, info=PER_CUSTOMER),
+    Column("name", String, info=PER_CUSTOMER),
     _ts("signed_up_at", True),
     _ts("churned_at"),
     Column("industry", String),
@@ -60,7 +69,7 @@ subscriptions = Table(
     Column("customer_id", String, nullable=False),
     _ts("started_at", True),
     _ts("ended_at"),
-    Column("mrr", Float, nullable=False),
+    Column("mrr", Float, nullable=False, info=MONEY),
     Column("seats", Integer),
     Column("product", String),
     info={"key": ("subscription_id",)},
@@ -72,7 +81,7 @@ orders = Table(
     Column("order_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("ordered_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", Float, nullable=False, info=MONEY),
     Column("product", String),
     Column("is_recurring", Boolean, nullable=False, server_default=false(), default=False),
     info={"key": ("order_id",)},
@@ -83,7 +92,7 @@ costs = Table(
     metadata,
     Column("customer_id", String, nullable=False),
     _ts("incurred_at", True),
-    Column("amount", Float, nullable=False),
+    Column("amount", Float, nullable=False, info=MONEY),
     Column("category", String),
     info={"key": ("customer_id", "incurred_at", "category")},
 )
@@ -128,7 +137,7 @@ leads = Table(
     _ts("sql_at"),
     _ts("converted_at"),
     Column("customer_id", String),
-    Column("potential_value", Float),
+    Column("potential_value", Float, info=MONEY),
     info={"key": ("lead_id",)},
 )
 
@@ -137,7 +146,7 @@ marketing_spend = Table(
     metadata,
     Column("spent_on", Date, nullable=False),
     Column("channel", String, nullable=False),
-    Column("amount", Float, nullable=False),
+    Column("amount", Float, nullable=False, info=MONEY),
     info={"key": ("spent_on", "channel")},
 )
 
@@ -182,13 +191,14 @@ opportunities = Table(
     _ts("created_at", True),
     Column("kind", String),
     Column("product", String),
-    Column("amount", Float),
+    Column("amount", Float, info=MONEY),
     _ts("won_at"),
     _ts("lost_at"),
     info={"key": ("opportunity_id",)},
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}
+check_declarations(TABLES.values())
 
 #: Secondary indexes for row-store databases (PostgreSQL, SQLite). DuckDB scans with
 #: zone maps and its ART indexes only slow bulk loads, so they are not created there.
