@@ -51,6 +51,7 @@ from bot.logging import get_logger, new_error_id
 from bot.router import Context, Reply, clean_text, internal_error, route
 from bot.slack_client import make_client, make_webhook
 from metrics.result import Result
+from storage import database
 
 log = get_logger("kpibot.app")
 
@@ -94,6 +95,8 @@ class Settings:
     token_verification: bool = True  # auth.test once at start-up
     enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
     rate_limits: bool = True  # bot.ratelimit: per-user and per-channel question limits
+    user_in_flight: int = 2  # KPI_USER_IN_FLIGHT: questions one user may have queued or running at once
+    question_timeout: float | None = None  # KPI_QUESTION_TIMEOUT: one deadline for all of a question's work
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -109,6 +112,8 @@ class Settings:
             compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
             listener_threads=_env_int(env, "KPI_LISTENER_THREADS", 32),
             dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
+            user_in_flight=_env_int(env, "KPI_USER_IN_FLIGHT", 2),
+            question_timeout=_env_float(env, "KPI_QUESTION_TIMEOUT", 0.0) or None,
         )
 
     def mode(self) -> str | None:
@@ -144,6 +149,7 @@ class Job:
     event_id: str | None = None
     received: float = field(default_factory=time.monotonic)
     limited: str | None = None  # set when a rate limit refused it: the message to send
+    in_flight: bool = False  # counted in its user's questions in flight
     channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
 
 
@@ -198,6 +204,7 @@ class KpiBot:
         self.seen: Deduper = deduper or TTLSet(ttl=settings.dedupe_ttl)
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
         self._tz: dict[str, tuple[str | None, float]] = {}
         self._tz_lock = threading.Lock()
         self._members: dict[str, tuple[frozenset[str], float]] = {}
@@ -312,6 +319,8 @@ class KpiBot:
             self._count("jobs")
             if self.limits is not None:  # in arrival order, in memory: cheap enough for here
                 job.limited = self.limits.check(job.user_id, job.channel_id)
+            if not job.limited:
+                job.limited = self._enter(job)
             after = None if job.limited else self.settings.working_after
             notice = WorkingNotice(after, lambda: self.send_working(job))
             try:
@@ -325,7 +334,35 @@ class KpiBot:
 
     # ---- the work ------------------------------------------------------------------------
 
+    def _enter(self, job: Job) -> str | None:
+        """Count the job in its user's questions in flight, or say why not: one user cannot
+        queue more than ``user_in_flight`` and so cannot hold every worker and compute slot."""
+        with self._stats_lock:
+            running = self._in_flight[job.user_id]
+            if running >= self.settings.user_in_flight:
+                self.stats["in_flight_refused"] += 1
+                return (f"You have {running} questions running — I'll answer those first; "
+                        "ask again when one is done.")
+            self._in_flight[job.user_id] = running + 1
+            job.in_flight = True
+        return None
+
+    def _leave(self, job: Job) -> None:
+        if not job.in_flight:
+            return
+        with self._stats_lock:
+            job.in_flight = False
+            self._in_flight[job.user_id] -= 1
+            if self._in_flight[job.user_id] <= 0:
+                del self._in_flight[job.user_id]
+
     def _run(self, job: Job, notice: WorkingNotice) -> None:
+        try:
+            self._answer(job, notice)
+        finally:
+            self._leave(job)
+
+    def _answer(self, job: Job, notice: WorkingNotice) -> None:
         started = time.monotonic()
         queued_ms = (started - job.received) * 1000
         png: bytes | None = None
@@ -345,7 +382,8 @@ class KpiBot:
                     client=self.client,
                     authorize=self._authorizer(job),
                 )
-                with self.compute:
+                timeout = self.settings.question_timeout or database.query_timeout_seconds()
+                with self.compute, database.deadline(max(0.0, timeout - (time.monotonic() - job.received))):
                     reply = route(job.text, ctx)
                     kpi = reply.kpi
                     if reply.kind == "answer" and reply.result is not None:
@@ -676,6 +714,8 @@ class KpiBot:
 
     def close(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait``, finish the answers in flight."""
+        if wait:  # answers in flight end now (their queries are interrupted), not when their SQL does
+            database.interrupt_all()
         # in the order work flows: early-acked requests → listeners → answers
         self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
         self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)

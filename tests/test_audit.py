@@ -35,7 +35,7 @@ def app(tmp_path_factory):
         conn.execute(insert(orders), [{"order_id": "o1", "customer_id": "c1", "ordered_at": datetime(2026, 8, 10, 12),
                                        "amount": REVENUE, "product": "pro", "is_recurring": False}])
     policy = root / "policy.toml"
-    policy.write_text(f'admins = ["U0ADMIN"]\n[groups.financial]\nchannels = ["{FINANCE}"]\n')
+    policy.write_text(f'admins = ["U0ADMIN"]\n[sensitivity.money]\nchannels = ["{FINANCE}"]\n')
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KPI_AUDIT_RETRY_SECONDS", "1")
         with start_app(url, mp, state_url=f"sqlite:///{root / 'state.sqlite'}", policy=str(policy)) as running:

@@ -257,7 +257,8 @@ def duck_app(tmp_path_factory):
         conn.execute(insert(customers), [{"customer_id": f"c{i}", "name": f"Customer {i}",
                                           "signed_up_at": datetime(2025, 1, 1), "region": "EU"} for i in range(3)])
     policy = root / "policy.toml"
-    policy.write_text('admins = ["U0ADMIN"]\n[groups.financial]\nchannels = ["C0FINANCE"]\nusers = ["U0CFO"]\n')
+    policy.write_text('admins = ["U0ADMIN"]\n[sensitivity.money]\nchannels = ["C0FINANCE"]\nusers = ["U0CFO"]\n'
+                      '[sensitivity.per_customer]\nchannels = ["C0FINANCE"]\n')
     with pytest.MonkeyPatch.context() as mp:
         with start_app(url, mp, state_url=f"sqlite:///{root / 'state.sqlite'}", policy=str(policy)) as app:
             app.url, app.root, app.policy_path = url, root, policy
