@@ -189,29 +189,32 @@ def test_list_all_from_a_public_channel_hides_finance_rules(db, tmp_path):
         assert "mrr" in app.ask("digest list all", channel=FINANCE).text
 
 
-def test_one_user_flooding_gets_told_and_others_are_still_answered(db, tmp_path):
-    """A user with two questions in flight is told so; their flood holds no worker or slot."""
-    gate = threading.Event()
-    with running(db, tmp_path, user_in_flight=2) as app:
-        # the flooding user's questions wait in users.info until the gate opens (no sleep)
-        app.fake.fail("users.info", times=10, when=lambda p: p.get("user") == "U0FLOOD" and not gate.wait(30))
-        sent = [app.send.command("nps 2026-Q3", channel=new_channel(), user="U0FLOOD") for _ in range(2)]
+def test_one_user_flooding_gets_told_and_holds_at_most_two_workers(db, tmp_path):
+    """A user with two questions in flight is told so at once; their flood never queues more."""
+    with running(db, tmp_path, user_in_flight=2, compute_slots=1, workers=4) as app:
+        app.bot.compute.acquire()  # every compute slot busy: the flood's questions stay in flight
+        held = True
         try:
+            sent = [app.send.command("nps 2026-Q3", channel=new_channel(), user="U0FLOOD") for _ in range(2)]
             deadline = time.monotonic() + 10
-            while app.bot.stats["jobs"] < 2 or not app.fake.calls("users.info"):
+            while app.bot._in_flight.get("U0FLOOD", 0) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            third = app.ask("nps 2026-Q3", user="U0FLOOD")
-            assert third.kind == "private" and "You have 2 questions running" in third.text, str(third)
+            for _ in range(3):
+                third = app.ask("nps 2026-Q3", user="U0FLOOD")
+                assert third.kind == "private" and "You have 2 questions running" in third.text, str(third)
+            assert app.bot._in_flight["U0FLOOD"] == 2  # the refused ones hold nothing
+            app.bot.compute.release()
+            held = False
             other = app.ask("nps 2026-Q3", user="U0OTHER")
             assert other.kind == "answer"
         finally:
-            gate.set()
+            if held:
+                app.bot.compute.release()
         for resp, _url in sent:
             assert resp.status == 200
-        # once they finish, the same user may ask again
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while app.bot._in_flight.get("U0FLOOD"):
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert app.ask("nps 2026-Q3", user="U0FLOOD").kind == "answer"
+        assert app.ask("nps 2026-Q3", user="U0FLOOD").kind == "answer"  # done: may ask again
