@@ -155,7 +155,8 @@ class Soak:
             "KPI_LOG_LEVEL": os.environ.get("KPI_LOG_LEVEL", "CRITICAL"),
         })
         policy = self.tmp / "policy.toml"
-        policy.write_text(f'admins = ["U0ADMIN"]\n[groups.financial]\nchannels = ["{FINANCE}"]\n')
+        policy.write_text(f'admins = ["U0ADMIN"]\n[sensitivity.money]\nchannels = ["{FINANCE}"]\n'
+                          f'[sensitivity.per_customer]\nchannels = ["{FINANCE}"]\n')
         os.environ["KPI_POLICY"] = str(policy)
         from bot import logging as kpilog
 
@@ -530,9 +531,9 @@ class Soak:
         db_lines = [c.reply_s for c in sent if c.outcome == "database" and c.reply_s]
         unexpected = Counter(
             (c.category, c.outcome) for c in sent
-            # (the policy is checked on the computed answer: with the database down, a financial
-            # question gets the database line instead of the refusal; no value is shown either way)
-            if (c.category == "financial" and c.outcome not in ("refused-policy", "rate-limited", "database"))
+            # (the policy is checked before any work, by the data the question reads: a financial
+            # question is refused even with the database down)
+            if (c.category == "financial" and c.outcome not in ("refused-policy", "rate-limited"))
             or (c.category == "good" and c.outcome not in ("answered", "answered-fallback", "database", "rate-limited"))
         )
         audit.flush(15)

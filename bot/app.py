@@ -51,6 +51,7 @@ from bot.logging import get_logger, new_error_id
 from bot.router import Context, Reply, clean_text, internal_error, route
 from bot.slack_client import make_client, make_webhook
 from metrics.result import Result
+from storage import database
 
 log = get_logger("kpibot.app")
 
@@ -94,6 +95,8 @@ class Settings:
     token_verification: bool = True  # auth.test once at start-up
     enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
     rate_limits: bool = True  # bot.ratelimit: per-user and per-channel question limits
+    user_in_flight: int = 2  # KPI_USER_IN_FLIGHT: questions one user may have queued or running at once
+    question_timeout: float | None = None  # KPI_QUESTION_TIMEOUT: one deadline for all of a question's work
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -109,6 +112,8 @@ class Settings:
             compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
             listener_threads=_env_int(env, "KPI_LISTENER_THREADS", 32),
             dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
+            user_in_flight=_env_int(env, "KPI_USER_IN_FLIGHT", 2),
+            question_timeout=_env_float(env, "KPI_QUESTION_TIMEOUT", 0.0) or None,
         )
 
     def mode(self) -> str | None:
@@ -144,6 +149,8 @@ class Job:
     event_id: str | None = None
     received: float = field(default_factory=time.monotonic)
     limited: str | None = None  # set when a rate limit refused it: the message to send
+    in_flight: bool = False  # counted in its user's questions in flight
+    channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
 
 
 class WorkingNotice:
@@ -197,14 +204,16 @@ class KpiBot:
         self.seen: Deduper = deduper or TTLSet(ttl=settings.dedupe_ttl)
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
         self._tz: dict[str, tuple[str | None, float]] = {}
         self._tz_lock = threading.Lock()
+        self._members: dict[str, tuple[frozenset[str], float]] = {}
         self._identity: dict | None = None
         self._identity_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kpibot-work")
         # CPU-bound steps hold the GIL; more of them at once than cores only slows the acks.
         self.compute = threading.BoundedSemaphore(settings.compute_slots)
-        self.policy = _load_policy() if settings.enforce_policy else None
+        self.policy = _load_policy() if settings.enforce_policy else None  # a broken file stops the start
         self.limits = _load_limits() if settings.rate_limits else None
         self.listener_pool = ThreadPoolExecutor(
             max_workers=settings.listener_threads, thread_name_prefix="kpibot-listener"
@@ -240,6 +249,7 @@ class KpiBot:
                     channel_id=command.get("channel_id", ""),
                     team_id=command.get("team_id"),
                     response_url=command.get("response_url"),
+                    channel_type=_command_channel_type(command),
                 )
             )
 
@@ -256,6 +266,7 @@ class KpiBot:
                     team_id=body.get("team_id"),
                     thread_ts=event.get("thread_ts") or event.get("ts"),
                     event_id=body.get("event_id"),
+                    channel_type=event.get("channel_type"),
                 )
             )
 
@@ -276,6 +287,7 @@ class KpiBot:
                     team_id=body.get("team_id"),
                     thread_ts=event.get("thread_ts"),
                     event_id=body.get("event_id"),
+                    channel_type="im",
                 )
             )
 
@@ -307,6 +319,8 @@ class KpiBot:
             self._count("jobs")
             if self.limits is not None:  # in arrival order, in memory: cheap enough for here
                 job.limited = self.limits.check(job.user_id, job.channel_id)
+            if not job.limited:
+                job.limited = self._enter(job)
             after = None if job.limited else self.settings.working_after
             notice = WorkingNotice(after, lambda: self.send_working(job))
             try:
@@ -320,7 +334,35 @@ class KpiBot:
 
     # ---- the work ------------------------------------------------------------------------
 
+    def _enter(self, job: Job) -> str | None:
+        """Count the job in its user's questions in flight, or say why not: one user cannot
+        queue more than ``user_in_flight`` and so cannot hold every worker and compute slot."""
+        with self._stats_lock:
+            running = self._in_flight[job.user_id]
+            if running >= self.settings.user_in_flight:
+                self.stats["in_flight_refused"] += 1
+                return (f"You have {running} questions running — I'll answer those first; "
+                        "ask again when one is done.")
+            self._in_flight[job.user_id] = running + 1
+            job.in_flight = True
+        return None
+
+    def _leave(self, job: Job) -> None:
+        if not job.in_flight:
+            return
+        with self._stats_lock:
+            job.in_flight = False
+            self._in_flight[job.user_id] -= 1
+            if self._in_flight[job.user_id] <= 0:
+                del self._in_flight[job.user_id]
+
     def _run(self, job: Job, notice: WorkingNotice) -> None:
+        try:
+            self._answer(job, notice)
+        finally:
+            self._leave(job)
+
+    def _answer(self, job: Job, notice: WorkingNotice) -> None:
         started = time.monotonic()
         queued_ms = (started - job.received) * 1000
         png: bytes | None = None
@@ -338,19 +380,18 @@ class KpiBot:
                     now=datetime.now(UTC),
                     database_url=self.settings.database_url,
                     client=self.client,
+                    authorize=self._authorizer(job),
                 )
-                with self.compute:
+                timeout = self.settings.question_timeout or database.query_timeout_seconds()
+                with self.compute, database.deadline(max(0.0, timeout - (time.monotonic() - job.received))):
                     reply = route(job.text, ctx)
+                    kpi = reply.kpi
                     if reply.kind == "answer" and reply.result is not None:
                         kpi = reply.result.metric.id
-                        reply = self._apply_policy(job, reply)
-                    if reply.kind == "answer" and reply.result is not None:
                         png, chart_note = self._draw(reply.result)
                     elif reply.kind == "answer" and reply.report is not None:
                         kpi = f"report:{reply.report.name}"
-                        reply = self._apply_report_policy(job, reply)
-                        if reply.report is not None:
-                            png, chart_note = self._draw_report(reply.report)
+                        png, chart_note = self._draw_report(reply.report)
         except Exception:  # noqa: BLE001 - route never raises; this guards the glue around it
             reply = internal_error(surface=job.surface, user=job.user_id, channel=job.channel_id)
         finally:
@@ -389,49 +430,71 @@ class KpiBot:
             elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
         )
 
-    def _apply_policy(self, job: Job, reply: Reply) -> Reply:
-        """Refuse (privately) a KPI the policy keeps out of this channel or DM."""
-        result = reply.result
-        if self.policy is None or result is None:
-            return reply
-        allowed = self.policy.allows(
-            result.metric.id,
-            channel_id=job.channel_id,
-            user_id=job.user_id,
-            is_dm=job.surface == "dm" or job.channel_id.startswith("D"),
-            dimension=result.query.dimension,
-        )
-        if allowed:
-            return reply
-        self._count("policy_refusals")
-        log_event(log, "policy_refused", kpi=result.metric.id, user=job.user_id, channel=job.channel_id,
-              dimension=result.query.dimension)
-        where = "in a DM with you" if job.surface == "dm" else "in this channel"
-        return Reply(
-            "error",
-            f"I can't share `{result.metric.id}` {where}: the KPI policy limits {result.metric.group} KPIs "
-            "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).",
-            command="question",
-            reason="refused-policy",
-        )
+    def _authorizer(self, job: Job):
+        """The policy check a question passes before any work (None: policy not enforced)."""
+        if not self.settings.enforce_policy:
+            return None
 
-    def _apply_report_policy(self, job: Job, reply: Reply) -> Reply:
-        """Reports follow the policy of their KPI group (profitability is per-customer money)."""
-        from bot.policy import REPORT_GROUPS
+        def authorize(needs) -> None:
+            from bot.policy import current, refusal
+            from metrics.access import AccessDenied
 
-        group = REPORT_GROUPS.get(reply.report.name)
-        is_dm = job.surface == "dm" or job.channel_id.startswith("D")
-        if self.policy is None or self.policy.allows_group(group, channel_id=job.channel_id, user_id=job.user_id, is_dm=is_dm):
-            return reply
-        self._count("policy_refusals")
-        log_event(log, "policy_refused", kpi=f"report:{reply.report.name}", user=job.user_id, channel=job.channel_id)
-        return Reply(
-            "error",
-            f"I can't share the `{reply.report.name}` report here: the KPI policy limits {group} KPIs "
-            "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).",
-            command="report",
-            reason="refused-policy",
-        )
+            policy = current()
+            if not policy.rules_for(needs):
+                return
+            place = self.place(job)
+            if policy.allows(needs, place):
+                return
+            self._count("policy_refusals")
+            log_event(log, "policy_refused", kpi=needs.what, user=job.user_id, channel=job.channel_id,
+                      place=place.kind, sensitivities=",".join(sorted(needs.sensitivities)), dimension=needs.dimension)
+            denied = AccessDenied(refusal(needs, place))
+            denied.kpi = needs.what
+            raise denied
+
+        return authorize
+
+    def place(self, job: Job):
+        """Where the answer would be seen. A DM or group DM is private only to its members:
+        ``conversations.members`` says who they are (the bot not counted); if that fails the
+        place has no known members and restricted data stays out."""
+        from bot.policy import Place
+
+        kind = job.channel_type
+        if job.surface == "dm":
+            return Place(job.channel_id, "im", frozenset({job.user_id}))  # message.im: a DM with the bot
+        if kind not in ("im", "mpim") and not job.channel_id.startswith("D"):
+            return Place(job.channel_id)
+        kind = kind if kind in ("im", "mpim") else "im"
+        return Place(job.channel_id, kind, self.members(job.channel_id))
+
+    def members(self, channel_id: str) -> frozenset[str]:
+        """The people in a DM or group DM (cached briefly; their membership cannot change)."""
+        now = time.monotonic()
+        with self._tz_lock:
+            hit = self._members.get(channel_id)
+            if hit and hit[1] > now:
+                return hit[0]
+        bot_user = (self.identity() or {}).get("user_id")
+        people: set[str] = set()
+        try:
+            cursor = None
+            for _ in range(20):  # a group DM has at most 9 people: one page, in practice
+                page = self.client.conversations_members(channel=channel_id, limit=200, cursor=cursor)
+                people.update(page.get("members") or [])
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log_event(log, "conversations_members_failed", level=30, channel=channel_id, error=code)
+            return frozenset()
+        found = frozenset(people - {bot_user})
+        with self._tz_lock:
+            if len(self._members) > 10_000:
+                self._members.clear()
+            self._members[channel_id] = (found, now + 300.0)
+        return found
 
     def _draw_report(self, report) -> tuple[bytes | None, str | None]:
         from metrics import reports
@@ -651,6 +714,8 @@ class KpiBot:
 
     def close(self, wait: bool = True) -> None:
         """Stop taking jobs; with ``wait``, finish the answers in flight."""
+        if wait:  # answers in flight end now (their queries are interrupted), not when their SQL does
+            database.interrupt_all()
         # in the order work flows: early-acked requests → listeners → answers
         self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
         self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
@@ -665,6 +730,16 @@ def _load_policy():
         log_event(log, "policy_unavailable", level=30)
         return None
     return load_policy()
+
+
+def _command_channel_type(command: dict) -> str | None:
+    """A slash command's kind of conversation, from Slack's ``channel_name``."""
+    name = command.get("channel_name") or ""
+    if name == "directmessage":
+        return "im"
+    if name.startswith("mpdm-"):
+        return "mpim"
+    return None
 
 
 def _load_limits():

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.logging import event, get_logger, new_error_id
 from metrics import render
+from metrics.access import AccessDenied, Authorize
 from metrics.errors import QueryError
 from metrics.result import Result
 from storage.database import DatabaseError
@@ -53,6 +54,8 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     database_url: str | None = None
     client: Any = field(default=None, compare=False, repr=False)  # Web API client, for schedules previews
+    # the access policy, shown what a question reads before any work (may raise AccessDenied)
+    authorize: Authorize | None = field(default=None, compare=False, repr=False)
 
     def today(self) -> date | None:
         """The asker's local date, or None to let the metrics settings decide."""
@@ -75,6 +78,7 @@ class Reply:
     command: str = "question"  # question | help | list | define | digest | alert
     error_id: str | None = None
     reason: str | None = None  # errors: bad-question | database | error | refused-policy (for the audit log)
+    kpi: str | None = None  # what a refused question asked for (for the audit log)
 
     @property
     def public(self) -> bool:
@@ -128,10 +132,13 @@ def route(text: str, ctx: Context | None = None, *, ask: Ask | None = None) -> R
             command = SCHEDULE_WORDS[head]
             return _schedules(command, words[1:], ctx)
         ask = ask or _default_ask()
-        result = ask(text, as_of=ctx.today(), url=ctx.database_url)
+        extra = {"authorize": ctx.authorize} if ctx.authorize is not None else {}
+        result = ask(text, as_of=ctx.today(), url=ctx.database_url, **extra)
         if isinstance(result, Result):
             return Reply("answer", result=result)
         return Reply("answer", report=result, command="report")
+    except AccessDenied as exc:
+        return Reply("error", str(exc), command=command, reason="refused-policy", kpi=getattr(exc, "kpi", None))
     except QueryError as exc:
         return Reply("error", str(exc), command=command, reason="bad-question")
     except DatabaseError as exc:

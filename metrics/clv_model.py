@@ -215,6 +215,7 @@ def fit_bgnbd(frequency, recency, T, *, initial: BGNBDParams | None = None) -> B
         start = [1.0, max(float(T.mean()), 1e-6), 1.0, 1.0]
 
     def objective(logp):
+        database.check_deadline()  # the question's one deadline covers the fit too
         ll, g = _bgnbd_terms(logp, xu, inv, x, tx, T, grad=True)
         return -ll.sum() / n, -g / n
 
@@ -357,6 +358,7 @@ def fit_gamma_gamma(frequency, monetary, *, initial: GGParams | None = None) -> 
     start = [initial.p, initial.q, initial.v] if initial else [1.0, 2.0, float(m.mean())]
 
     def objective(logp):
+        database.check_deadline()
         ll, g = _gg_terms(logp, x, m, log_x, log_m, grad=True)
         return -ll.sum() / n, -g / n
 

@@ -14,6 +14,7 @@ read-only, gets no tables, and a KPI whose table it lacks says so in one line.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import os
 import re
 import statistics
@@ -79,6 +80,59 @@ def database_url() -> str:
 
 def query_timeout_seconds() -> float:
     return float(os.environ.get("KPI_QUERY_TIMEOUT", "20"))
+
+
+# ---- one deadline per question ----------------------------------------------------------------
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("kpibot_deadline", default=None)
+_interrupting = threading.Event()  # set while the process stops: every query ends at once
+_active: set = set()  # the guards of queries running now, for interrupt_all()
+_active_lock = threading.Lock()
+TOO_LONG = "the question took too long and was stopped"
+TOO_LONG_SQL = "the metrics database took too long (statement timeout); the question was stopped"
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """All the work inside (every statement, on every engine, and model fitting that calls
+    :func:`check_deadline`) shares one deadline, ``seconds`` from now, in this thread."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the current deadline (None: none set); 0 while the process stops."""
+    if _interrupting.is_set():
+        return 0.0
+    due = _deadline.get()
+    return None if due is None else due - time.monotonic()
+
+
+def check_deadline() -> None:
+    """Raise :class:`DatabaseError` once the question's deadline has passed (for loops in Python)."""
+    left = remaining()
+    if left is not None and left <= 0:
+        raise DatabaseError(TOO_LONG)
+
+
+def interrupt_all() -> None:
+    """Stop every running query now and refuse new ones (the process is stopping)."""
+    _interrupting.set()
+    with _active_lock:
+        guards = list(_active)
+    for guard in guards:
+        try:
+            guard.cut(guard.how)
+        except Exception:  # noqa: BLE001 - best effort: the process is going away
+            pass
+
+
+def resume_queries() -> None:
+    """Undo :func:`interrupt_all` (a test starting a new app in the same process)."""
+    _interrupting.clear()
 
 
 class _Median:
@@ -469,24 +523,85 @@ def query(engine: Engine | None = None) -> Iterator[Connection]:
     """
     engine = engine or get_engine()
     seconds = query_timeout_seconds()
+    left = remaining()
+    tighter = left is not None and left < seconds  # the question's deadline comes first
+    if left is not None:
+        check_deadline()
+        seconds = min(seconds, left)
     guard = _Guard()
     handle = None
-    if engine.dialect.name == "duckdb":
-        handle = watchdog.call_later(seconds, lambda: guard.cut(lambda c: c.interrupt()))
-    elif engine.dialect.name == "postgresql":
+    dialect = engine.dialect.name
+    started = time.monotonic()
+    if dialect == "duckdb":
+        guard.how = lambda c: c.interrupt()
+
+        def interrupt() -> None:
+            # an interrupt before DuckDB has begun the statement (still compiling) does nothing:
+            # repeat it until the query is over (never after: the connection is back in the pool)
+            if guard.done:
+                return
+            guard.cut(guard.how)
+            watchdog.call_later(0.05, interrupt)
+
+        handle = watchdog.call_later(seconds, interrupt)
+    elif dialect == "postgresql":
+        guard.how = _cancel_pg
         handle = watchdog.call_later(seconds + SILENCE_GRACE, lambda: guard.cut(_shut_socket))
+    elif dialect == "sqlite":
+        guard.how = lambda c: c.interrupt()
+    with _active_lock:
+        _active.add(guard)
     try:
         with connect(engine, guard=guard) as conn:
-            yield conn
+            undo = _limit(conn, dialect, seconds, tighter)
+            try:
+                yield conn
+            finally:
+                undo()
     except Exception as exc:
-        if handle is not None and handle[0]:
-            what = "the query took too long and was stopped" if engine.dialect.name == "duckdb" else (
+        if (handle is not None and handle[0]) or (guard.fired and dialect != "postgresql"):
+            what = TOO_LONG_SQL if dialect != "postgresql" or _interrupting.is_set() else (
                 f"the metrics database stopped answering (nothing for {seconds + SILENCE_GRACE:g} s)")
             raise DatabaseError(what) from exc
+        if isinstance(exc, DatabaseError) and dialect == "postgresql" and not tighter and not _interrupting.is_set():
+            raise  # the server's own words, made safe by connect(): statement timeout, connect timeout
+        left = remaining()
+        if (left is not None and left <= 0) or (dialect == "sqlite" and time.monotonic() >= started + seconds):
+            raise DatabaseError(TOO_LONG_SQL) from exc  # the deadline, SQLite's progress handler
         raise
     finally:
+        guard.done = True
+        with _active_lock:
+            _active.discard(guard)
         if handle is not None:
             watchdog.cancel(handle)
+
+
+def _limit(conn: Connection, dialect: str, seconds: float, tighter: bool):
+    """Per-statement limits for what is left of the deadline; returns how to undo them.
+    SQLite has no timeout of its own: a progress handler stops it (every ~10k VM steps)."""
+    if dialect == "sqlite":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        due = time.monotonic() + seconds
+        raw.set_progress_handler(lambda: 1 if _interrupting.is_set() or time.monotonic() > due else 0, 10_000)
+        return lambda: raw.set_progress_handler(None, 0)
+    if dialect == "postgresql" and tighter:
+        conn.exec_driver_sql(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
+
+        def undo() -> None:
+            try:
+                conn.exec_driver_sql(f"SET statement_timeout = {int(query_timeout_seconds() * 1000)}")
+            except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool anyway
+                conn.invalidate()
+
+        return undo
+    return lambda: None
+
+
+def _cancel_pg(driver_connection) -> None:
+    """Cancel the statement a psycopg connection is running (thread-safe, a new socket to the server)."""
+    driver_connection.cancel()
 
 
 class _Guard:
@@ -495,6 +610,8 @@ class _Guard:
     def __init__(self) -> None:
         self.connection = None
         self.fired = False
+        self.how = lambda _c: None  # how interrupt_all() stops this query
+        self.done = False
 
     def cut(self, how) -> None:
         self.fired = True

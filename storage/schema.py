@@ -4,7 +4,9 @@ Columns with ``nullable=False`` are the required ones (the importer checks them)
 Times are naive UTC timestamps; ``marketing_spend.spent_on`` is a calendar date.
 Money columns are :data:`MONEY`, exact to the cent (see there).
 ``info["key"]`` on a table names the columns that identify a row, so that a re-import
-updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values.
+updates instead of duplicating; ``info["choices"]`` on a column lists its allowed values;
+``info["sensitivity"]`` on a column (money, per_customer) restricts where anything reading it
+may be shown (storage/sensitivity.py, bot/policy.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from sqlalchemy import (
     false,
     true,
 )
+
+from storage.sensitivity import check_declarations
 
 metadata = MetaData()
 
@@ -52,6 +56,10 @@ class Money(TypeDecorator):
 
 MONEY = Money()
 
+#: Column sensitivities (storage.sensitivity): whatever reads such a column inherits its restriction.
+SENSITIVE_MONEY = {"sensitivity": "money"}  # amounts of money: revenue, MRR, costs, spend, pipeline
+PER_CUSTOMER = {"sensitivity": "per_customer"}  # who a customer is: rows per customer
+
 
 def is_money(sql_type) -> bool:
     """A money column."""
@@ -71,8 +79,8 @@ def _ts(name: str, required: bool = False, after: str | None = None, planned: bo
 customers = Table(
     "customers",
     metadata,
-    Column("customer_id", String, primary_key=True),
-    Column("name", String),
+    Column("customer_id", String, primary_key=True, info=PER_CUSTOMER),
+    Column("name", String, info=PER_CUSTOMER),
     _ts("signed_up_at", True),
     _ts("churned_at", after="signed_up_at", planned=True),
     Column("industry", String),
@@ -91,7 +99,7 @@ subscriptions = Table(
     Column("customer_id", String, nullable=False),
     _ts("started_at", True),
     _ts("ended_at", after="started_at", planned=True),
-    Column("mrr", MONEY, nullable=False),
+    Column("mrr", MONEY, nullable=False, info=SENSITIVE_MONEY),
     Column("seats", Integer),
     Column("product", String),
     info={"key": ("subscription_id",)},
@@ -103,7 +111,7 @@ orders = Table(
     Column("order_id", String, primary_key=True),
     Column("customer_id", String, nullable=False),
     _ts("ordered_at", True),
-    Column("amount", MONEY, nullable=False),
+    Column("amount", MONEY, nullable=False, info=SENSITIVE_MONEY),
     Column("product", String),
     Column("is_recurring", Boolean, nullable=False, server_default=false(), default=False),
     info={"key": ("order_id",)},
@@ -114,7 +122,7 @@ costs = Table(
     metadata,
     Column("customer_id", String, nullable=False),
     _ts("incurred_at", True),
-    Column("amount", MONEY, nullable=False),
+    Column("amount", MONEY, nullable=False, info=SENSITIVE_MONEY),
     Column("category", String),
     info={"key": ("customer_id", "incurred_at", "category")},
 )
@@ -159,7 +167,7 @@ leads = Table(
     _ts("sql_at", after="created_at"),
     _ts("converted_at", after="created_at"),
     Column("customer_id", String),
-    Column("potential_value", MONEY),
+    Column("potential_value", MONEY, info=SENSITIVE_MONEY),
     info={"key": ("lead_id",)},
 )
 
@@ -168,7 +176,7 @@ marketing_spend = Table(
     metadata,
     Column("spent_on", Date, nullable=False),
     Column("channel", String, nullable=False),
-    Column("amount", MONEY, nullable=False),
+    Column("amount", MONEY, nullable=False, info=SENSITIVE_MONEY),
     info={"key": ("spent_on", "channel")},
 )
 
@@ -213,13 +221,14 @@ opportunities = Table(
     _ts("created_at", True),
     Column("kind", String),
     Column("product", String),
-    Column("amount", MONEY),
+    Column("amount", MONEY, info=SENSITIVE_MONEY),
     _ts("won_at", after="created_at"),
     _ts("lost_at", after="created_at"),
     info={"key": ("opportunity_id",)},
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}
+check_declarations(TABLES.values())
 
 #: Secondary indexes for row-store databases (PostgreSQL, SQLite). DuckDB scans with
 #: zone maps and its ART indexes only slow bulk loads, so they are not created there.

@@ -136,6 +136,7 @@ class FakeSlack:
         self.users: dict[str, str] = dict(users or {})  # user id -> IANA tz
         self.default_tz = default_tz
         self.not_member: set[str] = set()
+        self.members: dict[str, list[str]] = {}  # conversation id -> member ids (conversations.members)
         self.uploads: dict[str, bytes] = {}
         self.pending_files: dict[str, dict[str, Any]] = {}
         self._calls: list[Call] = []
@@ -384,6 +385,10 @@ class FakeSlack:
             if self.socket_mode is None:
                 return 200, {"ok": False, "error": "socket_mode_not_enabled"}
             return 200, {"ok": True, "url": self.socket_mode.url}
+        if method == "conversations.members":
+            if channel not in self.members:
+                return 200, {"ok": False, "error": "channel_not_found"}
+            return 200, {"ok": True, "members": list(self.members[channel]), "response_metadata": {"next_cursor": ""}}
         if method == "conversations.open":
             return 200, {"ok": True, "channel": {"id": "D" + str(p.get("users", "U"))[1:]}}
         if method == "files.getUploadURLExternal":

@@ -122,15 +122,16 @@ class SlackSender:
         return http_request(self.url, "POST", body, headers)
 
     def command(self, text: str, *, channel: str = "C0GENERAL", user: str = "U0ALICE", command: str = "/kpi",
-                response_key: str | None = None, **kwargs) -> tuple[Response, str]:
-        """A slash command; returns the HTTP response and the ``response_url`` it carried."""
+                response_key: str | None = None, channel_name: str | None = None, **kwargs) -> tuple[Response, str]:
+        """A slash command; returns the HTTP response and the ``response_url`` it carried.
+        ``channel_name`` as Slack sends it: ``directmessage``, ``mpdm-…`` for a group DM."""
         response_url = self.response_url(response_key)
         form = {
             "token": "legacy-verification-token",
             "team_id": TEAM_ID,
             "team_domain": "fake",
             "channel_id": channel,
-            "channel_name": channel.lower(),
+            "channel_name": channel_name or channel.lower(),
             "user_id": user,
             "user_name": user.lower(),
             "command": command,

@@ -37,7 +37,7 @@ def app_module(tmp_path_factory):
         conn.execute(insert(orders), [{"order_id": "o1", "customer_id": "c1", "ordered_at": datetime(2026, 8, 10, 12),
                                        "amount": REVENUE, "product": "pro", "is_recurring": False}])
     policy = root / "policy.toml"
-    policy.write_text(f'admins = ["U0ADMIN"]\n[groups.financial]\nchannels = ["{FINANCE}"]\n')
+    policy.write_text(f'admins = ["U0ADMIN"]\n[sensitivity.money]\nchannels = ["{FINANCE}"]\n')
     with start_app(url, state_url=f"sqlite:///{root / 'state.sqlite'}", policy=str(policy),
                    env={"KPI_AUDIT_RETRY_SECONDS": "1"}) as running:
         running.state_path = root / "state.sqlite"

@@ -288,7 +288,8 @@ def duck_app_module(tmp_path_factory):
     root = tmp_path_factory.mktemp("duckapp")
     url = duck_metrics(f"duckdb:///{root / 'metrics.duckdb'}")
     policy = root / "policy.toml"
-    policy.write_text('admins = ["U0ADMIN"]\n[groups.financial]\nchannels = ["C0FINANCE"]\nusers = ["U0CFO"]\n')
+    policy.write_text('admins = ["U0ADMIN"]\n[sensitivity.money]\nchannels = ["C0FINANCE"]\nusers = ["U0CFO"]\n'
+                      '[sensitivity.per_customer]\nchannels = ["C0FINANCE"]\n')
     with start_app(url, state_url=f"sqlite:///{root / 'state.sqlite'}", policy=str(policy)) as app:
         app.url, app.root, app.policy_path = url, root, policy
         yield app

@@ -73,7 +73,7 @@ def schedule_env(monkeypatch, tmp_path) -> Iterator[None]:
                  "KPI_ALERT_INTERVAL_MINUTES", "KPI_RETRY_MINUTES", "KPI_FISCAL_YEAR_START"):
         monkeypatch.delenv(name, raising=False)
     open_policy = tmp_path / "open-policy.toml"
-    open_policy.write_text('[groups.financial]\nchannels = ["*"]\n')
+    open_policy.write_text('[sensitivity.money]\nchannels = ["*"]\n')
     monkeypatch.setenv("KPI_POLICY", str(open_policy))
     yield
     stop_all()

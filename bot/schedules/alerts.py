@@ -30,7 +30,7 @@ from sqlalchemy import Engine, RowMapping, select, update
 
 from bot import audit
 from bot.logging import event, get_logger
-from bot.policy import load_policy
+from bot.policy import allows_schedule
 from metrics import engine as metrics_engine
 from metrics import freshness, render
 from metrics.catalogue import CATALOGUE
@@ -242,8 +242,7 @@ class AlertRunner:
         if metric is None:
             event(log, "alert_unknown_kpi", level=30, rule=rule.id, kpi=rule.metric)
             return ["unknown kpi"]
-        if not load_policy().allows(rule.metric, channel_id=rule.channel_id, user_id=rule.owner,
-                                    is_dm=rule.channel_id.startswith("D"), dimension=rule.dimension):
+        if not allows_schedule(rule.metric, rule.channel_id, rule.owner, rule.dimension):
             # checked at every evaluation: the policy may have changed since the rule was added
             event(log, "policy_refused", level=30, rule=rule.id, kpi=rule.metric, channel=rule.channel_id)
             audit.record_delivery(kind="alert", channel_id=rule.channel_id, ref_id=rule.id, kpis=[rule.metric],

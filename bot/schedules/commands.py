@@ -20,7 +20,8 @@ from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.logging import event, get_logger
-from bot.policy import PolicyError, load_policy
+from bot.policy import allows_schedule, may_list
+from bot.policy import current as current_policy
 from metrics.catalogue import CATALOGUE
 from storage.state import get_state_engine
 
@@ -195,7 +196,8 @@ def digest_list(rest: list[str], ctx: Ctx) -> Reply:
     errors = _sync_file(ctx)
     show_all = ctx.surface == "cli" or (rest and rest[0].lower() == "all")
     channel = None if show_all and not (ctx.surface == "cli" and ctx.channel_id) else ctx.channel_id
-    items = store.active_digests(ctx.state, channel)
+    items = [d for d in store.active_digests(ctx.state, channel)
+             if ctx.surface == "cli" or may_list(d.metrics, None, d.channel_id, ctx.channel_id, ctx.user_id)]
     last = store.last_deliveries(ctx.state, "digest", [d.id for d in items])
     where = "" if channel is None else f" in <#{channel}>"
     if not items:
@@ -237,23 +239,18 @@ class NotAllowed(CommandError):
 
 
 def _policy():
-    try:
-        return load_policy()
-    except (PolicyError, OSError) as exc:
-        raise CommandError(f"The KPI policy file (KPI_POLICY) cannot be read ({exc}); nothing was changed.") from exc
+    return current_policy()
 
 
 def _check_policy(kpis, channel: str, ctx: Ctx, dimension: str | None = None) -> None:
-    """Digests and alerts obey the KPI policy of the channel they post in (checked again at delivery)."""
-    policy = _policy()
-    refused = [k for k in kpis if not policy.allows(k, channel_id=channel, user_id=ctx.user_id,
-                                                     is_dm=channel.startswith("D"), dimension=dimension)]
+    """Digests and alerts obey the KPI policy of the channel they post in (checked again at
+    delivery): by the data each KPI reads (bot.policy), the policy file as it is now."""
+    refused = [k for k in kpis if not allows_schedule(k, channel, ctx.user_id, dimension)]
     if refused:
         event(log, "policy_refused", kpi=",".join(refused), channel=channel, user=ctx.user_id, dimension=dimension)
         names = ", ".join(f"`{k}`" for k in refused)
-        raise NotAllowed(f"I can't post {names} in <#{channel}>: the KPI policy limits "
-                         f"{CATALOGUE[refused[0]].group} KPIs to approved channels and people. "
-                         "An admin can allow it in the policy file (`KPI_POLICY`).")
+        raise NotAllowed(f"I can't post {names} in <#{channel}>: it reads data the KPI policy keeps "
+                         "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).")
 
 
 def _may_change(created_by: str | None, ctx: Ctx, what: str, item_id: int) -> None:
@@ -364,7 +361,8 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
     errors = _sync_file(ctx)
     show_all = ctx.surface == "cli" or (rest and rest[0].lower() == "all")
     channel = None if show_all and not (ctx.surface == "cli" and ctx.channel_id) else ctx.channel_id
-    rules = store.active_rules(ctx.state, channel)
+    rules = [r for r in store.active_rules(ctx.state, channel)
+             if ctx.surface == "cli" or may_list([r.metric], r.dimension, r.channel_id, ctx.channel_id, ctx.user_id)]
     where = "" if channel is None else f" in <#{channel}>"
     if not rules:
         lines = [f"No alerts{where}. Add one, e.g. {ALERT_EXAMPLES}."]

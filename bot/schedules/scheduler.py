@@ -34,7 +34,7 @@ from sqlalchemy import Engine, RowMapping
 
 from bot import audit
 from bot.logging import event, get_logger
-from bot.policy import load_policy
+from bot.policy import allows_schedule
 from storage.state import get_state_engine
 
 from . import digests as digest_mod
@@ -169,9 +169,7 @@ class ScheduleService:
         target = channel or digest.channel_id
         try:
             # The KPI policy of the channel, checked again at every delivery (it may have changed).
-            policy = load_policy()
-            refused = [m for m in digest.spec.metrics if not policy.allows(
-                m, channel_id=target, user_id=digest.created_by, is_dm=target.startswith("D"))]
+            refused = [m for m in digest.spec.metrics if not allows_schedule(m, target, digest.created_by)]
             if refused:
                 event(log, "policy_refused", level=30, digest=digest.id, kpi=",".join(refused), channel=target)
                 audit.record_delivery(kind="preview" if preview else "digest", channel_id=target, ref_id=digest.id,
