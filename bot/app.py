@@ -283,6 +283,10 @@ class KpiBot:
         def on_action(ack):
             ack()  # no interactive elements yet; answer clicks so Slack shows no error
 
+        @app.view(re.compile(".*"))
+        def on_view(ack):
+            ack()  # no modals yet; a submission (signed, so Slack's) is closed without error
+
         @app.error
         def on_error(error, body):
             error_id = new_error_id()

@@ -306,8 +306,10 @@ def question_outcome(reply: Any, *, limited: bool = False, delivery_failed: bool
         return RATE_LIMITED
     if reason == REFUSED_POLICY:
         return REFUSED_POLICY
-    if delivery_failed:
+    if delivery_failed or reason in ("error", "database"):
         return ERROR
+    if reason == BAD_QUESTION:  # e.g. a schedules command that failed: never "answered"
+        return BAD_QUESTION
     if reply.kind in ("answer", "info"):
         return ANSWERED
     if getattr(reply, "error_id", None) or reason in ("error", "database"):

@@ -11,6 +11,7 @@ an import is retried briefly and then reported as :class:`DataBusy`.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import statistics
@@ -346,9 +347,11 @@ def _shut_socket(driver_connection) -> None:
 
 
 def _short(exc: BaseException) -> str:
+    """One generic line for users; the driver's text (host, port, file, user) only goes to the log."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"the metrics database is not answering ({first[:160]})"
+    logging.getLogger("kpibot.storage").warning("metrics database error: %s: %s", type(orig).__name__, first[:300])
+    return "the metrics database is not answering right now; try again in a few minutes"
 
 
 def dispose_all() -> None:

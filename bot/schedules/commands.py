@@ -86,6 +86,7 @@ class Reply(str):
     """The reply text, with the exit code the terminal should use."""
 
     code: int = EXIT_OK
+    reason: str | None = None  # for the audit log: refused-policy | bad-question | error (None: done)
 
     @classmethod
     def make(cls, text: str, code: int = EXIT_OK) -> Reply:
@@ -120,6 +121,24 @@ def run_command(
     client: WebClient | None = None,
     state_url: str | None = None,
 ) -> Reply:
+    reply = _run_command(args, channel_id=channel_id, user_id=user_id, user_tz=user_tz, now=now,
+                         surface=surface, client=client, state_url=state_url)
+    if reply.code != EXIT_OK and reply.reason is None:  # a failed command is never "answered"
+        reply.reason = "bad-question" if reply.code == EXIT_BAD_INPUT else "error"
+    return reply
+
+
+def _run_command(
+    args: list[str],
+    *,
+    channel_id: str | None,
+    user_id: str | None,
+    user_tz: str | None,
+    now: datetime,
+    surface: str,
+    client: WebClient | None = None,
+    state_url: str | None = None,
+) -> Reply:
     words = [w for w in args if w]
     if not words or words[0].lower().rstrip("s") not in ("digest", "alert"):
         return Reply.make("Say `digest …` or `alert …`.\n" + DIGEST_HELP + "\n" + ALERT_HELP, EXIT_BAD_INPUT)
@@ -144,10 +163,9 @@ def run_command(
     except SQLAlchemyError as exc:
         first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
         event(log, "schedules_db_error", level=40, error=first[:200], command=" ".join(words[:2]))
-        return Reply.make(
-            f"The schedules database (KPI_STATE_URL) is not answering ({first[:160]}); nothing was changed.",
-            EXIT_FAILED,
-        )
+        # driver text (host, port, file paths) is for the log and the terminal, not for Slack
+        why = f" ({first[:160]})" if surface == "cli" else ""
+        return Reply.make(f"The schedules database is not answering{why}; nothing was changed.", EXIT_FAILED)
 
 
 # ---- digests --------------------------------------------------------------------------------------
@@ -161,10 +179,16 @@ def _need_channel(ctx: Ctx) -> str:
     raise CommandError("Use this command in the channel the digest or alert should post to.")
 
 
+MAX_ID = 2**31 - 1  # the id column is a 32-bit INTEGER on PostgreSQL
+
+
 def _id(rest: list[str], what: str) -> int:
-    if not rest or not re.fullmatch(r"#?\d+", rest[0]):
+    if not rest or not re.fullmatch(r"#?[0-9]+", rest[0]):  # ASCII digits: \d also takes "٣"
         raise CommandError(f"Give the {what}'s number, e.g. `{what} remove 3` (see `{what} list`).")
-    return int(rest[0].lstrip("#"))
+    number = rest[0].lstrip("#")
+    if len(number) > 10 or int(number) > MAX_ID:
+        raise CommandError(f"There is no {what} #{number[:20]}{'…' if len(number) > 20 else ''} (see `{what} list`).")
+    return int(number)
 
 
 def _kpi_names(ids: tuple[str, ...] | list[str]) -> str:
