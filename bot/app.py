@@ -475,20 +475,22 @@ class KpiBot:
         body_blocks = blocks.text_blocks(text) if with_blocks else None
         if job.surface == "slash" and job.response_url:
             resp = make_webhook(job.response_url).send(
-                text=text, blocks=body_blocks, response_type="ephemeral", replace_original=False
+                text=blocks.fallback(text), blocks=body_blocks, response_type="ephemeral", replace_original=False
             )
             if resp.status_code == 200:
                 return
             log_event(log, "response_url_failed", level=30, status=resp.status_code, body=str(resp.body)[:200])
         if job.surface == "dm":
-            self.client.chat_postMessage(channel=job.channel_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts)
+            self.client.chat_postMessage(channel=job.channel_id, text=blocks.fallback(text), blocks=body_blocks,
+                                         thread_ts=job.thread_ts)
             return
         self.client.chat_postEphemeral(
-            channel=job.channel_id, user=job.user_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts
+            channel=job.channel_id, user=job.user_id, text=blocks.fallback(text), blocks=body_blocks,
+            thread_ts=job.thread_ts,
         )
 
     def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-        asked = f"Asked by <@{job.user_id}> · `/kpi {job.text}`" if job.surface == "slash" else None
+        asked = blocks.asked_by(job.user_id, job.text) if job.surface == "slash" else None
         try:
             posted = self.client.chat_postMessage(
                 channel=job.channel_id,
@@ -550,7 +552,7 @@ class KpiBot:
             text += f"\n_{chart_note}_"
         try:
             posted = self.client.chat_postMessage(
-                channel=job.channel_id, thread_ts=job.thread_ts, text=text[:3900],
+                channel=job.channel_id, thread_ts=job.thread_ts, text=blocks.fallback(text),
                 blocks=blocks.text_blocks(text), unfurl_links=False, unfurl_media=False,
             )
         except SlackApiError as exc:
@@ -558,7 +560,7 @@ class KpiBot:
                 raise
             # as for answers: not a member, or chat.postMessage failing, the response_url still works
             log_event(log, "post_fallback_response_url", level=30, error=exc.response.get("error"), channel=job.channel_id)
-            resp = make_webhook(job.response_url).send(text=text[:3900], blocks=blocks.text_blocks(text),
+            resp = make_webhook(job.response_url).send(text=blocks.fallback(text), blocks=blocks.text_blocks(text),
                                                        response_type="in_channel", replace_original=False)
             if resp.status_code != 200:
                 raise RuntimeError(f"response_url answered {resp.status_code}") from exc
@@ -575,7 +577,7 @@ class KpiBot:
         except (SlackApiError, SlackClientError, OSError) as exc:
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
             log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=f"report:{report.name}")
-            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=text[:3900],
+            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=blocks.fallback(text),
                                     blocks=blocks.text_blocks(text + f"\n_{self._upload_failure_note(code)}_"))
             return "chart_failed"
 

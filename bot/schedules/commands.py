@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import mrkdwn
 from bot.logging import event, get_logger
 from bot.policy import PolicyError, load_policy
 from metrics.catalogue import CATALOGUE
@@ -206,7 +207,7 @@ def digest_add(rest: list[str], ctx: Ctx) -> Reply:
     nxt = digest_mod.next_slot(digest_mod.trigger_for(spec), ctx.now)
     unit = digest_mod.UNIT[spec.frequency]
     return Reply.make(
-        f"✅ Digest #{digest.id} added: {spec.schedule_text()} in <#{channel}> — {_kpi_names(spec.metrics)}.\n"
+        f"✅ Digest #{digest.id} added: {spec.schedule_text()} in {mrkdwn.channel(channel)} — {_kpi_names(spec.metrics)}.\n"
         f"Time zone: {spec.timezone}, {ctx.tz_source(spec.timezone)}. "
         f"Each digest reports the last complete {unit} against the {unit} before.\n"
         f"First one: {when(nxt, spec.timezone) if nxt else 'never'}. "
@@ -220,7 +221,7 @@ def digest_list(rest: list[str], ctx: Ctx) -> Reply:
     channel = None if show_all and not (ctx.surface == "cli" and ctx.channel_id) else ctx.channel_id
     items = store.active_digests(ctx.state, channel)
     last = store.last_deliveries(ctx.state, "digest", [d.id for d in items])
-    where = "" if channel is None else f" in <#{channel}>"
+    where = "" if channel is None else f" in {mrkdwn.channel(channel)}"
     if not items:
         lines = [f"No digests{where}. Add one with {DIGEST_EXAMPLE}."]
     else:
@@ -228,7 +229,7 @@ def digest_list(rest: list[str], ctx: Ctx) -> Reply:
         for d in items:
             nxt = digest_mod.next_slot(digest_mod.trigger_for(d.spec), ctx.now)
             line = (
-                f"• #{d.id} {d.spec.schedule_text()} in <#{d.channel_id}> — {', '.join(d.metrics)}"
+                f"• #{d.id} {d.spec.schedule_text()} in {mrkdwn.channel(d.channel_id)} — {', '.join(d.metrics)}"
                 f" · next {when(nxt, d.timezone) if nxt else 'never'}"
             )
             if d.source == "file":
@@ -274,7 +275,7 @@ def _check_policy(kpis, channel: str, ctx: Ctx, dimension: str | None = None) ->
     if refused:
         event(log, "policy_refused", kpi=",".join(refused), channel=channel, user=ctx.user_id, dimension=dimension)
         names = ", ".join(f"`{k}`" for k in refused)
-        raise NotAllowed(f"I can't post {names} in <#{channel}>: the KPI policy limits "
+        raise NotAllowed(f"I can't post {names} in {mrkdwn.channel(channel)}: the KPI policy limits "
                          f"{CATALOGUE[refused[0]].group} KPIs to approved channels and people. "
                          "An admin can allow it in the policy file (`KPI_POLICY`).")
 
@@ -284,13 +285,13 @@ def _may_change(created_by: str | None, ctx: Ctx, what: str, item_id: int) -> No
     if ctx.surface != "slack" or (created_by and ctx.user_id == created_by) or _policy().is_admin(ctx.user_id):
         return
     event(log, "change_refused", item=f"{what.lower()}:{item_id}", user=ctx.user_id, owner=created_by)
-    who = f"<@{created_by}>, who added it," if created_by else "whoever added it"
+    who = f"{mrkdwn.user(created_by)}, who added it," if created_by else "whoever added it"
     raise NotAllowed(f"Only {who} or a kpibot admin can remove or change {what.lower()} #{item_id}.")
 
 
 def _own(item_channel: str, ctx: Ctx, what: str, item_id: int) -> None:
     if ctx.surface == "slack" and ctx.channel_id and item_channel != ctx.channel_id:
-        raise CommandError(f"{what} #{item_id} posts in <#{item_channel}>; manage it from there.")
+        raise CommandError(f"{what} #{item_id} posts in {mrkdwn.channel(item_channel)}; manage it from there.")
 
 
 def digest_remove(rest: list[str], ctx: Ctx) -> Reply:
@@ -317,7 +318,7 @@ def digest_preview(rest: list[str], ctx: Ctx) -> Reply:
     service = _service(ctx)
     sent = service.preview(digest_id, ctx.now, requested_by=ctx.user_id)
     if sent.ok:
-        return Reply.make(f"👀 Posted a preview of digest #{digest_id} in <#{digest.channel_id}>.")
+        return Reply.make(f"👀 Posted a preview of digest #{digest_id} in {mrkdwn.channel(digest.channel_id)}.")
     reason = sent.failure.reason if sent.failure else "unknown error"
     return Reply.make(f"⚠️ The preview of digest #{digest_id} could not be posted: {reason}.", EXIT_FAILED)
 
@@ -358,7 +359,7 @@ def alert_add(rest: list[str], ctx: Ctx) -> Reply:
         notes.append(f"it fires after {spec.consecutive} breaching windows in a row")
     extra = f" As a survey KPI, {' '.join(notes)}." if metric.survey else (f" {notes[0].capitalize()}." if notes else "")
     return Reply.make(
-        f"✅ Alert #{rule.id} added in <#{channel}>: {text}.\n"
+        f"✅ Alert #{rule.id} added in {mrkdwn.channel(channel)}: {text}.\n"
         f"Checked every {_minutes(ctx.config)} over the last complete {spec.window_days}-day window "
         f"(days end at midnight {spec.timezone}).{extra} It posts once when it starts, updates that "
         f"message while it lasts, and replies in its thread when it recovers."
@@ -375,7 +376,7 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
     show_all = ctx.surface == "cli" or (rest and rest[0].lower() == "all")
     channel = None if show_all and not (ctx.surface == "cli" and ctx.channel_id) else ctx.channel_id
     rules = store.active_rules(ctx.state, channel)
-    where = "" if channel is None else f" in <#{channel}>"
+    where = "" if channel is None else f" in {mrkdwn.channel(channel)}"
     if not rules:
         lines = [f"No alerts{where}. Add one, e.g. {ALERT_EXAMPLES}."]
     else:
@@ -386,7 +387,7 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
                 if ref not in fires or row["id"] > fires[ref]["id"]:
                     fires[ref] = row
         for r in rules:
-            line = f"• #{r.id} {r.text} in <#{r.channel_id}>"
+            line = f"• #{r.id} {r.text} in {mrkdwn.channel(r.channel_id)}"
             if r.source == "file":
                 line += " · from the rules file"
             if r.snoozed(ctx.now):
@@ -516,6 +517,7 @@ def cli(args: list[str]) -> int:
 
 def terminal_text(text: str) -> str:
     """Slack mrkdwn to plain text: <#C1> -> #C1, <@U1> -> @U1, no bold stars."""
+    text = mrkdwn.plain(text)
     text = re.sub(r"<#([A-Z0-9]+)(?:\|[^>]*)?>", r"#\1", text)
     text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
     return text.replace("*", "").replace("/kpi ", "kpibot ")

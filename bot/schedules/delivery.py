@@ -32,7 +32,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine, RowMapping, select, update
 
-from bot import audit
+from bot import audit, mrkdwn
 from bot.logging import event, get_logger
 from storage import database
 from storage.state import deliveries, insert_unique
@@ -264,12 +264,13 @@ class Outbox:
         if op.thread_of is not None:
             thread_ts = done[op.thread_of]
         if op.action == "post":
-            kwargs: dict[str, Any] = {"channel": op.channel, "text": op.text, "unfurl_links": False}
+            # the one place every scheduled message is escaped (digest lines, alert titles, segments)
+            kwargs: dict[str, Any] = {"channel": op.channel, "text": mrkdwn.escape(op.text), "unfurl_links": False}
             if thread_ts:
                 kwargs["thread_ts"] = thread_ts
             return client.chat_postMessage(**kwargs)["ts"]
         if op.action == "update":
-            client.chat_update(channel=op.channel, ts=op.ts, text=op.text)
+            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text))
             return op.ts
         if op.action == "upload":
             try:
@@ -277,8 +278,8 @@ class Outbox:
                     channel=op.channel,
                     file=op.file,
                     filename=op.filename or "chart.png",
-                    title=op.title,
-                    initial_comment=op.text,
+                    title=mrkdwn.plain(op.title),
+                    initial_comment=mrkdwn.escape(op.text),
                     thread_ts=thread_ts,
                 )
             except SlackApiError as exc:

@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from sqlalchemy import Engine, RowMapping
 
-from bot import audit
+from bot import audit, mrkdwn
 from bot.logging import event, get_logger
 from bot.policy import load_policy
 from storage.state import get_state_engine
@@ -345,7 +345,7 @@ class ScheduleService:
         return self._outcome(f"report:{row['id']}", self.outbox.send(did, ops, now=now))
 
     def _report_text(self, row: RowMapping, reason: str, channel_problem: bool) -> str:
-        where = f" in <#{row['channel_id']}>" if channel_problem else ""
+        where = f" in {mrkdwn.channel(row['channel_id'])}" if channel_problem else ""
         maybe = row["status"] == "unknown"
         verb = "may not have been posted" if maybe else "could not be posted"
         if row["kind"] in ("digest", "preview"):
