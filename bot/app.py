@@ -39,13 +39,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import audit, blocks
-from bot.dedupe import Deduper, TTLSet
+from bot.dedupe import Deduper, make_deduper
 from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
 from bot.router import Context, Reply, clean_text, internal_error, route
@@ -94,6 +95,8 @@ class Settings:
     token_verification: bool = True  # auth.test once at start-up
     enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
     rate_limits: bool = True  # bot.ratelimit: per-user and per-channel question limits
+    # hosts a slash command's response_url may point at (besides SLACK_API_URL's host:port)
+    response_url_hosts: tuple[str, ...] = ("hooks.slack.com",)
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -109,7 +112,30 @@ class Settings:
             compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
             listener_threads=_env_int(env, "KPI_LISTENER_THREADS", 32),
             dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
+            response_url_hosts=tuple(
+                h.strip().lower() for h in (env.get("KPI_RESPONSE_URL_HOSTS") or "hooks.slack.com").split(",")
+                if h.strip()
+            ),
         )
+
+    def response_url_allowed(self, url: str | None) -> bool:
+        """Only Slack's own hosts get a reply: ``https://hooks.slack.com/…`` (and any host in
+        ``KPI_RESPONSE_URL_HOSTS``, over https), or exactly the scheme, host and port of
+        ``SLACK_API_URL`` (a proxy or the tests' fake Slack). A forged ``response_url`` would
+        otherwise receive the answer, and make the bot call any address it names."""
+        if not url:
+            return False
+        try:
+            parts = urlsplit(url)
+            netloc = (parts.hostname or "", parts.port)
+        except ValueError:
+            return False
+        if parts.scheme == "https" and parts.port in (None, 443) and netloc[0] in self.response_url_hosts:
+            return True
+        if self.api_url:
+            base = urlsplit(self.api_url)
+            return (parts.scheme, netloc) == (base.scheme, (base.hostname or "", base.port))
+        return False
 
     def mode(self) -> str | None:
         """``socket`` when an app-level token is set, else ``http`` with a signing secret."""
@@ -194,7 +220,7 @@ class KpiBot:
     def __init__(self, settings: Settings, *, client: WebClient | None = None, deduper: Deduper | None = None):
         self.settings = settings
         self.client = client or make_client(settings.bot_token or "", base_url=settings.api_url)
-        self.seen: Deduper = deduper or TTLSet(ttl=settings.dedupe_ttl)
+        self.seen: Deduper = deduper or make_deduper(settings.dedupe_ttl)
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._tz: dict[str, tuple[str | None, float]] = {}
@@ -232,6 +258,17 @@ class KpiBot:
         @app.command("/kpi")
         def on_command(ack, command):
             ack()
+            trigger = command.get("trigger_id")
+            if trigger and not self.seen.first_time(f"slash:{trigger}"):
+                self._count("duplicate_commands")  # a replayed request: answered already
+                log_event(log, "duplicate_command_dropped", trigger_id=str(trigger)[:64])
+                return
+            response_url = command.get("response_url")
+            if response_url and not self.settings.response_url_allowed(response_url):
+                self._count("foreign_response_urls")
+                log_event(log, "response_url_refused", level=30, host=_host_of(response_url),
+                          user=command.get("user_id"), channel=command.get("channel_id"))
+                response_url = None  # replies go through the Web API instead
             self.submit(
                 Job(
                     surface="slash",
@@ -239,7 +276,7 @@ class KpiBot:
                     user_id=command.get("user_id", ""),
                     channel_id=command.get("channel_id", ""),
                     team_id=command.get("team_id"),
-                    response_url=command.get("response_url"),
+                    response_url=response_url,
                 )
             )
 
@@ -299,7 +336,7 @@ class KpiBot:
         retry = None
         if request is not None:
             retry = (request.headers.get("x-slack-retry-num") or [None])[0]
-        if event_id and not self.seen.first_time(event_id):
+        if event_id and not self.seen.first_time(f"event:{event_id}"):
             self._count("duplicate_events")
             log_event(log, "duplicate_event_dropped", event_id=event_id, retry_num=retry,
                   retry_reason=(request.headers.get("x-slack-retry-reason") or [None])[0] if request else None)
@@ -661,6 +698,13 @@ class KpiBot:
         self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
         self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return (urlsplit(url).hostname or "")[:100]
+    except ValueError:
+        return None
 
 
 def _load_policy():

@@ -7,12 +7,16 @@ against the fake Slack, or through the scheduler's real delivery path to it.
 from __future__ import annotations
 
 import csv
-import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
+import redis
 
-from bot import audit, mrkdwn
+from bot import mrkdwn
+from bot.app import Settings
 from bot.schedules import store
 from bot.schedules.config import Config
 from bot.schedules.delivery import Op, Outbox
@@ -22,8 +26,18 @@ from bot.slack_client import make_client
 from metrics.catalogue import CATALOGUE
 from storage import database, state
 from storage.importer import import_file
-from tests.slack_helpers import BOT_TOKEN, direct_message
+from tests.fake_slack import FakeSlack
+from tests.slack_helpers import (
+    BOT_TOKEN,
+    QUESTION,
+    http_request,
+    load_fixture,
+    mention,
+    signed_headers,
+)
 from tests.trust_helpers import new_channel, start_app
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 EVIL = "<!channel> <https://evil.example/login|Slack session expired, log in again> & <@U0BOSS>"
 RAW = ("<!channel>", "<https://evil.example", "<@U0BOSS>")
@@ -105,3 +119,88 @@ def test_alert_titles_and_scheduled_posts_are_escaped(hostile):
     last = hostile.fake.calls("chat.postMessage", where=hostile.fake.in_channel(channel))[-1]
     assert "&lt;!channel&gt;" in last.text and "&amp;" in last.text and "<#C0LINK>" in last.text
     _no_raw_markup([last])
+
+
+# ---- replays, retries across replicas, response_url ----------------------------------------------
+
+
+def wait_until(condition, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def nps_url(tmp_path):
+    url = f"duckdb:///{tmp_path / 'metrics.duckdb'}"
+    load_fixture(url)
+    return url
+
+
+def _answers(apps, channel: str) -> list:
+    return [c for a in apps for c in a.fake.calls("chat.postMessage", ok=True, where=a.fake.in_channel(channel))]
+
+
+def test_a_replayed_slash_command_is_answered_once(nps_url, tmp_path, monkeypatch):
+    with start_app(nps_url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}") as app:
+        channel = new_channel()
+        form = {"team_id": "T0KPI", "channel_id": channel, "user_id": "U0ALICE", "command": "/kpi",
+                "text": QUESTION, "api_app_id": "A0KPI", "response_url": app.fake.response_url(),
+                "trigger_id": f"7.{uuid.uuid4().hex}"}
+        body = urlencode(form).encode()
+        headers = signed_headers(body)  # the very same signed request, captured and sent again
+        for _ in range(2):
+            resp = http_request(app.send.url, "POST", body, {"Content-Type": "application/x-www-form-urlencoded",
+                                                              **headers})
+            assert resp.status == 200
+        wait_until(lambda: len(_answers([app], channel)) >= 1 and app.bot.stats["duplicate_commands"] >= 1,
+                   what="one answer and one dropped replay")
+        assert len(_answers([app], channel)) == 1
+
+
+@pytest.mark.parametrize("store", ["state-database", "redis"])
+def test_a_retried_event_is_answered_once_across_replicas(store, nps_url, tmp_path, monkeypatch):
+    if store == "redis":
+        monkeypatch.setenv("KPI_REDIS_URL", REDIS_URL)
+        monkeypatch.setenv("KPI_REDIS_PREFIX", f"kpibot-test:{uuid.uuid4().hex}:")
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        except redis.RedisError:
+            pytest.skip("no Redis at 127.0.0.1:6379")
+    else:
+        monkeypatch.delenv("KPI_REDIS_URL", raising=False)
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"  # one state database for both replicas
+    with start_app(nps_url, monkeypatch, state_url=state_url) as one, \
+            start_app(nps_url, monkeypatch, state_url=state_url) as two:
+        channel = new_channel()
+        event = mention(f"<@UKPIBOT> {QUESTION}", channel=channel, ts="1790000001.000100")
+        resp, event_id = one.send.event(event)
+        assert resp.status == 200
+        # Slack did not see the ack in time: the retry lands on the other replica
+        resp, _ = two.send.event(event, event_id=event_id, retry_num=1)
+        assert resp.status == 200
+        wait_until(lambda: len(_answers([one, two], channel)) >= 1
+                   and one.bot.stats["duplicate_events"] + two.bot.stats["duplicate_events"] >= 1,
+                   what="one answer and one dropped retry")
+        assert len(_answers([one, two], channel)) == 1
+
+
+def test_a_response_url_to_a_foreign_host_is_never_called(nps_url, tmp_path, monkeypatch):
+    with FakeSlack() as attacker, \
+            start_app(nps_url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}") as app:
+        channel = new_channel()
+        # same host as the real (fake) Slack, another port: still not Slack
+        resp, _ = app.send.command("help", channel=channel, response_url=attacker.response_url("steal"))
+        assert resp.status == 200
+        [private] = app.fake.wait_for("chat.postEphemeral", where=app.fake.in_channel(channel))
+        assert "/kpi" in private.text  # the help went to the asker through the Web API
+        resp, _ = app.send.command(QUESTION, channel=channel, response_url="https://evil.example/hooks")
+        app.fake.wait_for("chat.postMessage", where=app.fake.in_channel(channel))
+        assert attacker.calls() == []
+        assert app.bot.stats["foreign_response_urls"] == 2
+    assert Settings(response_url_hosts=("hooks.slack.com",)).response_url_allowed(
+        "https://hooks.slack.com/commands/T0/1/abc")
+    assert not Settings().response_url_allowed("http://hooks.slack.com/commands/T0/1/abc")
+    assert not Settings().response_url_allowed("https://hooks.slack.com.evil.example/x")
