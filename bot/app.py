@@ -55,6 +55,9 @@ from metrics.result import Result
 
 log = get_logger("kpibot.app")
 
+WITHHELD = ("I can't share this answer right now: every answer about restricted KPIs is recorded in the "
+            "audit log first, and the log cannot be written at the moment. The team has been alerted; "
+            "please try again later.")
 NOT_MEMBER_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
@@ -397,6 +400,16 @@ class KpiBot:
         finally:
             notice.finish()
         computed_ms = (time.monotonic() - started) * 1000
+        audited: int | None = None  # the row written before a restricted answer is posted
+        if reply.kind == "answer" and self._restricted(reply):
+            audited = audit.write_before(surface=job.surface, text=job.text, user_id=job.user_id,
+                                         channel_id=job.channel_id, team_id=job.team_id, kpi=kpi,
+                                         command=reply.command)
+            if audited is None:  # no audit row, no answer: withheld, /healthz is unhealthy
+                self._count("withheld_unaudited")
+                log_event(log, "answer_withheld", level=40, reason="audit log not writable", kpi=kpi,
+                          user=job.user_id, channel=job.channel_id)
+                reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
         outcome = "ok"
         delivery_error_id = None
         try:
@@ -424,11 +437,29 @@ class KpiBot:
             outcome=outcome,
             error_id=reply.error_id,
         )
+        if audited is not None:  # its row exists already: correct it only if the post failed
+            if delivery_error_id:
+                audit.amend(audited, outcome=audit.ERROR, error_id=delivery_error_id,
+                            detail="the reply could not be delivered to Slack",
+                            elapsed_ms=(time.monotonic() - job.received) * 1000)
+            return
         audit.record_question(  # queued, written by the audit thread: never slows the reply
             surface=job.surface, text=job.text, user_id=job.user_id, channel_id=job.channel_id,
             team_id=job.team_id, reply=reply, kpi=kpi, limited=bool(job.limited),
             elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
         )
+
+    def _restricted(self, reply: Reply) -> bool:
+        """An answer the KPI policy governs: its audit row is written before it is posted."""
+        if self.policy is None:
+            return False
+        if reply.result is not None:
+            return self.policy.rule_for(reply.result.metric.id, reply.result.query.dimension) is not None
+        if reply.report is not None:
+            from bot.policy import REPORT_GROUPS
+
+            return REPORT_GROUPS.get(reply.report.name) in self.policy.groups
+        return False
 
     def _apply_policy(self, job: Job, reply: Reply) -> Reply:
         """Refuse (privately) a KPI the policy keeps out of this channel or DM."""

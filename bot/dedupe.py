@@ -155,6 +155,24 @@ class SharedDeduper:
         return first
 
 
+LOCK_WAIT = 0.3  # seconds a SQLite dedupe claim waits for the write lock before using memory
+
+
+def _state_engine(url: str | None) -> Engine:
+    """The state database; for SQLite an engine of its own that waits ``LOCK_WAIT`` for the
+    write lock (not the state engine's 10 s): a held lock must not delay answers."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from storage.state import get_state_engine, state_url
+
+    url = url or state_url()
+    engine = get_state_engine(url)  # creates the file and the state tables, as every user does
+    if make_url(url).get_backend_name() != "sqlite":
+        return engine
+    return create_engine(url, connect_args={"timeout": LOCK_WAIT, "check_same_thread": False})
+
+
 def make_deduper(ttl: float = 600.0, env: Any = None) -> Deduper:
     """Redis when ``KPI_REDIS_URL`` is set, else the state database; see the module docstring."""
     env = os.environ if env is None else env
@@ -163,9 +181,7 @@ def make_deduper(ttl: float = 600.0, env: Any = None) -> Deduper:
         if redis_url:
             store: Any = RedisDeduper(redis_url, ttl, env.get("KPI_REDIS_PREFIX") or "kpibot:")
         else:
-            from storage.state import get_state_engine
-
-            store = SqlDeduper(get_state_engine(env.get("KPI_STATE_URL") or None), ttl)
+            store = SqlDeduper(_state_engine(env.get("KPI_STATE_URL") or None), ttl)
     except Exception as exc:  # noqa: BLE001 - e.g. a read-only state file: dedupe per process
         log_event(log, "dedupe_store_unavailable", level=30, error=type(exc).__name__)
         return TTLSet(ttl=ttl)

@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import health
 from bot import logging as kpilog
 from bot.app import KpiBot, Settings, create_bot
 
@@ -114,6 +115,9 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH) -> Starlette:
         return to_starlette_response(bolt_response)
 
     async def healthz(request: Request) -> Response:
+        problems = health.problems()  # e.g. the audit log cannot be written (bot.health)
+        if problems:
+            return JSONResponse({"ok": False, "mode": "http", "problems": problems}, status_code=503)
         return JSONResponse({"ok": True, "mode": "http"})
 
     return Starlette(

@@ -7,6 +7,7 @@ against the fake Slack, or through the scheduler's real delivery path to it.
 from __future__ import annotations
 
 import csv
+import io
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,9 @@ from urllib.parse import urlencode
 import pytest
 import redis
 
-from bot import mrkdwn
+from bot import audit, health, mrkdwn
 from bot.app import Settings
+from bot.dedupe import make_deduper
 from bot.schedules import store
 from bot.schedules.config import Config
 from bot.schedules.delivery import Op, Outbox
@@ -204,3 +206,85 @@ def test_a_response_url_to_a_foreign_host_is_never_called(nps_url, tmp_path, mon
         "https://hooks.slack.com/commands/T0/1/abc")
     assert not Settings().response_url_allowed("http://hooks.slack.com/commands/T0/1/abc")
     assert not Settings().response_url_allowed("https://hooks.slack.com.evil.example/x")
+
+
+# ---- the audit log cannot be skipped --------------------------------------------------------------
+
+POLICY = """
+[groups.financial]
+channels = ["{channel}"]
+"""
+
+
+@pytest.fixture
+def no_health_problems():
+    health.clear("audit")
+    yield
+    health.clear("audit")
+
+
+def _policy(tmp_path, channel: str) -> str:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY.format(channel=channel))
+    return str(path)
+
+
+def test_a_restricted_answer_is_audited_before_it_is_posted(nps_url, tmp_path, monkeypatch, no_health_problems):
+    finance = new_channel("CFIN")
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    with start_app(nps_url, monkeypatch, state_url=state_url, policy=_policy(tmp_path, finance)) as app:
+        # at the moment Slack receives the post, the row must already be in the database
+        at_post: list[bool] = []
+
+        def row_exists(params) -> bool:
+            if params.get("channel") == finance:
+                at_post.append(any(r["channel_id"] == finance for r in audit.latest(20, url=state_url)))
+            return False  # a probe, not a fault
+
+        app.fake.fail("chat.postMessage", when=row_exists, times=1000)
+        reply = app.ask("mrr 2026-Q3", channel=finance)
+        assert reply.kind == "answer", reply
+        assert at_post == [True]
+        assert audit.flush(10)
+        rows = [r for r in audit.latest(20, url=state_url) if r["channel_id"] == finance]
+        assert [(r["kpi"], r["outcome"], r["question"]) for r in rows] == [("mrr", "answered", "mrr 2026-Q3")]
+
+
+def test_no_audit_row_no_restricted_answer_and_healthz_says_so(nps_url, tmp_path, monkeypatch, no_health_problems):
+    finance = new_channel("CFIN")
+    path = tmp_path / "state.sqlite"
+    writable = f"sqlite:///{path}"
+    audit.engine_for(writable)  # the tables exist; then the database turns read-only
+    make_deduper(env={"KPI_STATE_URL": writable})
+    state.dispose_all()
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    monkeypatch.setenv("KPI_AUDIT_RETRY_SECONDS", "0")  # the queued rows are given up at once
+    with start_app(nps_url, monkeypatch, state_url=read_only, policy=_policy(tmp_path, finance)) as app:
+        assert app.healthy()
+        refused = app.ask("mrr 2026-Q3", channel=finance)
+        assert refused.kind == "private" and "audit log" in refused.text, refused
+        assert not app.fake.calls("chat.postMessage", where=app.fake.in_channel(finance))
+        resp = http_request(app.server.url + "/healthz")
+        assert resp.status == 503 and "audit" in resp.json()["problems"]
+        # an ordinary KPI is not restricted: it still goes out
+        assert app.ask(QUESTION).kind == "answer"
+        assert audit.flush(10)
+    state.dispose_all()
+
+
+def test_audit_output_cannot_be_forged_and_failed_commands_are_not_answered(nps_url, tmp_path, monkeypatch):
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    forged = "nps \x1b[2K\r2026-12-01 09:00:00  slack/slash  C0X  U0CEO  answered  revenue \u202e"
+    with start_app(nps_url, monkeypatch, state_url=state_url) as app:
+        app.ask(forged)
+        huge = app.ask("digest remove 99999999999999999999999")
+        assert huge.kind == "private" and "There is no digest #99999999999999999999" in huge.text, huge
+        assert "went wrong" not in huge.text
+        assert audit.flush(10)
+        out = io.StringIO()
+        assert audit.print_latest(10, url=state_url, stream=out) == 0
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    assert "nps \\x1b[2K 2026-12-01" in text and "\\u202e" in text  # visible, on one row
+    rows = {r["question"]: r for r in audit.latest(10, url=state_url)}
+    assert rows["digest remove 99999999999999999999999"]["outcome"] == "bad-question"
