@@ -94,6 +94,7 @@ class Settings:
     compute_slots: int = field(default_factory=lambda: _default_compute_slots())  # SQL + chart at once
     listener_threads: int = 32  # Bolt listener pool (acks)
     dedupe_ttl: float = 600.0
+    post_retry_seconds: float = 10.0  # KPI_POST_RETRY_SECONDS: budget for re-posting an answer Slack refused
     tz_ttl: float = 3600.0
     token_verification: bool = True  # auth.test once at start-up
     enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
@@ -115,6 +116,7 @@ class Settings:
             compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
             listener_threads=_env_int(env, "KPI_LISTENER_THREADS", 32),
             dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
+            post_retry_seconds=_env_float(env, "KPI_POST_RETRY_SECONDS", 10.0),
             response_url_hosts=tuple(
                 h.strip().lower() for h in (env.get("KPI_RESPONSE_URL_HOSTS") or "hooks.slack.com").split(",")
                 if h.strip()
@@ -410,15 +412,7 @@ class KpiBot:
                 log_event(log, "answer_withheld", level=40, reason="audit log not writable", kpi=kpi,
                           user=job.user_id, channel=job.channel_id)
                 reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
-        outcome = "ok"
-        delivery_error_id = None
-        try:
-            outcome = self.deliver(job, reply, png, chart_note)
-        except Exception:  # noqa: BLE001
-            outcome = "delivery_failed"
-            error_id = delivery_error_id = new_error_id()
-            log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
-                  surface=job.surface, channel=job.channel_id)
+        outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note)
         self._count(f"reply_{reply.kind}")
         log_event(
             log,
@@ -448,6 +442,35 @@ class KpiBot:
             team_id=job.team_id, reply=reply, kpi=kpi, limited=bool(job.limited),
             elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
         )
+
+    def _deliver_retrying(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None
+                          ) -> tuple[str, str | None]:
+        """Deliver; while Slack fails for a moment (5xx, 429, no connection), try again within
+        ``post_retry_seconds`` (the client's own retries cover only ~2 s); then tell the asker."""
+        deadline = time.monotonic() + self.settings.post_retry_seconds
+        pause = 0.5
+        while True:
+            try:
+                return self.deliver(job, reply, png, chart_note), None
+            except Exception as exc:  # noqa: BLE001
+                transient = _transient(exc)
+                if transient and time.monotonic() + pause < deadline:
+                    self._count("delivery_retries")
+                    log_event(log, "delivery_retry", level=30, surface=job.surface, channel=job.channel_id,
+                              error=_slack_error(exc), pause=pause)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 4.0)
+                    continue
+                error_id = new_error_id()
+                log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
+                          surface=job.surface, channel=job.channel_id, error=_slack_error(exc))
+                if reply.kind == "answer":  # the asker would otherwise wait for nothing
+                    try:
+                        self.send_private(job, f"Sorry, Slack did not accept my answer ({_slack_error(exc)}); "
+                                               f"please ask again in a minute (error id `{error_id}`).")
+                    except Exception:  # noqa: BLE001 - Slack is down for this too: the log has it
+                        log_event(log, "delivery_failure_not_reported", level=40, error_id=error_id)
+                return "delivery_failed", error_id
 
     def _restricted(self, reply: Reply) -> bool:
         """An answer the KPI policy governs: its audit row is written before it is posted."""
@@ -729,6 +752,22 @@ class KpiBot:
         self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
         self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _slack_error(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", None)
+        return str(exc.response.get("error") or f"HTTP {status}")[:60]
+    return type(exc).__name__
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth posting again: Slack answered 5xx or 429, or could not be reached."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200) or 200
+        return status >= 500 or status == 429 or exc.response.get("error") in ("ratelimited", "internal_error",
+                                                                               "fatal_error", "service_unavailable")
+    return isinstance(exc, SlackClientError | OSError)
 
 
 def _host_of(url: str) -> str | None:

@@ -32,6 +32,7 @@ from tests.fake_slack import FakeSlack
 from tests.slack_helpers import (
     BOT_TOKEN,
     QUESTION,
+    direct_message,
     http_request,
     load_fixture,
     mention,
@@ -288,3 +289,33 @@ def test_audit_output_cannot_be_forged_and_failed_commands_are_not_answered(nps_
     assert "nps \\x1b[2K 2026-12-01" in text and "\\u202e" in text  # visible, on one row
     rows = {r["question"]: r for r in audit.latest(10, url=state_url)}
     assert rows["digest remove 99999999999999999999999"]["outcome"] == "bad-question"
+
+
+# ---- Slack failing for a moment -----------------------------------------------------------------
+
+
+def _dm(app, channel: str) -> None:
+    resp, _ = app.send.event(direct_message(QUESTION, channel=channel, ts="1790000002.000100"))
+    assert resp.status == 200
+
+
+def test_a_dm_answer_survives_slack_failing_for_a_few_seconds(nps_url, tmp_path, monkeypatch):
+    with start_app(nps_url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}") as app:
+        dm = new_channel("D")
+        # more failures in a row than the client's own retries (3 attempts, ~2 s) cover
+        app.fake.fail("chat.postMessage", status=500, times=4, when=lambda p: p.get("channel") == dm)
+        _dm(app, dm)
+        [answer] = app.fake.wait_for("chat.postMessage", ok=True, where=app.fake.in_channel(dm))
+        assert "20.0" in answer.text
+        assert app.bot.stats["delivery_retries"] >= 1
+
+
+def test_an_answer_slack_keeps_refusing_is_reported_not_dropped(nps_url, tmp_path, monkeypatch):
+    with start_app(nps_url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+                   post_retry_seconds=1.0) as app:
+        dm = new_channel("D")
+        app.fake.fail("chat.postMessage", status=500, times=10_000,
+                      when=lambda p: p.get("channel") == dm and "Net Promoter" in str(p.get("text")))
+        _dm(app, dm)
+        [told] = app.fake.wait_for("chat.postMessage", ok=True, where=app.fake.in_channel(dm), timeout=30)
+        assert "Slack did not accept my answer" in told.text and "error id" in told.text
