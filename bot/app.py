@@ -329,6 +329,10 @@ class KpiBot:
         def on_view(ack):
             ack()  # no modals yet; a submission (signed, so Slack's) is closed without error
 
+        @app.view_closed(re.compile(".*"))
+        def on_view_closed(ack):
+            ack()
+
         @app.error
         def on_error(error, body):
             error_id = new_error_id()

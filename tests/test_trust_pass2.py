@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -319,3 +320,38 @@ def test_an_answer_slack_keeps_refusing_is_reported_not_dropped(nps_url, tmp_pat
         _dm(app, dm)
         [told] = app.fake.wait_for("chat.postMessage", ok=True, where=app.fake.in_channel(dm), timeout=30)
         assert "Slack did not accept my answer" in told.text and "error id" in told.text
+
+
+# ---- no 500, no traceback, no driver text ---------------------------------------------------------
+
+
+def test_malformed_timestamps_and_view_payloads_are_refused_not_500(nps_url, tmp_path, monkeypatch):
+    with start_app(nps_url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}") as app:
+        form = b"command=%2Fkpi&text=nps&channel_id=C1&user_id=U1"
+        for stamp in ("\xb2", "\xb9\xb3", "1e9", "-1"):  # "²".isdigit() is True in Python
+            for body, kind in ((form, "application/x-www-form-urlencoded"),
+                               (b'{"type":"event_callback","event":{}}', "application/json")):
+                resp = app.send.post(body, kind, sign=False,
+                                     extra={"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": "v0=00"})
+                assert resp.status == 401, (stamp, resp.status, resp.body[:100])
+        views = [
+            {"type": "view_submission", "team": {"id": "T0KPI"}, "user": {"id": "U1"}, "api_app_id": "A0KPI",
+             "view": {"id": "V1", "callback_id": "x", "state": {"values": {}}}},  # no view.type
+            {"type": "view_submission", "team": {"id": "T0KPI"}, "user": {"id": "U1"}, "api_app_id": "A0KPI",
+             "view": {"id": "V1", "type": "modal", "callback_id": "x", "state": {"values": {}}}},
+            {"type": "view_closed", "team": {"id": "T0KPI"}, "user": {"id": "U1"}, "api_app_id": "A0KPI",
+             "view": {"id": "V1", "type": "modal", "callback_id": "x"}},
+        ]
+        statuses = [app.send.post(urlencode({"payload": json.dumps(v)}).encode(),
+                                  "application/x-www-form-urlencoded").status for v in views]
+        assert statuses == [400, 200, 200]
+        assert app.healthy() and app.ask(QUESTION).kind == "answer"
+
+
+def test_database_driver_text_never_reaches_users(tmp_path, monkeypatch, no_health_problems):
+    nowhere = "postgresql+psycopg://kpibot@127.0.0.1:9/nowhere"  # port 9: nothing listens
+    with start_app(nowhere, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}") as app:
+        reply = app.ask(QUESTION)
+    assert reply.kind == "private" and "not answering" in reply.text, reply
+    for leak in ("127.0.0.1", "port 9", "psycopg", "connection", "nowhere", "kpibot@"):
+        assert leak not in reply.text, reply.text
