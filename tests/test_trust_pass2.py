@@ -355,3 +355,25 @@ def test_database_driver_text_never_reaches_users(tmp_path, monkeypatch, no_heal
     assert reply.kind == "private" and "not answering" in reply.text, reply
     for leak in ("127.0.0.1", "port 9", "psycopg", "connection", "nowhere", "kpibot@"):
         assert leak not in reply.text, reply.text
+
+
+# ---- floods ----------------------------------------------------------------------------------------
+
+
+def test_rules_are_capped_per_user_and_per_channel(nps_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("KPI_MAX_RULES_PER_CHANNEL", "3")
+    monkeypatch.setenv("KPI_MAX_RULES_PER_USER", "2")
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    with start_app(nps_url, monkeypatch, state_url=state_url) as app:
+        channel, other = new_channel(), new_channel()
+        for n in (10, 20):
+            assert "added" in app.ask(f"alert add nps below {n}", channel=channel, user="U0ALICE").text
+        refused = app.ask("alert add nps below 30", channel=other, user="U0ALICE")
+        assert refused.kind == "private" and "You already have 2 alert rules" in refused.text, refused
+        assert "added" in app.ask("alert add nps below 40", channel=channel, user="U0BOB").text
+        refused = app.ask("alert add nps below 50", channel=channel, user="U0CAROL")
+        assert "This channel already has 3 alert rules" in refused.text, refused
+        assert "added" in app.ask("digest add daily 09:00 nps", channel=channel, user="U0ALICE").text
+    rules = store.active_rules(state.get_state_engine(state_url))
+    assert sorted((r.channel_id == channel, r.owner) for r in rules) == [
+        (True, "U0ALICE"), (True, "U0ALICE"), (True, "U0BOB")]

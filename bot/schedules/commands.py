@@ -196,10 +196,30 @@ def _kpi_names(ids: tuple[str, ...] | list[str]) -> str:
     return ", ".join(CATALOGUE[i].label if i in CATALOGUE else i for i in ids)
 
 
+def _check_caps(kind: str, channel: str, ctx: Ctx) -> None:
+    """Refuse one more digest or alert rule past ``KPI_MAX_RULES_PER_CHANNEL`` / ``_PER_USER``
+    (Slack only). A count then an insert: two adds at the same instant may both pass."""
+    if ctx.surface != "slack":
+        return
+    if kind == "digest":
+        items = [(d.channel_id, d.created_by) for d in store.active_digests(ctx.state)]
+    else:
+        items = [(r.channel_id, r.owner) for r in store.active_rules(ctx.state)]
+    cap_c, cap_u = ctx.config.max_per_channel, ctx.config.max_per_user
+    what = "digests" if kind == "digest" else "alert rules"
+    if sum(1 for c, _ in items if c == channel) >= cap_c:
+        raise CommandError(f"This channel already has {cap_c} {what}, the most allowed. "
+                           f"Remove one first (`/kpi {kind} list`).")
+    if ctx.user_id and sum(1 for _, u in items if u == ctx.user_id) >= cap_u:
+        raise CommandError(f"You already have {cap_u} {what}, the most allowed per person. "
+                           f"Remove one first (`/kpi {kind} list all`).")
+
+
 def digest_add(rest: list[str], ctx: Ctx) -> Reply:
     spec = parse_digest(rest, default_tz=ctx.default_tz)
     channel = _need_channel(ctx)
     _check_policy(spec.metrics, channel, ctx)
+    _check_caps("digest", channel, ctx)
     digest = store.add_digest(ctx.state, spec, channel_id=channel, created_by=ctx.user_id, now=ctx.now,
                               source=ctx.surface)
     scheduler.notify_changed()
@@ -344,6 +364,7 @@ def alert_add(rest: list[str], ctx: Ctx) -> Reply:
     spec = parse_alert(rest, default_tz=ctx.default_tz)
     channel = _need_channel(ctx)
     _check_policy([spec.metric], channel, ctx, spec.dimension)
+    _check_caps("alert", channel, ctx)
     metric = CATALOGUE[spec.metric]
     text = spec.describe(metric)
     rule = store.add_rule(ctx.state, spec, text, channel_id=channel, owner=ctx.user_id, now=ctx.now,
