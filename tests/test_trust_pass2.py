@@ -377,3 +377,30 @@ def test_rules_are_capped_per_user_and_per_channel(nps_url, tmp_path, monkeypatc
     rules = store.active_rules(state.get_state_engine(state_url))
     assert sorted((r.channel_id == channel, r.owner) for r in rules) == [
         (True, "U0ALICE"), (True, "U0ALICE"), (True, "U0BOB")]
+
+
+def test_a_by_alert_posts_one_grouped_message(nps_url, tmp_path, monkeypatch):
+    monkeypatch.delenv("KPI_POLICY", raising=False)
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    engine = state.get_state_engine(state_url)
+    channel = new_channel("CALR")
+    spec = parse_alert("nps below 90 by touchpoint over 90d min 1".split(), default_tz="UTC")
+    store.add_rule(engine, spec, spec.describe(CATALOGUE["nps"]), channel_id=channel, owner="U0ALICE",
+                   now=datetime(2026, 8, 1, tzinfo=UTC))
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        svc = ScheduleService(make_client(BOT_TOKEN, base_url=fake.api_url), state_url=state_url,
+                              metrics_url=nps_url, config=Config(grace=timedelta(hours=6)))
+        # both touchpoints of tests.slack_helpers score far below 90 over the summer
+        svc.evaluate_alerts(datetime(2026, 9, 30, 10, tzinfo=UTC))
+        in_channel = fake.calls("chat.postMessage", where=lambda c: c.params.get("channel") == channel
+                                and not c.params.get("thread_ts"))
+        assert len(in_channel) == 1, [c.text for c in in_channel]
+        text = in_channel[0].text
+        assert "in 2 segments by touchpoint" in text
+        assert "• touchpoint = onboarding: " in text and "• touchpoint = support: " in text
+        # the next window: still breaching, said in the thread only, nothing new in the channel
+        svc.evaluate_alerts(datetime(2026, 10, 1, 10, tzinfo=UTC))
+        top = fake.calls("chat.postMessage", where=lambda c: c.params.get("channel") == channel
+                         and not c.params.get("thread_ts"))
+        assert len(top) == 1
+        assert not fake.calls("chat.update")

@@ -253,7 +253,7 @@ class ScheduleService:
         key, kind = row["key"], row["kind"]
         first_try = aware(row["slot"] or row["claimed_at"])
         reason = row["reason"] or "the process posting it stopped"
-        deadline = REPORT_FOR if kind in ("report", "alert_recover", "alert_fire") else self.config.grace
+        deadline = REPORT_FOR if kind in ("report", "alert_recover", "alert_fire", "alert_group") else self.config.grace
         # Take the row first (compare-and-set): whatever happens next is this process's alone.
         if not self.outbox.retake(row, now):
             return Outcome(notes=[f"{key}: retried by another process"])
@@ -297,6 +297,8 @@ class ScheduleService:
             self.outbox.mark(row["id"], "posted", now=now, reported_at=naive_utc(now))
         if kind == "alert_fire":
             self.alerts.after_fire(row["ref_id"], row["segment"] or "", data.get("episode", 0), sent)
+        elif kind == "alert_group":
+            self.alerts.after_group(row["ref_id"], data.get("segments") or [], sent)
         return self._outcome(key, sent)
 
     def _superseded(self, row: RowMapping) -> str | None:
