@@ -351,6 +351,8 @@ def _short(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     logging.getLogger("kpibot.storage").warning("metrics database error: %s: %s", type(orig).__name__, first[:300])
+    if "statement timeout" in first:  # the server's own deadline: worth saying, and no address in it
+        return "the metrics database stopped the query: it took too long (statement timeout)"
     return "the metrics database is not answering right now; try again in a few minutes"
 
 

@@ -34,6 +34,8 @@ class Config:
     late_after: timedelta = timedelta(minutes=10)
     #: A claim not finished within this is taken to belong to a process that died.
     stale_claim: timedelta = timedelta(minutes=15)
+    #: A post still ``sending`` after this was cut off mid-call (a live one ends in ~1 min).
+    stale_sending: timedelta = timedelta(minutes=3)
     #: How far back missed slots are looked for (older ones are not even logged).
     lookback: timedelta = timedelta(days=35)
     rules_file: str | None = None
