@@ -39,22 +39,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import audit, blocks
-from bot.dedupe import Deduper, TTLSet
+from bot.dedupe import Deduper, make_deduper
 from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
-from bot.router import Context, Reply, clean_text, internal_error, route
+from bot.router import Context, Reply, clean_text, internal_error, is_instant, route
 from bot.slack_client import make_client, make_webhook
 from metrics.result import Result
 from storage import database
 
 log = get_logger("kpibot.app")
 
+WITHHELD = ("I can't share this answer right now: every answer about restricted KPIs is recorded in the "
+            "audit log first, and the log cannot be written at the moment. The team has been alerted; "
+            "please try again later.")
 NOT_MEMBER_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
@@ -91,12 +95,15 @@ class Settings:
     compute_slots: int = field(default_factory=lambda: _default_compute_slots())  # SQL + chart at once
     listener_threads: int = 32  # Bolt listener pool (acks)
     dedupe_ttl: float = 600.0
+    post_retry_seconds: float = 10.0  # KPI_POST_RETRY_SECONDS: budget for re-posting an answer Slack refused
     tz_ttl: float = 3600.0
     token_verification: bool = True  # auth.test once at start-up
     enforce_policy: bool = True  # bot.policy: which KPIs may be shown where (KPI_POLICY)
     rate_limits: bool = True  # bot.ratelimit: per-user and per-channel question limits
     user_in_flight: int = 2  # KPI_USER_IN_FLIGHT: questions one user may have queued or running at once
     question_timeout: float | None = None  # KPI_QUESTION_TIMEOUT: one deadline for all of a question's work
+    # hosts a slash command's response_url may point at (besides SLACK_API_URL's host:port)
+    response_url_hosts: tuple[str, ...] = ("hooks.slack.com",)
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -114,7 +121,31 @@ class Settings:
             dedupe_ttl=_env_float(env, "KPI_DEDUPE_TTL", 600.0),
             user_in_flight=_env_int(env, "KPI_USER_IN_FLIGHT", 2),
             question_timeout=_env_float(env, "KPI_QUESTION_TIMEOUT", 0.0) or None,
+            post_retry_seconds=_env_float(env, "KPI_POST_RETRY_SECONDS", 10.0),
+            response_url_hosts=tuple(
+                h.strip().lower() for h in (env.get("KPI_RESPONSE_URL_HOSTS") or "hooks.slack.com").split(",")
+                if h.strip()
+            ),
         )
+
+    def response_url_allowed(self, url: str | None) -> bool:
+        """Only Slack's own hosts get a reply: ``https://hooks.slack.com/…`` (and any host in
+        ``KPI_RESPONSE_URL_HOSTS``, over https), or exactly the scheme, host and port of
+        ``SLACK_API_URL`` (a proxy or the tests' fake Slack). A forged ``response_url`` would
+        otherwise receive the answer, and make the bot call any address it names."""
+        if not url:
+            return False
+        try:
+            parts = urlsplit(url)
+            netloc = (parts.hostname or "", parts.port)
+        except ValueError:
+            return False
+        if parts.scheme == "https" and parts.port in (None, 443) and netloc[0] in self.response_url_hosts:
+            return True
+        if self.api_url:
+            base = urlsplit(self.api_url)
+            return (parts.scheme, netloc) == (base.scheme, (base.hostname or "", base.port))
+        return False
 
     def mode(self) -> str | None:
         """``socket`` when an app-level token is set, else ``http`` with a signing secret."""
@@ -151,6 +182,7 @@ class Job:
     limited: str | None = None  # set when a rate limit refused it: the message to send
     in_flight: bool = False  # counted in its user's questions in flight
     channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
+    restricted: bool = False  # the policy governs what it reads: audited before it is posted
 
 
 class WorkingNotice:
@@ -201,7 +233,7 @@ class KpiBot:
     def __init__(self, settings: Settings, *, client: WebClient | None = None, deduper: Deduper | None = None):
         self.settings = settings
         self.client = client or make_client(settings.bot_token or "", base_url=settings.api_url)
-        self.seen: Deduper = deduper or TTLSet(ttl=settings.dedupe_ttl)
+        self.seen: Deduper = deduper or make_deduper(settings.dedupe_ttl)
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
@@ -241,6 +273,17 @@ class KpiBot:
         @app.command("/kpi")
         def on_command(ack, command):
             ack()
+            trigger = command.get("trigger_id")
+            if trigger and not self.seen.first_time(f"slash:{trigger}"):
+                self._count("duplicate_commands")  # a replayed request: answered already
+                log_event(log, "duplicate_command_dropped", trigger_id=str(trigger)[:64])
+                return
+            response_url = command.get("response_url")
+            if response_url and not self.settings.response_url_allowed(response_url):
+                self._count("foreign_response_urls")
+                log_event(log, "response_url_refused", level=30, host=_host_of(response_url),
+                          user=command.get("user_id"), channel=command.get("channel_id"))
+                response_url = None  # replies go through the Web API instead
             self.submit(
                 Job(
                     surface="slash",
@@ -248,7 +291,7 @@ class KpiBot:
                     user_id=command.get("user_id", ""),
                     channel_id=command.get("channel_id", ""),
                     team_id=command.get("team_id"),
-                    response_url=command.get("response_url"),
+                    response_url=response_url,
                     channel_type=_command_channel_type(command),
                 )
             )
@@ -295,6 +338,14 @@ class KpiBot:
         def on_action(ack):
             ack()  # no interactive elements yet; answer clicks so Slack shows no error
 
+        @app.view(re.compile(".*"))
+        def on_view(ack):
+            ack()  # no modals yet; a submission (signed, so Slack's) is closed without error
+
+        @app.view_closed(re.compile(".*"))
+        def on_view_closed(ack):
+            ack()
+
         @app.error
         def on_error(error, body):
             error_id = new_error_id()
@@ -307,7 +358,7 @@ class KpiBot:
         retry = None
         if request is not None:
             retry = (request.headers.get("x-slack-retry-num") or [None])[0]
-        if event_id and not self.seen.first_time(event_id):
+        if event_id and not self.seen.first_time(f"event:{event_id}"):
             self._count("duplicate_events")
             log_event(log, "duplicate_event_dropped", event_id=event_id, retry_num=retry,
                   retry_reason=(request.headers.get("x-slack-retry-reason") or [None])[0] if request else None)
@@ -319,7 +370,7 @@ class KpiBot:
             self._count("jobs")
             if self.limits is not None:  # in arrival order, in memory: cheap enough for here
                 job.limited = self.limits.check(job.user_id, job.channel_id)
-            if not job.limited:
+            if not job.limited and not is_instant(job.text):
                 job.limited = self._enter(job)
             after = None if job.limited else self.settings.working_after
             notice = WorkingNotice(after, lambda: self.send_working(job))
@@ -397,15 +448,17 @@ class KpiBot:
         finally:
             notice.finish()
         computed_ms = (time.monotonic() - started) * 1000
-        outcome = "ok"
-        delivery_error_id = None
-        try:
-            outcome = self.deliver(job, reply, png, chart_note)
-        except Exception:  # noqa: BLE001
-            outcome = "delivery_failed"
-            error_id = delivery_error_id = new_error_id()
-            log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
-                  surface=job.surface, channel=job.channel_id)
+        audited: int | None = None  # the row written before a restricted answer is posted
+        if reply.kind == "answer" and job.restricted:
+            audited = audit.write_before(surface=job.surface, text=job.text, user_id=job.user_id,
+                                         channel_id=job.channel_id, team_id=job.team_id, kpi=kpi,
+                                         command=reply.command)
+            if audited is None:  # no audit row, no answer: withheld, /healthz is unhealthy
+                self._count("withheld_unaudited")
+                log_event(log, "answer_withheld", level=40, reason="audit log not writable", kpi=kpi,
+                          user=job.user_id, channel=job.channel_id)
+                reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
+        outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note)
         self._count(f"reply_{reply.kind}")
         log_event(
             log,
@@ -424,11 +477,46 @@ class KpiBot:
             outcome=outcome,
             error_id=reply.error_id,
         )
+        if audited is not None:  # its row exists already: correct it only if the post failed
+            if delivery_error_id:
+                audit.amend(audited, outcome=audit.ERROR, error_id=delivery_error_id,
+                            detail="the reply could not be delivered to Slack",
+                            elapsed_ms=(time.monotonic() - job.received) * 1000)
+            return
         audit.record_question(  # queued, written by the audit thread: never slows the reply
             surface=job.surface, text=job.text, user_id=job.user_id, channel_id=job.channel_id,
             team_id=job.team_id, reply=reply, kpi=kpi, limited=bool(job.limited),
             elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
         )
+
+    def _deliver_retrying(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None
+                          ) -> tuple[str, str | None]:
+        """Deliver; while Slack fails for a moment (5xx, 429, no connection), try again within
+        ``post_retry_seconds`` (the client's own retries cover only ~2 s); then tell the asker."""
+        deadline = time.monotonic() + self.settings.post_retry_seconds
+        pause = 0.5
+        while True:
+            try:
+                return self.deliver(job, reply, png, chart_note), None
+            except Exception as exc:  # noqa: BLE001
+                transient = _transient(exc)
+                if transient and time.monotonic() + pause < deadline:
+                    self._count("delivery_retries")
+                    log_event(log, "delivery_retry", level=30, surface=job.surface, channel=job.channel_id,
+                              error=_slack_error(exc), pause=pause)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 4.0)
+                    continue
+                error_id = new_error_id()
+                log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
+                          surface=job.surface, channel=job.channel_id, error=_slack_error(exc))
+                if reply.kind == "answer":  # the asker would otherwise wait for nothing
+                    try:
+                        self.send_private(job, f"Sorry, Slack did not accept my answer ({_slack_error(exc)}); "
+                                               f"please ask again in a minute (error id `{error_id}`).")
+                    except Exception:  # noqa: BLE001 - Slack is down for this too: the log has it
+                        log_event(log, "delivery_failure_not_reported", level=40, error_id=error_id)
+                return "delivery_failed", error_id
 
     def _authorizer(self, job: Job):
         """The policy check a question passes before any work (None: policy not enforced)."""
@@ -442,6 +530,7 @@ class KpiBot:
             policy = current()
             if not policy.rules_for(needs):
                 return
+            job.restricted = True
             place = self.place(job)
             if policy.allows(needs, place):
                 return
@@ -534,20 +623,22 @@ class KpiBot:
         body_blocks = blocks.text_blocks(text) if with_blocks else None
         if job.surface == "slash" and job.response_url:
             resp = make_webhook(job.response_url).send(
-                text=text, blocks=body_blocks, response_type="ephemeral", replace_original=False
+                text=blocks.fallback(text), blocks=body_blocks, response_type="ephemeral", replace_original=False
             )
             if resp.status_code == 200:
                 return
             log_event(log, "response_url_failed", level=30, status=resp.status_code, body=str(resp.body)[:200])
         if job.surface == "dm":
-            self.client.chat_postMessage(channel=job.channel_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts)
+            self.client.chat_postMessage(channel=job.channel_id, text=blocks.fallback(text), blocks=body_blocks,
+                                         thread_ts=job.thread_ts)
             return
         self.client.chat_postEphemeral(
-            channel=job.channel_id, user=job.user_id, text=text, blocks=body_blocks, thread_ts=job.thread_ts
+            channel=job.channel_id, user=job.user_id, text=blocks.fallback(text), blocks=body_blocks,
+            thread_ts=job.thread_ts,
         )
 
     def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-        asked = f"Asked by <@{job.user_id}> · `/kpi {job.text}`" if job.surface == "slash" else None
+        asked = blocks.asked_by(job.user_id, job.text) if job.surface == "slash" else None
         try:
             posted = self.client.chat_postMessage(
                 channel=job.channel_id,
@@ -609,7 +700,7 @@ class KpiBot:
             text += f"\n_{chart_note}_"
         try:
             posted = self.client.chat_postMessage(
-                channel=job.channel_id, thread_ts=job.thread_ts, text=text[:3900],
+                channel=job.channel_id, thread_ts=job.thread_ts, text=blocks.fallback(text),
                 blocks=blocks.text_blocks(text), unfurl_links=False, unfurl_media=False,
             )
         except SlackApiError as exc:
@@ -617,7 +708,7 @@ class KpiBot:
                 raise
             # as for answers: not a member, or chat.postMessage failing, the response_url still works
             log_event(log, "post_fallback_response_url", level=30, error=exc.response.get("error"), channel=job.channel_id)
-            resp = make_webhook(job.response_url).send(text=text[:3900], blocks=blocks.text_blocks(text),
+            resp = make_webhook(job.response_url).send(text=blocks.fallback(text), blocks=blocks.text_blocks(text),
                                                        response_type="in_channel", replace_original=False)
             if resp.status_code != 200:
                 raise RuntimeError(f"response_url answered {resp.status_code}") from exc
@@ -634,7 +725,7 @@ class KpiBot:
         except (SlackApiError, SlackClientError, OSError) as exc:
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
             log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=f"report:{report.name}")
-            self.client.chat_update(channel=channel, ts=posted.get("ts"), text=text[:3900],  # type: ignore[arg-type]  # posted
+            self.client.chat_update(channel=channel, ts=str(posted.get("ts")), text=blocks.fallback(text),
                                     blocks=blocks.text_blocks(text + f"\n_{self._upload_failure_note(code)}_"))
             return "chart_failed"
 
@@ -716,10 +807,36 @@ class KpiBot:
         """Stop taking jobs; with ``wait``, finish the answers in flight."""
         if wait:  # answers in flight end now (their queries are interrupted), not when their SQL does
             database.interrupt_all()
-        # in the order work flows: early-acked requests → listeners → answers
-        self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
-        self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        try:  # in the order work flows: early-acked requests → listeners → answers
+            self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
+            self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
+            self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        finally:
+            if wait:  # drained: queries are allowed again (another app in this process, the CLI)
+                database.resume_queries()
+
+
+def _slack_error(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", None)
+        return str(exc.response.get("error") or f"HTTP {status}")[:60]
+    return type(exc).__name__
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth posting again: Slack answered 5xx or 429, or could not be reached."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200) or 200
+        return status >= 500 or status == 429 or exc.response.get("error") in ("ratelimited", "internal_error",
+                                                                               "fatal_error", "service_unavailable")
+    return isinstance(exc, SlackClientError | OSError)
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return (urlsplit(url).hostname or "")[:100]
+    except ValueError:
+        return None
 
 
 def _load_policy():

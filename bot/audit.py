@@ -23,11 +23,20 @@ What a row holds::
 Never stored: tokens (the text goes through :func:`bot.logging.redact`), answer values of
 any kind (so nothing of a refused question's numbers can leak through the log).
 
-Writes are best effort and off the answer path: :func:`record` only puts the row on a
-bounded in-memory queue (it never blocks and never raises); one background thread writes
-batches. If the state database is down the batch is kept and retried with backoff; rows
-beyond the queue's bound are dropped and counted. Every failure is logged. ``KPI_AUDIT=0``
-turns the log off.
+Most writes are off the answer path: :func:`record` only puts the row on a bounded
+in-memory queue (it never blocks and never raises); one background thread writes batches.
+If the state database is down the batch is kept and retried with backoff; rows beyond the
+queue's bound are dropped and counted. Every failure is logged and opens the ``audit``
+problem in :mod:`bot.health` (``/healthz`` answers 503) until a write succeeds again.
+
+A restricted answer (one the KPI policy governs) is different: its row is written by
+:func:`write_before`, synchronously, *before* the answer is posted, so no restricted
+number reaches Slack without a row (a kill between post and write cannot lose it). If that
+write fails the answer is withheld. The row says ``answered``; :func:`amend` corrects it if
+the post then fails. ``KPI_AUDIT=0`` turns the log off (and the withholding with it).
+
+``kpibot audit`` prints control and format characters (terminal escapes, bidi overrides)
+as visible ``\x1b`` / ``\u202e`` codes, so a question cannot forge or hide rows.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import queue
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -56,9 +66,11 @@ from sqlalchemy import (
     Text,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
+from bot import health
 from bot.logging import event, get_logger, redact
 
 log = get_logger("kpibot.audit")
@@ -261,6 +273,7 @@ class AuditWriter:
                 with engine.begin() as conn:
                     conn.execute(insert(audit_log), rows)
                 self.written += len(rows)
+                health.clear("audit")
                 return
             except Exception as exc:  # noqa: BLE001 - any failure: log, retry, maybe drop
                 self.failures += 1
@@ -276,6 +289,7 @@ class AuditWriter:
                     return
                 if give_up:
                     self.dropped += len(rows)
+                    health.report("audit", f"audit rows could not be written ({type(exc).__name__})")
                     return
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
@@ -299,6 +313,53 @@ def record(**fields: Any) -> None:
         event(log, "audit_record_failed", level=30, exc_info=True)
 
 
+def write_before(
+    *,
+    surface: str,
+    text: str,
+    user_id: str | None,
+    channel_id: str | None,
+    team_id: str | None,
+    kpi: str | None,
+    command: str | None = "question",
+) -> int | None:
+    """The row of a restricted answer, written now, before it is posted: its id (0 when the
+    audit log is off), or None when it could not be written: then the answer must be withheld."""
+    if not enabled():
+        return 0
+    url = _state_url()
+    row = _row({"source": "slack", "surface": surface, "team_id": team_id, "user_id": user_id,
+                "channel_id": channel_id, "command": command, "kpi": kpi, "question": text,
+                "outcome": ANSWERED, "allowed": True, "detail": "written before posting"})
+    try:
+        with engine_for(url).begin() as conn:
+            key = conn.execute(insert(audit_log).values(**row)).inserted_primary_key
+            assert key is not None
+            row_id = key[0]
+    except Exception as exc:  # noqa: BLE001 - any failure means: no row, so no answer
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        event(log, "audit_write_failed", level=40, rows=1, error=redact(first[:200]), before_post=True)
+        health.report("audit", f"audit rows could not be written ({type(exc).__name__}); restricted answers withheld")
+        return None
+    health.clear("audit")
+    return int(row_id or 0)
+
+
+def amend(row_id: int, *, outcome: str, error_id: str | None = None, detail: str | None = None,
+          elapsed_ms: float | None = None) -> None:
+    """Correct a :func:`write_before` row once the post is done (or failed). Never raises."""
+    if not row_id:
+        return
+    try:
+        values: dict[str, Any] = {"outcome": outcome, "error_id": error_id, "detail": _clip(detail, MAX_DETAIL)}
+        if elapsed_ms is not None:
+            values["elapsed_ms"] = round(float(elapsed_ms), 1)
+        with engine_for(_state_url()).begin() as conn:
+            conn.execute(update(audit_log).where(audit_log.c.id == row_id).values(**values))
+    except Exception:  # noqa: BLE001 - the row already says who asked what, where
+        event(log, "audit_amend_failed", level=30, exc_info=True, row_id=row_id)
+
+
 def question_outcome(reply: Any, *, limited: bool = False, delivery_failed: bool = False) -> str:
     """The audit outcome of a :class:`bot.router.Reply`."""
     reason = getattr(reply, "reason", None)
@@ -306,8 +367,10 @@ def question_outcome(reply: Any, *, limited: bool = False, delivery_failed: bool
         return RATE_LIMITED
     if reason == REFUSED_POLICY:
         return REFUSED_POLICY
-    if delivery_failed:
+    if delivery_failed or reason in ("error", "database"):
         return ERROR
+    if reason == BAD_QUESTION:  # e.g. a schedules command that failed: never "answered"
+        return BAD_QUESTION
     if reply.kind in ("answer", "info"):
         return ANSWERED
     if getattr(reply, "error_id", None) or reason in ("error", "database"):
@@ -409,6 +472,18 @@ def latest(limit: int = 50, *, url: str | None = None) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
+def printable(value: Any) -> str:
+    """``value`` for a terminal: control and format characters (ESC, CR, bidi overrides…)
+    shown as visible codes, so text from Slack cannot move the cursor or forge a row."""
+    out = []
+    for ch in str(value):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 HEADER = ("when (UTC)", "source", "where", "who", "outcome", "kpi", "ms", "question / detail")
 
 
@@ -422,9 +497,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         said = r["question"] or ""
         if r["detail"]:
             said = f"{said} — {r['detail']}" if said else r["detail"]
-        said = said.replace("\n", " ")
-        lines.append((when, source, r["channel_id"] or "-", r["user_id"] or "-", outcome, r["kpi"] or "-",
-                      ms, said[:100]))
+        said = printable(said.replace("\n", " "))
+        lines.append(tuple(printable(v) for v in (when, source, r["channel_id"] or "-", r["user_id"] or "-",
+                                                  outcome, r["kpi"] or "-", ms)) + (said[:100],))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(HEADER[:-1])]
     out = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=False)) + "  " + HEADER[-1]]
     for line in lines:
@@ -450,5 +525,6 @@ def print_latest(limit: int = 50, *, url: str | None = None, stream: TextIO | No
 
 __all__ = [
     "audit_log", "audit_metadata", "record", "record_question", "record_delivery", "question_outcome",
-    "flush", "latest", "print_latest", "writer", "engine_for", "AuditWriter",
+    "flush", "latest", "print_latest", "writer", "engine_for", "AuditWriter", "write_before", "amend",
+    "printable",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from bot import mrkdwn
 from metrics import render
 from metrics.result import Result
 
@@ -41,7 +42,17 @@ Block = dict[str, Any]
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": text}
+    """Every mrkdwn element of every block is escaped here (see :mod:`bot.mrkdwn`)."""
+    return {"type": "mrkdwn", "text": mrkdwn.escape(text)}
+
+
+def _plain_text(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": mrkdwn.plain(text), "emoji": True}
+
+
+def fallback(text: str, limit: int = 3900) -> str:
+    """A message's top-level ``text`` (notifications; Slack parses it as mrkdwn too), escaped."""
+    return _clip(mrkdwn.escape(text), limit)
 
 
 def section(text: str) -> Block:
@@ -145,7 +156,7 @@ def trend_text(result: Result) -> str | None:
 
 def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str | None = None) -> list[Block]:
     """The whole answer. ``chart_note`` explains a missing chart; ``asked`` credits the asker."""
-    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": header_text(result), "emoji": True}}]
+    blocks: list[Block] = [{"type": "header", "text": _plain_text(header_text(result))}]
     lines = [value_text(result)]
     for line in (change_text(result), result.explanation, sample_text(result), render.extras_line(result)):
         if line:
@@ -171,7 +182,7 @@ def answer_text(result: Result, *, chart_note: str | None = None) -> str:
     text = render.text(result)
     if chart_note:
         text += f"\n_{chart_note}_"
-    return _clip(text, TEXT_MAX)
+    return fallback(text, TEXT_MAX)
 
 
 def chart_alt_text(result: Result) -> str:
@@ -226,6 +237,11 @@ def text_blocks(text: str) -> list[Block]:
     if current or not chunks:
         chunks.append(current or " ")
     return [section(c) for c in chunks[:50]]
+
+
+def asked_by(user_id: str, question: str) -> str:
+    """The credit under a slash-command answer; the question is the user's text, escaped later."""
+    return f"Asked by {mrkdwn.user(user_id)} · `/kpi {question.replace('`', ' ')}`"
 
 
 def working_text() -> str:

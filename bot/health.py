@@ -9,6 +9,10 @@ doubling to 60 s) and recovers by itself; meanwhile ``GET /healthz`` answers 503
 connected, the SDK's client reconnects by itself, and ``/healthz`` is 503 while it is down.
 ``GET /livez`` is 200 as long as the process serves (for a liveness probe that must not
 restart it over a Slack outage).
+
+Beside Slack, a registry of problems: any part of the bot reports one under a name
+(``audit``: audit rows cannot be written, so restricted answers are withheld) and clears it
+when it is over; ``/healthz`` is 503 with the list while any is open (:func:`check`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +32,39 @@ from slack_sdk.errors import SlackApiError
 from bot import logging as kpilog
 
 log = kpilog.get_logger("kpibot.health")
+
+_lock = threading.Lock()
+_problems: dict[str, tuple[str, float]] = {}  # name -> (what, since: time.time())
+
+
+def report(name: str, detail: str) -> None:
+    """Open (or keep open) problem ``name``; ``detail`` is a short line safe to show an operator."""
+    with _lock:
+        since = _problems.get(name, (detail, time.time()))[1]
+        _problems[name] = (detail[:200], since)
+
+
+def clear(name: str) -> None:
+    with _lock:
+        _problems.pop(name, None)
+
+
+def problems() -> dict[str, dict[str, object]]:
+    """The open problems: name -> {"detail", "since"} (epoch seconds)."""
+    with _lock:
+        return {name: {"detail": d, "since": round(s, 3)} for name, (d, s) in _problems.items()}
+
+
+def check(state: Health | None, mode: str) -> tuple[int, dict]:
+    """``/healthz``: the HTTP status and body from the Slack link (None: not tracked) and the
+    open problems."""
+    body: dict = state.payload(mode) if state is not None else {"ok": True, "mode": mode}
+    open_problems = problems()
+    if open_problems:
+        body["ok"] = False
+        body["problems"] = open_problems
+    return (200 if body["ok"] else 503), body
+
 
 #: ``auth.test`` errors no retry can fix: the token itself is wrong.
 FATAL_ERRORS = frozenset({
@@ -175,8 +213,7 @@ class HealthServer:
             if path == "/livez":
                 status, body = 200, {"ok": True, "mode": mode}
             elif path == "/healthz":
-                h = health()
-                status, body = (200 if h.ok else 503), h.payload(mode)
+                status, body = check(health(), mode)
             else:
                 status, body = 404, {"error": "not found"}
             data = json.dumps(body).encode()

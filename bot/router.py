@@ -108,6 +108,14 @@ def clean_text(text: str | None, bot_user_id: str | None = None) -> str:
     return text.strip()
 
 
+def is_instant(text: str) -> bool:
+    """Help, the list and a definition: answered from the catalogue, no query, so not counted
+    in a user's questions in flight."""
+    words = (text or "").split()
+    head = words[0].lower().rstrip(":") if words else ""
+    return (head in HELP_WORDS and len(words) <= 1) or (head in LIST_WORDS and len(words) == 1) or head in DEFINE_WORDS
+
+
 def route(text: str, ctx: Context | None = None, *, ask: Ask | None = None) -> Reply:
     """Dispatch one (already cleaned) line and never raise."""
     ctx = ctx or Context()

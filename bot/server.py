@@ -43,6 +43,7 @@ from starlette.routing import Route
 from bot import logging as kpilog
 from bot.app import KpiBot, Settings, create_bot
 from bot.health import Health, HealthServer, SlackLink, SlackRefused, verify_token
+from bot.health import check as health_check
 
 log = kpilog.get_logger("kpibot.server")
 
@@ -86,7 +87,7 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH, health: Callable[[], Hea
             kpilog.event(log, "request_too_large", level=30, content_length=request.headers.get("content-length"))
             return JSONResponse({"error": "payload too large"}, status_code=413)
         timestamp = request.headers.get("x-slack-request-timestamp")
-        if timestamp is not None and not timestamp.isdigit():
+        if timestamp is not None and not _is_timestamp(timestamp):
             # Not from Slack; and Bolt's own check would raise on it (a 500 and a traceback).
             # (No timestamp at all goes on: Bolt answers ssl_check pings, and refuses the rest.)
             kpilog.event(log, "rejected_request", level=30, status=401, reason="no valid timestamp", bytes=len(body))
@@ -118,10 +119,8 @@ def build_asgi(bot: KpiBot, *, path: str = EVENTS_PATH, health: Callable[[], Hea
         return to_starlette_response(bolt_response)
 
     async def healthz(request: Request) -> Response:
-        if health is None:
-            return JSONResponse({"ok": True, "mode": "http"})
-        state = health()
-        return JSONResponse(state.payload("http"), status_code=200 if state.ok else 503)
+        status, body = health_check(health() if health is not None else None, "http")
+        return JSONResponse(body, status_code=status)
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"ok": True, "mode": "http"})
@@ -166,6 +165,9 @@ def _check_shape(body, depth: int = 0) -> None:
                 _check_shape(item, depth + 1)
         elif not isinstance(value, dict):
             raise ValueError(f"{key} must be an object")
+        elif key == "view" and not isinstance(value.get("type"), str):
+            # Bolt reads body["view"]["type"] unchecked on every view payload (a KeyError, a 500)
+            raise ValueError("view must have a type")
         elif depth < 3:
             _check_shape(value, depth + 1)
     for key in _TEXT_FIELDS:
@@ -176,10 +178,15 @@ def _check_shape(body, depth: int = 0) -> None:
             raise ValueError(f"{key} must be an id or an object")
 
 
+def _is_timestamp(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" or "٣", which ``int()`` rejects or reads."""
+    return value.isascii() and value.isdigit() and len(value) <= 12
+
+
 def _signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signature: str) -> bool:
     """Slack's signature check over the raw bytes; never raises (the SDK's decodes the body as
     UTF-8 and parses the timestamp, so a garbage request would otherwise become a 500)."""
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 60 * 5:
+    if not _is_timestamp(timestamp) or abs(time.time() - int(timestamp)) > 60 * 5:
         return False
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(verifier.signing_secret.encode(), base, hashlib.sha256).hexdigest()

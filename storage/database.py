@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import logging
 import os
 import re
 import statistics
@@ -631,14 +632,14 @@ def _shut_socket(driver_connection) -> None:
         sock.close()
 
 
-_ADDRESS = re.compile(r'\s*(?:to server )?at "[^"]*"(?: \([^)]*\))?, port \d+|\s*on socket "[^"]*"')
-
-
 def _short(exc: BaseException) -> str:
-    """One line for an outage: the driver's first line, without the server's address."""
+    """One generic line for users; the driver's text (host, port, file, user) only goes to the log."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"the metrics database is not answering ({_ADDRESS.sub('', first)[:160]})"
+    logging.getLogger("kpibot.storage").warning("metrics database error: %s: %s", type(orig).__name__, first[:300])
+    if "statement timeout" in first:  # the server's own deadline: worth saying, and no address in it
+        return "the metrics database stopped the query: it took too long (statement timeout)"
+    return "the metrics database is not answering right now; try again in a few minutes"
 
 
 def dispose_all() -> None:

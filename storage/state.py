@@ -230,6 +230,23 @@ def insert_unique(conn: Connection, table: Table, values: dict) -> int | None:
     return result.inserted_primary_key[0]  # type: ignore[index]  # an INSERT has one
 
 
+def insert_unique_key(conn: Connection, table: Table, values: dict) -> bool:
+    """:func:`insert_unique` for a table whose primary key is given (no id comes back):
+    True if this INSERT created the row, False if the key was taken."""
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+        return conn.execute(insert.values(**values).on_conflict_do_nothing()).rowcount == 1
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(table.insert().values(**values))
+    except IntegrityError:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
 def dispose_all() -> None:
     with _lock:
         for engine in _engines.values():

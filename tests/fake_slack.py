@@ -7,7 +7,8 @@ Served:
 
 * ``POST /api/<method>``: ``auth.test``, ``users.info`` (tz from :attr:`FakeSlack.users`),
   ``chat.postMessage``, ``chat.postEphemeral``, ``chat.update``, ``chat.delete``,
-  ``conversations.open``, ``files.getUploadURLExternal``, ``files.completeUploadExternal``;
+  ``conversations.open``, ``conversations.history`` (the posts it has taken, with their
+  ``metadata``), ``files.getUploadURLExternal``, ``files.completeUploadExternal``;
   other methods answer ``{"ok": false, "error": "unknown_method"}``. Bodies may be form or
   JSON encoded, as the SDK sends them; the bearer token is checked when ``token`` is given.
 * ``POST /upload/<file_id>``: step 2 of ``files_upload_v2`` (raw bytes, kept in
@@ -420,9 +421,30 @@ class FakeSlack:
                 for f in files
             ]
             return 200, {"ok": True, "files": out}
+        if method == "conversations.history":
+            return 200, {"ok": True, "messages": self._history(channel, p), "has_more": False}
         if method == "response_url":
             return 200, "ok"
         return 200, {"ok": False, "error": "unknown_method"}
+
+    def _history(self, channel: str | None, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """Top-level messages posted to ``channel`` (newest first), with their metadata when
+        ``include_all_metadata`` is asked for, as Slack's ``conversations.history`` returns them."""
+        oldest = float(p.get("oldest") or 0)
+        with_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        out = []
+        for c in self.calls("chat.postMessage", ok=True, where=lambda c: c.params.get("channel") == channel):
+            if c.params.get("thread_ts") or float(c.response["ts"]) < oldest:
+                continue
+            message = {"type": "message", "ts": c.response["ts"], "text": c.params.get("text", ""),
+                       "bot_id": self.bot_id}
+            metadata = c.params.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            if with_metadata and metadata:
+                message["metadata"] = metadata
+            out.append(message)
+        return list(reversed(out))[: int(p.get("limit") or 100)]
 
 
 class FakeSocketMode:

@@ -13,6 +13,7 @@ import http.client
 import itertools
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,10 +123,11 @@ class SlackSender:
         return http_request(self.url, "POST", body, headers)
 
     def command(self, text: str, *, channel: str = "C0GENERAL", user: str = "U0ALICE", command: str = "/kpi",
-                response_key: str | None = None, channel_name: str | None = None, **kwargs) -> tuple[Response, str]:
+                response_key: str | None = None, channel_name: str | None = None,
+                response_url: str | None = None, **kwargs) -> tuple[Response, str]:
         """A slash command; returns the HTTP response and the ``response_url`` it carried.
         ``channel_name`` as Slack sends it: ``directmessage``, ``mpdm-…`` for a group DM."""
-        response_url = self.response_url(response_key)
+        response_url = response_url or self.response_url(response_key)
         form = {
             "token": "legacy-verification-token",
             "team_id": TEAM_ID,
@@ -139,7 +141,9 @@ class SlackSender:
             "api_app_id": "A0KPI",
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{next(self._ids)}.1.abc",
+            # unique like Slack's: the bot answers a trigger_id (and an event_id) once, in a
+            # store that outlives one app (the state database, Redis)
+            "trigger_id": f"{next(self._ids)}.{uuid.uuid4().hex[:12]}",
         }
         body = urlencode(form).encode()
         return self.post(body, "application/x-www-form-urlencoded", **kwargs), response_url
@@ -147,7 +151,7 @@ class SlackSender:
     def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None,
               **kwargs) -> tuple[Response, str]:
         """An Events API delivery (``event_callback``); returns the response and the event id."""
-        event_id = event_id or f"Ev{next(self._ids):08d}"
+        event_id = event_id or f"Ev{next(self._ids):08d}{uuid.uuid4().hex[:8].upper()}"
         envelope = {
             "token": "legacy-verification-token",
             "team_id": TEAM_ID,

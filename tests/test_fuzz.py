@@ -19,6 +19,7 @@ import json
 import socket
 import time
 import tracemalloc
+import uuid
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
@@ -138,7 +139,8 @@ question_text = st.one_of(
                                                  st.text(max_size=30), max_size=3))
 def test_signed_commands_with_random_text_are_acked(app, text, extra):
     """Valid Slack requests with odd text: acked at once; the answers are checked below."""
-    form = {**SLASH, **extra, "text": text, "channel_id": new_channel("CF"), "response_url": app.fake.response_url()}
+    form = {**SLASH, **extra, "text": text, "channel_id": new_channel("CF"), "response_url": app.fake.response_url(),
+            "trigger_id": f"1.{uuid.uuid4().hex}"}  # each command is new: a repeated trigger_id is a replay
     body = _form(form)
     resp = app.send.post(body, "application/x-www-form-urlencoded")
     assert resp.status == 200 and resp.body == b"" and resp.elapsed < 3

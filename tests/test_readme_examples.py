@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.policy import DEFAULT
+from bot.policy import DEFAULT, Place
+from metrics.access import for_metric
 from metrics.catalogue import resolve
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -18,4 +19,4 @@ def test_the_digest_example_is_allowed_by_the_default_policy():
     assert kpis, line
     for word in kpis:
         metric = resolve(word)  # raises on an unknown KPI
-        assert DEFAULT.allows(metric.id, channel_id="C0GENERAL", user_id="U0SOMEONE"), word
+        assert DEFAULT.allows(for_metric(metric.id), Place("C0GENERAL")), word

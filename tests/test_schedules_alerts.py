@@ -144,10 +144,12 @@ def test_alert_by_dimension_fires_per_segment(state_url, duck_url, slack, client
     assert out.notes == [
         "1/billing: hold (only 5 responses in the window (needs 30))",
         "1/onboarding: ok",
-        "1/support: fired",
+        "1/support: fired (grouped)",
+        "1: grouped alert for 1 segments posted",
     ]
-    [alert] = posts(slack)
-    assert "Net Promoter Score for touchpoint = support below 30" in alert.text
+    [alert] = posts(slack)  # one message for the segments that fired together (issue 15)
+    assert "Net Promoter Score below 30* in 1 segment by touchpoint" in alert.text
+    assert "• touchpoint = support: " in alert.text
     assert states(state_url)["support"]["status"] == "breaching"
     assert "onboarding" not in states(state_url)  # quiet segments keep no state
     listing = commands.handle(["alert", "list"], channel_id="C1", user_id="U1", user_tz="UTC", now=T0,

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from bot import mrkdwn
 from bot.schedules import commands
 from storage import state
 from tests.test_schedules_support import (
@@ -24,8 +25,9 @@ NOW = utc(2026, 3, 18, 10, 0)  # a Wednesday
 
 def slash(words: str, state_url: str, *, channel: str = "C1", user: str = "U1", tz: str | None = "Europe/Berlin",
           now=NOW, client=None) -> str:
-    return commands.handle(words.split(), channel_id=channel, user_id=user, user_tz=tz, now=now,
-                           state_url=state_url, client=client)
+    # as Slack shows it: the reply goes out through bot.mrkdwn.escape (channel links intact)
+    return mrkdwn.escape(commands.handle(words.split(), channel_id=channel, user_id=user, user_tz=tz, now=now,
+                                         state_url=state_url, client=client))
 
 
 def rows(state_url: str, table) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.schedules import commands, store
-from bot.schedules.delivery import Outbox
+from bot.schedules.delivery import Op, Outbox
 from bot.schedules.parse import parse_digest
 from storage import state
 from tests.test_schedules_support import (
@@ -162,19 +162,39 @@ def test_claim_left_by_a_dead_process_is_taken_over(state_url, duck_url, slack, 
     assert len(posts(slack, "C1")) == 1
 
 
-def test_post_interrupted_mid_call_is_reported_not_reposted(state_url, duck_url, slack, client):
+def test_post_interrupted_mid_call_is_posted_again_when_it_is_not_in_the_channel(state_url, duck_url, slack,
+                                                                                 client):
     weekly_digest(state_url)
     engine = state.get_state_engine(state_url)
     dead = Outbox(engine, None, me="dead-host:1")
     did = dead.claim("digest:1:2026-03-23T09:00", now=SLOT, kind="digest", ref_id=1, slot=SLOT, channel_id="C1",
                      owner="U1")
-    with engine.begin() as conn:  # it died after telling Slack, before hearing back
+    with engine.begin() as conn:  # it died while telling Slack; Slack never got it
         conn.execute(update(state.deliveries).where(state.deliveries.c.id == did).values(status="sending"))
     svc = service(state_url, client, duck_url)
-    svc.retry_failed(SLOT + timedelta(minutes=20))
-    [report] = posts(slack, "C1")
-    assert "may not have been posted" in report.text and "stopped while posting" in report.text
-    assert {r["kind"]: r["status"] for r in deliveries(state_url)} == {"digest": "unknown", "report": "posted"}
+    assert svc.retry_failed(SLOT + timedelta(minutes=2)).posted == []  # may still be in flight
+    assert svc.retry_failed(SLOT + timedelta(minutes=5)).posted == ["digest:1:2026-03-23T09:00"]
+    [late] = posts(slack, "C1")  # at least once: the digest, marked late
+    assert "⏰ _Late: this digest was due" in late.text and "stopped while posting" in late.text
+    assert {r["kind"]: r["status"] for r in deliveries(state_url)} == {"digest": "posted"}
+
+
+def test_post_interrupted_after_slack_took_it_is_not_posted_twice(state_url, duck_url, slack, client):
+    weekly_digest(state_url)
+    engine = state.get_state_engine(state_url)
+    dying = Outbox(engine, client, me="dying-host:1")
+    key = "digest:1:2026-03-23T09:00"
+    did = dying.claim(key, now=SLOT, kind="digest", ref_id=1, slot=SLOT, channel_id="C1", owner="U1")
+    assert dying.send(did, [Op("post", "C1", "the digest")], now=SLOT).ok
+    with engine.begin() as conn:  # Slack took it; the process died before recording that
+        conn.execute(update(state.deliveries).where(state.deliveries.c.id == did).values(status="sending"))
+    svc = service(state_url, client, duck_url)
+    svc.retry_failed(SLOT + timedelta(minutes=5))
+    svc.retry_failed(SLOT + timedelta(minutes=10))
+    [only] = posts(slack, "C1")
+    assert only.text == "the digest"
+    [row] = deliveries(state_url)
+    assert row["status"] == "posted" and row["message_ts"] == only.response["ts"]
 
 
 def test_digest_without_upload_permission_is_posted_without_its_chart(state_url, duck_url, slack, client):

@@ -169,7 +169,7 @@ def _limits_ok(blks):
 
 def test_answer_blocks(url):
     result = ask(QUESTION, url=url)
-    blks = blocks.answer_blocks(result, chart_note="The chart could not be attached.", asked="Asked by <@U1>")
+    blks = blocks.answer_blocks(result, chart_note="The chart could not be attached.", asked=blocks.asked_by("U1", "nps"))
     _limits_ok(blks)
     assert blks[0]["type"] == "header" and blks[0]["text"]["text"].startswith("Net Promoter Score — 2026-Q3")
     main = blks[1]["text"]["text"]

@@ -48,6 +48,7 @@ from .store import Rule
 log = get_logger("kpibot.schedules")
 
 MAX_SEGMENTS = 200  # a "by" rule watches at most this many segments (the largest)
+GROUP_LINES = 25  # segments listed in a grouped alert message (the rest are counted)
 
 
 # ---- windows and readings ------------------------------------------------------------------------
@@ -270,10 +271,14 @@ class AlertRunner:
             segments = {""}
         min_n = min_sample_for(rule, metric, self.config)
         outcomes = []
+        # a "by" rule: the segments that start breaching now share ONE message (not one each)
+        pending: list[tuple[str, int, Verdict, int]] | None = [] if rule.dimension else None
         for segment in sorted(segments):
             reading = readings.get(segment) or Reading(segment)
             verdict = judge(rule, metric, reading, min_n)
-            outcomes.append(self._step(rule, metric, segment, verdict, current, states.get(segment), now))
+            outcomes.append(self._step(rule, metric, segment, verdict, current, states.get(segment), now, pending))
+        if pending:
+            outcomes.append(self._fire_group(rule, metric, current, pending, now))
         return outcomes
 
     def close_removed(self, now: datetime) -> list[str]:
@@ -285,13 +290,15 @@ class AlertRunner:
                 .where(alert_states.c.status == "breaching", alert_rules.c.removed_at.is_not(None))
             ).mappings().all()
         out = []
+        edited: set[tuple[str, str]] = set()  # a grouped message is shared by its segments: edit it once
         for st in rows:
             rule_id, segment, episode = st["rule_id"], st["segment"], st["episode"]
             closed = self._update(rule_id, segment, alert_states.c.episode == episode,
                                   alert_states.c.status == "breaching", status="closed",
                                   updated_at=naive_utc(now))
-            if not closed or not st["message_ts"]:
+            if not closed or not st["message_ts"] or (st["channel_id"], st["message_ts"]) in edited:
                 continue
+            edited.add((st["channel_id"], st["message_ts"]))
             text = f"⏹️ *Alert #{rule_id} removed* ({st['text']}) — no more updates here."
             ops = [Op("update", st["channel_id"], text, ts=st["message_ts"])]
             key = f"alert:{rule_id}:{segment_key(segment)}:{episode}:closed"
@@ -329,7 +336,7 @@ class AlertRunner:
     # ---- one evaluation of one segment -----------------------------------------------------------
 
     def _step(self, rule: Rule, metric: Metric, segment: str, verdict: Verdict, current: Period,
-              known: RowMapping | None, now: datetime) -> str:
+              known: RowMapping | None, now: datetime, pending: list | None = None) -> str:
         label = f"{rule.id}/{segment or '-'}"
         r = verdict.reading
         # Quiet segments that never breached keep no state row (a "by" rule may have hundreds).
@@ -362,7 +369,7 @@ class AlertRunner:
         if state["status"] == "ok":
             if state["streak"] < rule.consecutive:
                 return f"{label}: breach {state['streak']}/{rule.consecutive}"
-            return f"{label}: " + self._fire(rule, metric, segment, verdict, current, state, now)
+            return f"{label}: " + self._fire(rule, metric, segment, verdict, current, state, now, pending)
         if state["notified_window"] is None or state["notified_window"] < current.end:
             return f"{label}: " + self._follow_up(rule, metric, segment, verdict, current, state, now)
         return f"{label}: still breaching"
@@ -383,7 +390,7 @@ class AlertRunner:
         lines.append(f"{status} · updates in the thread · `/kpi alert snooze {rule.id} 2d` to quiet it")
         return "\n".join(lines)
 
-    def _fire(self, rule, metric, segment, verdict, current, state, now) -> str:
+    def _fire(self, rule, metric, segment, verdict, current, state, now, pending=None) -> str:
         episode = state["episode"] + 1
         text = self.main_text(rule, metric, segment, verdict, current, now, now, first=True)
         ops = [Op("post", rule.channel_id, text)]
@@ -405,9 +412,54 @@ class AlertRunner:
                              reported_at=naive_utc(now))
             return "fire superseded"
         event(log, "alert_fired", rule=rule.id, segment=segment, episode=episode, value=verdict.reading.value)
+        if pending is not None:  # posted with the other segments by _fire_group
+            pending.append((segment, episode, verdict, did))
+            return "fired (grouped)"
         sent = self.outbox.send(did, ops, now=now)
         self.after_fire(rule.id, segment, episode, sent)
         return "fired" if sent.ok else f"fire failed ({sent.failure.reason if sent.failure else '?'})"
+
+    def group_text(self, rule: Rule, metric: Metric, current: Period, fired: list[tuple[str, Verdict]]) -> str:
+        head = (f"🚨 *Alert #{rule.id}: {metric.label} {condition_text(rule, metric)}* in {len(fired)} "
+                f"{'segment' if len(fired) == 1 else 'segments'} by {rule.dimension}")
+        lines = [head]
+        for segment, verdict in fired[:GROUP_LINES]:
+            lines.append(f"• {rule.dimension} = {segment}: {reading_text(rule, metric, verdict, current)}")
+        if len(fired) > GROUP_LINES:
+            lines.append(f"…and {len(fired) - GROUP_LINES} more (`/kpi alert list` shows every breaching segment)")
+        lines.append(f"Updates in the thread · `/kpi alert snooze {rule.id} 2d` to quiet it")
+        return "\n".join(lines)
+
+    def _fire_group(self, rule: Rule, metric: Metric, current: Period, pending: list, now: datetime) -> str:
+        """One message for every segment of a ``by`` rule that started breaching in this pass.
+
+        Each segment keeps its own state and its own claimed ``fire`` row (so two schedulers
+        still fire a segment once); the message is one more delivery, ``alert_group``, whose
+        retries set every segment's message ts. The per-segment rows are closed as skipped
+        once the group is handed to the outbox (a crash before that leaves them to be
+        retried one by one: at least once)."""
+        fired = [(segment, verdict) for segment, _, verdict, _ in pending]
+        ops = [Op("post", rule.channel_id, self.group_text(rule, metric, current, fired))]
+        members = [[segment, episode] for segment, episode, _, _ in pending]
+        digest = hashlib.sha1(repr(members).encode(), usedforsecurity=False).hexdigest()[:12]
+        key = f"alert:{rule.id}:group:{current.end.isoformat()}:{digest}"
+        gid = self.outbox.claim(key, now=now, slot=now, kind="alert_group", ref_id=rule.id,
+                                channel_id=rule.channel_id, owner=rule.owner,
+                                payload={"segments": members, "window": current.end.isoformat(),
+                                         "ops": [o.to_json() for o in ops]})
+        if gid is None:
+            return f"{rule.id}: group claimed elsewhere"
+        for _, _, _, did in pending:
+            self.outbox.mark(did, "skipped", now=now, reason=f"posted in the grouped message {key}",
+                             reported_at=naive_utc(now))
+        sent = self.outbox.send(gid, ops, now=now)
+        self.after_group(rule.id, members, sent)
+        return f"{rule.id}: grouped alert for {len(pending)} segments " + (
+            "posted" if sent.ok else f"failed ({sent.failure.reason if sent.failure else '?'})")
+
+    def after_group(self, rule_id: int, members: list, sent: Sent) -> None:
+        for segment, episode in members:
+            self.after_fire(rule_id, segment, episode, sent)
 
     def after_fire(self, rule_id: int, segment: str, episode: int, sent: Sent) -> None:
         if sent.ok and sent.ts:
@@ -425,6 +477,8 @@ class AlertRunner:
             f"Still {condition_text(rule, metric)}: {reading_text(rule, metric, verdict, current)}."
         )
         ops = [Op("update", channel, main, ts=ts), Op("post", channel, reply, thread_ts=ts)]
+        if rule.dimension:  # the message is the group's: say it in its thread only
+            ops = [Op("post", channel, f"{subject(rule, metric, segment)}: {reply}", thread_ts=ts)]
         key = self._key(rule, segment, episode, f"followup:{current.end.isoformat()}")
         did = self.outbox.claim(
             key, now=now, slot=now, kind="alert_followup", ref_id=rule.id, segment=segment, channel_id=channel,
@@ -452,6 +506,8 @@ class AlertRunner:
                 Op("post", channel, f"✅ Recovered: {back}. No longer {condition_text(rule, metric)}.",
                    thread_ts=ts),
             ]
+            if rule.dimension:  # the message is the group's: say it in its thread only
+                ops = [Op("post", channel, f"✅ Recovered — {title}: {back}. It lasted {span}.", thread_ts=ts)]
         else:
             fire = self.outbox.by_key(self._key(rule, segment, episode, "fire"))
             why = f" (the alert could not be posted at the time: {fire['reason']})" if fire and fire["reason"] else ""

@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import mrkdwn
 from bot.logging import event, get_logger
 from bot.policy import allows_schedule, may_list
 from bot.policy import current as current_policy
@@ -87,7 +88,7 @@ class Reply(str):
     """The reply text, with the exit code the terminal should use."""
 
     code: int = EXIT_OK
-    reason: str | None = None  # e.g. "refused-policy", for the audit log
+    reason: str | None = None  # for the audit log: refused-policy | bad-question | error (None: done)
 
     @classmethod
     def make(cls, text: str, code: int = EXIT_OK) -> Reply:
@@ -122,6 +123,24 @@ def run_command(
     client: WebClient | None = None,
     state_url: str | None = None,
 ) -> Reply:
+    reply = _run_command(args, channel_id=channel_id, user_id=user_id, user_tz=user_tz, now=now,
+                         surface=surface, client=client, state_url=state_url)
+    if reply.code != EXIT_OK and reply.reason is None:  # a failed command is never "answered"
+        reply.reason = "bad-question" if reply.code == EXIT_BAD_INPUT else "error"
+    return reply
+
+
+def _run_command(
+    args: list[str],
+    *,
+    channel_id: str | None,
+    user_id: str | None,
+    user_tz: str | None,
+    now: datetime,
+    surface: str,
+    client: WebClient | None = None,
+    state_url: str | None = None,
+) -> Reply:
     words = [w for w in args if w]
     if not words or words[0].lower().rstrip("s") not in ("digest", "alert"):
         return Reply.make("Say `digest …` or `alert …`.\n" + DIGEST_HELP + "\n" + ALERT_HELP, EXIT_BAD_INPUT)
@@ -146,10 +165,9 @@ def run_command(
     except SQLAlchemyError as exc:
         first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
         event(log, "schedules_db_error", level=40, error=first[:200], command=" ".join(words[:2]))
-        return Reply.make(
-            f"The schedules database (KPI_STATE_URL) is not answering ({first[:160]}); nothing was changed.",
-            EXIT_FAILED,
-        )
+        # driver text (host, port, file paths) is for the log and the terminal, not for Slack
+        why = f" ({first[:160]})" if surface == "cli" else ""
+        return Reply.make(f"The schedules database is not answering{why}; nothing was changed.", EXIT_FAILED)
 
 
 # ---- digests --------------------------------------------------------------------------------------
@@ -163,20 +181,46 @@ def _need_channel(ctx: Ctx) -> str:
     raise CommandError("Use this command in the channel the digest or alert should post to.")
 
 
+MAX_ID = 2**31 - 1  # the id column is a 32-bit INTEGER on PostgreSQL
+
+
 def _id(rest: list[str], what: str) -> int:
-    if not rest or not re.fullmatch(r"#?\d+", rest[0]):
+    if not rest or not re.fullmatch(r"#?[0-9]+", rest[0]):  # ASCII digits: \d also takes "٣"
         raise CommandError(f"Give the {what}'s number, e.g. `{what} remove 3` (see `{what} list`).")
-    return int(rest[0].lstrip("#"))
+    number = rest[0].lstrip("#")
+    if len(number) > 10 or int(number) > MAX_ID:
+        raise CommandError(f"There is no {what} #{number[:20]}{'…' if len(number) > 20 else ''} (see `{what} list`).")
+    return int(number)
 
 
 def _kpi_names(ids: tuple[str, ...] | list[str]) -> str:
     return ", ".join(CATALOGUE[i].label if i in CATALOGUE else i for i in ids)
 
 
+def _check_caps(kind: str, channel: str, ctx: Ctx) -> None:
+    """Refuse one more digest or alert rule past ``KPI_MAX_RULES_PER_CHANNEL`` / ``_PER_USER``
+    (Slack only). A count then an insert: two adds at the same instant may both pass."""
+    if ctx.surface != "slack":
+        return
+    if kind == "digest":
+        items = [(d.channel_id, d.created_by) for d in store.active_digests(ctx.state)]
+    else:
+        items = [(r.channel_id, r.owner) for r in store.active_rules(ctx.state)]
+    cap_c, cap_u = ctx.config.max_per_channel, ctx.config.max_per_user
+    what = "digests" if kind == "digest" else "alert rules"
+    if sum(1 for c, _ in items if c == channel) >= cap_c:
+        raise CommandError(f"This channel already has {cap_c} {what}, the most allowed. "
+                           f"Remove one first (`/kpi {kind} list`).")
+    if ctx.user_id and sum(1 for _, u in items if u == ctx.user_id) >= cap_u:
+        raise CommandError(f"You already have {cap_u} {what}, the most allowed per person. "
+                           f"Remove one first (`/kpi {kind} list all`).")
+
+
 def digest_add(rest: list[str], ctx: Ctx) -> Reply:
     spec = parse_digest(rest, default_tz=ctx.default_tz)
     channel = _need_channel(ctx)
     _check_policy(spec.metrics, channel, ctx)
+    _check_caps("digest", channel, ctx)
     digest = store.add_digest(ctx.state, spec, channel_id=channel, created_by=ctx.user_id, now=ctx.now,
                               source=ctx.surface)
     scheduler.notify_changed()
@@ -184,7 +228,7 @@ def digest_add(rest: list[str], ctx: Ctx) -> Reply:
     nxt = digest_mod.next_slot(digest_mod.trigger_for(spec), ctx.now)
     unit = digest_mod.UNIT[spec.frequency]
     return Reply.make(
-        f"✅ Digest #{digest.id} added: {spec.schedule_text()} in <#{channel}> — {_kpi_names(spec.metrics)}.\n"
+        f"✅ Digest #{digest.id} added: {spec.schedule_text()} in {mrkdwn.channel(channel)} — {_kpi_names(spec.metrics)}.\n"
         f"Time zone: {spec.timezone}, {ctx.tz_source(spec.timezone)}. "
         f"Each digest reports the last complete {unit} against the {unit} before.\n"
         f"First one: {when(nxt, spec.timezone) if nxt else 'never'}. "
@@ -199,7 +243,7 @@ def digest_list(rest: list[str], ctx: Ctx) -> Reply:
     items = [d for d in store.active_digests(ctx.state, channel)
              if ctx.surface == "cli" or may_list(d.metrics, None, d.channel_id, ctx.channel_id, ctx.user_id)]
     last = store.last_deliveries(ctx.state, "digest", [d.id for d in items])
-    where = "" if channel is None else f" in <#{channel}>"
+    where = "" if channel is None else f" in {mrkdwn.channel(channel)}"
     if not items:
         lines = [f"No digests{where}. Add one with {DIGEST_EXAMPLE}."]
     else:
@@ -207,7 +251,7 @@ def digest_list(rest: list[str], ctx: Ctx) -> Reply:
         for d in items:
             nxt = digest_mod.next_slot(digest_mod.trigger_for(d.spec), ctx.now)
             line = (
-                f"• #{d.id} {d.spec.schedule_text()} in <#{d.channel_id}> — {', '.join(d.metrics)}"
+                f"• #{d.id} {d.spec.schedule_text()} in {mrkdwn.channel(d.channel_id)} — {', '.join(d.metrics)}"
                 f" · next {when(nxt, d.timezone) if nxt else 'never'}"
             )
             if d.source == "file":
@@ -249,7 +293,7 @@ def _check_policy(kpis, channel: str, ctx: Ctx, dimension: str | None = None) ->
     if refused:
         event(log, "policy_refused", kpi=",".join(refused), channel=channel, user=ctx.user_id, dimension=dimension)
         names = ", ".join(f"`{k}`" for k in refused)
-        raise NotAllowed(f"I can't post {names} in <#{channel}>: it reads data the KPI policy keeps "
+        raise NotAllowed(f"I can't post {names} in {mrkdwn.channel(channel)}: it reads data the KPI policy keeps "
                          "to approved channels and people. An admin can allow it in the policy file (`KPI_POLICY`).")
 
 
@@ -258,13 +302,13 @@ def _may_change(created_by: str | None, ctx: Ctx, what: str, item_id: int) -> No
     if ctx.surface != "slack" or (created_by and ctx.user_id == created_by) or _policy().is_admin(ctx.user_id):
         return
     event(log, "change_refused", item=f"{what.lower()}:{item_id}", user=ctx.user_id, owner=created_by)
-    who = f"<@{created_by}>, who added it," if created_by else "whoever added it"
+    who = f"{mrkdwn.user(created_by)}, who added it," if created_by else "whoever added it"
     raise NotAllowed(f"Only {who} or a kpibot admin can remove or change {what.lower()} #{item_id}.")
 
 
 def _own(item_channel: str, ctx: Ctx, what: str, item_id: int) -> None:
     if ctx.surface == "slack" and ctx.channel_id and item_channel != ctx.channel_id:
-        raise CommandError(f"{what} #{item_id} posts in <#{item_channel}>; manage it from there.")
+        raise CommandError(f"{what} #{item_id} posts in {mrkdwn.channel(item_channel)}; manage it from there.")
 
 
 def digest_remove(rest: list[str], ctx: Ctx) -> Reply:
@@ -294,7 +338,7 @@ def digest_preview(rest: list[str], ctx: Ctx) -> Reply:
     service = _service(ctx)
     sent = service.preview(digest_id, ctx.now, requested_by=ctx.user_id)
     if sent.ok:
-        return Reply.make(f"👀 Posted a preview of digest #{digest_id} in <#{digest.channel_id}>.")
+        return Reply.make(f"👀 Posted a preview of digest #{digest_id} in {mrkdwn.channel(digest.channel_id)}.")
     reason = sent.failure.reason if sent.failure else "unknown error"
     return Reply.make(f"⚠️ The preview of digest #{digest_id} could not be posted: {reason}.", EXIT_FAILED)
 
@@ -330,6 +374,7 @@ def alert_add(rest: list[str], ctx: Ctx) -> Reply:
     spec = parse_alert(rest, default_tz=ctx.default_tz)
     channel = _need_channel(ctx)
     _check_policy([spec.metric], channel, ctx, spec.dimension)
+    _check_caps("alert", channel, ctx)
     metric = CATALOGUE[spec.metric]
     text = spec.describe(metric)
     rule = store.add_rule(ctx.state, spec, text, channel_id=channel, owner=ctx.user_id, now=ctx.now,
@@ -345,7 +390,7 @@ def alert_add(rest: list[str], ctx: Ctx) -> Reply:
         notes.append(f"it fires after {spec.consecutive} breaching windows in a row")
     extra = f" As a survey KPI, {' '.join(notes)}." if metric.survey else (f" {notes[0].capitalize()}." if notes else "")
     return Reply.make(
-        f"✅ Alert #{rule.id} added in <#{channel}>: {text}.\n"
+        f"✅ Alert #{rule.id} added in {mrkdwn.channel(channel)}: {text}.\n"
         f"Checked every {_minutes(ctx.config)} over the last complete {spec.window_days}-day window "
         f"(days end at midnight {spec.timezone}).{extra} It posts once when it starts, updates that "
         f"message while it lasts, and replies in its thread when it recovers."
@@ -363,7 +408,7 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
     channel = None if show_all and not (ctx.surface == "cli" and ctx.channel_id) else ctx.channel_id
     rules = [r for r in store.active_rules(ctx.state, channel)
              if ctx.surface == "cli" or may_list([r.metric], r.dimension, r.channel_id, ctx.channel_id, ctx.user_id)]
-    where = "" if channel is None else f" in <#{channel}>"
+    where = "" if channel is None else f" in {mrkdwn.channel(channel)}"
     if not rules:
         lines = [f"No alerts{where}. Add one, e.g. {ALERT_EXAMPLES}."]
     else:
@@ -374,7 +419,7 @@ def alert_list(rest: list[str], ctx: Ctx) -> Reply:
                 if ref not in fires or row["id"] > fires[ref]["id"]:
                     fires[ref] = row
         for r in rules:
-            line = f"• #{r.id} {r.text} in <#{r.channel_id}>"
+            line = f"• #{r.id} {r.text} in {mrkdwn.channel(r.channel_id)}"
             if r.source == "file":
                 line += " · from the rules file"
             if r.snoozed(ctx.now):
@@ -504,6 +549,7 @@ def cli(args: list[str]) -> int:
 
 def terminal_text(text: str) -> str:
     """Slack mrkdwn to plain text: <#C1> -> #C1, <@U1> -> @U1, no bold stars."""
+    text = mrkdwn.plain(text)
     text = re.sub(r"<#([A-Z0-9]+)(?:\|[^>]*)?>", r"#\1", text)
     text = re.sub(r"<@([A-Z0-9]+)>", r"@\1", text)
     return text.replace("*", "").replace("/kpi ", "kpibot ")

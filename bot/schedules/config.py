@@ -34,9 +34,15 @@ class Config:
     late_after: timedelta = timedelta(minutes=10)
     #: A claim not finished within this is taken to belong to a process that died.
     stale_claim: timedelta = timedelta(minutes=15)
+    #: A post still ``sending`` after this was cut off mid-call (a live one ends in ~1 min).
+    stale_sending: timedelta = timedelta(minutes=3)
     #: How far back missed slots are looked for (older ones are not even logged).
     lookback: timedelta = timedelta(days=35)
     rules_file: str | None = None
+    #: Floods: at most this many alert rules (and, separately, digests) per channel and per
+    #: user, added from Slack (the terminal and the rules file are the operator's: uncapped).
+    max_per_channel: int = 20
+    max_per_user: int = 10
 
     @classmethod
     def from_env(cls) -> Config:
@@ -52,4 +58,6 @@ class Config:
             alert_interval=timedelta(minutes=_float("KPI_ALERT_INTERVAL_MINUTES", 60)),
             housekeeping_interval=timedelta(minutes=_float("KPI_RETRY_MINUTES", 5)),
             rules_file=os.environ.get("KPI_RULES_FILE") or None,
+            max_per_channel=max(1, int(_float("KPI_MAX_RULES_PER_CHANNEL", 20))),
+            max_per_user=max(1, int(_float("KPI_MAX_RULES_PER_USER", 10))),
         )

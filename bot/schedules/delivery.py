@@ -11,9 +11,16 @@ Every message kpibot posts on its own is a row in ``deliveries`` with a UNIQUE `
     sending, stale ──► unknown (maybe posted: reported, never re-posted)
 
 Only the process whose INSERT created the row (or whose compare-and-set UPDATE retook it)
-posts, so a restart, a retry or a second scheduler never posts a slot twice. The one window
-left is inherent to any remote call: a post that reaches Slack while its answer is lost is
-recorded as failed and posted again on retry (Slack offers no idempotency key).
+posts, so a restart, a retry or a second scheduler never posts a slot twice.
+
+A process killed mid-post leaves its row in ``sending``. Slack's ``chat.postMessage`` has
+no idempotency key, so every top-level post carries the delivery key in its message
+``metadata`` (``event_type: kpibot_delivery``). After ``Config.stale_sending`` (3 minutes)
+the next housekeeping pass looks for that key in the channel's latest messages
+(``conversations.history`` with ``include_all_metadata``): found, the row is marked posted;
+not found, or the history cannot be read, it is posted again (marked late): at least once,
+never silently lost. A file upload (a digest with its chart) cannot carry metadata: if the
+process died during one, the retry may post it a second time.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine, RowMapping, select, update
 
-from bot import audit
+from bot import audit, mrkdwn
 from bot.logging import event, get_logger
 from storage import database
 from storage.state import deliveries, insert_unique
@@ -53,6 +60,10 @@ PERMANENT_ERRORS = CHANNEL_ERRORS | {
     "invalid_arguments",
 }
 
+
+#: ``metadata.event_type`` of every top-level scheduled post; ``event_payload.key`` is its delivery key.
+METADATA_TYPE = "kpibot_delivery"
+HISTORY_LIMIT = 200  # latest messages searched for an interrupted delivery's key
 
 #: Upload errors after which the message is still posted, without its chart.
 UPLOAD_ONLY_ERRORS = {"missing_scope", "file_uploads_disabled", "no_permission", "not_allowed_token_type"}
@@ -228,9 +239,10 @@ class Outbox:
         started = time.monotonic()
         first_ts: str | None = None
         done: list[str | None] = []
+        key = self.get(delivery_id)["key"]
         try:
             for op in ops:
-                ts = self._call(op, done)
+                ts = self._call(op, done, key)
                 done.append(ts)
                 if first_ts is None and op.action in ("post", "upload"):
                     first_ts = ts
@@ -257,20 +269,23 @@ class Outbox:
                               elapsed_ms=(time.monotonic() - started) * 1000)
         return Sent(True, first_ts)
 
-    def _call(self, op: Op, done: list[str | None]) -> str | None:
+    def _call(self, op: Op, done: list[str | None], key: str | None = None) -> str | None:
         client = self.client
         assert client is not None
         thread_ts = op.thread_ts
         if op.thread_of is not None:
             thread_ts = done[op.thread_of]
         if op.action == "post":
-            kwargs: dict[str, Any] = {"channel": op.channel, "text": op.text, "unfurl_links": False}
+            # the one place every scheduled message is escaped (digest lines, alert titles, segments)
+            kwargs: dict[str, Any] = {"channel": op.channel, "text": mrkdwn.escape(op.text), "unfurl_links": False}
             if thread_ts:
                 kwargs["thread_ts"] = thread_ts
+            elif key:  # found again after a crash mid-post (see the module docstring)
+                kwargs["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"key": key}}
             return client.chat_postMessage(**kwargs)["ts"]
         if op.action == "update":
             assert op.ts is not None, "an update names the message it changes"
-            client.chat_update(channel=op.channel, ts=op.ts, text=op.text)
+            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text))
             return op.ts
         if op.action == "upload":
             try:
@@ -278,8 +293,8 @@ class Outbox:
                     channel=op.channel,
                     file=op.file,
                     filename=op.filename or "chart.png",
-                    title=op.title,
-                    initial_comment=op.text,
+                    title=mrkdwn.plain(op.title),
+                    initial_comment=mrkdwn.escape(op.text),
                     thread_ts=thread_ts,
                 )
             except SlackApiError as exc:
@@ -290,9 +305,34 @@ class Outbox:
                 event(log, "chart_not_attached", level=30, channel=op.channel, error=code)
                 note = f"\n_(The chart could not be attached: Slack answered `{code}`; the app needs the files:write scope.)_"
                 text_only = Op("post", op.channel, op.text + note, thread_ts=thread_ts)
-                return self._call(text_only, done)
+                return self._call(text_only, done, key)
             return _share_ts(response, op.channel)
         raise ValueError(op.action)
+
+    def find_posted(self, row: RowMapping) -> str | None:
+        """The ts of the message carrying ``row``'s key among its channel's latest messages,
+        or None. Raises when the history cannot be read (no scope, Slack down)."""
+        assert self.client is not None
+        response = self.client.conversations_history(channel=row["channel_id"], limit=HISTORY_LIMIT,
+                                                     include_all_metadata=True)
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_TYPE and \
+                    (metadata.get("event_payload") or {}).get("key") == row["key"]:
+                return message.get("ts")
+        return None
+
+    def settle_abandoned(self, row: RowMapping, status: str, *, now: datetime, **values) -> bool:
+        """Compare-and-set an abandoned ``sending`` row (nobody else may have settled it)."""
+        now = naive_utc(now)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row["id"], deliveries.c.status == "sending",
+                       deliveries.c.updated_at == row["updated_at"])
+                .values(status=status, claimed_by=self.me, updated_at=now, **values)
+            )
+        return done.rowcount == 1
 
     # ---- looking for work -----------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from sqlalchemy import Engine, RowMapping
 
-from bot import audit
+from bot import audit, mrkdwn
 from bot.logging import event, get_logger
 from bot.policy import allows_schedule
 from storage.state import get_state_engine
@@ -238,20 +238,41 @@ class ScheduleService:
         """Retry failed deliveries (and claims a dead process left); give up past their window."""
         now = self._now(now)
         out = Outcome()
-        for row in self.outbox.abandoned(now, self.config.stale_claim):
-            if self.outbox.mark(row["id"], "unknown", now=now, expect=None,
-                                reason="the bot stopped while posting this; it may not have arrived"):
-                event(log, "delivery_unknown", level=40, key=row["key"])
+        for row in self.outbox.abandoned(now, self.config.stale_sending):
+            self._recover_abandoned(row, now)
         for row in self.outbox.retryable(now, self.config.stale_claim):
             out.merge(self._retry(row, now))
         self.report_given_up(now)
         return out
 
+    def _recover_abandoned(self, row: RowMapping, now: datetime) -> None:
+        """A post a stopped process left mid-call: posted already (its key is in the channel),
+        or posted again by the retry below: at least once (see :mod:`.delivery`)."""
+        try:
+            ts = self.outbox.find_posted(row)
+        except Exception as exc:  # noqa: BLE001 - cannot tell: post again rather than lose it
+            ts = None
+            event(log, "delivery_history_unreadable", level=30, key=row["key"], error=explain(exc).reason)
+        if ts:
+            if self.outbox.settle_abandoned(row, "posted", now=now, message_ts=ts, posted_at=naive_utc(now),
+                                            reported_at=naive_utc(now), attempts=row["attempts"] + 1):
+                event(log, "delivery_found_posted", key=row["key"], ts=ts)
+                data = payload_ops(row)[0]
+                sent = Sent(True, ts)
+                if row["kind"] == "alert_fire":
+                    self.alerts.after_fire(row["ref_id"], row["segment"] or "", data.get("episode", 0), sent)
+                elif row["kind"] == "alert_group":
+                    self.alerts.after_group(row["ref_id"], data.get("segments") or [], sent)
+            return
+        if self.outbox.settle_abandoned(row, "failed", now=now, attempts=row["attempts"] + 1,
+                                        reason="the bot stopped while posting this, and it is not in the channel"):
+            event(log, "delivery_interrupted", level=30, key=row["key"])
+
     def _retry(self, row: RowMapping, now: datetime) -> Outcome:
         key, kind = row["key"], row["kind"]
         first_try = aware(row["slot"] or row["claimed_at"])
         reason = row["reason"] or "the process posting it stopped"
-        deadline = REPORT_FOR if kind in ("report", "alert_recover", "alert_fire") else self.config.grace
+        deadline = REPORT_FOR if kind in ("report", "alert_recover", "alert_fire", "alert_group") else self.config.grace
         # Take the row first (compare-and-set): whatever happens next is this process's alone.
         if not self.outbox.retake(row, now):
             return Outcome(notes=[f"{key}: retried by another process"])
@@ -295,6 +316,8 @@ class ScheduleService:
             self.outbox.mark(row["id"], "posted", now=now, reported_at=naive_utc(now))
         if kind == "alert_fire":
             self.alerts.after_fire(row["ref_id"], row["segment"] or "", data.get("episode", 0), sent)
+        elif kind == "alert_group":
+            self.alerts.after_group(row["ref_id"], data.get("segments") or [], sent)
         return self._outcome(key, sent)
 
     def _superseded(self, row: RowMapping) -> str | None:
@@ -343,7 +366,7 @@ class ScheduleService:
         return self._outcome(f"report:{row['id']}", self.outbox.send(did, ops, now=now))
 
     def _report_text(self, row: RowMapping, reason: str, channel_problem: bool) -> str:
-        where = f" in <#{row['channel_id']}>" if channel_problem else ""
+        where = f" in {mrkdwn.channel(row['channel_id'])}" if channel_problem else ""
         maybe = row["status"] == "unknown"
         verb = "may not have been posted" if maybe else "could not be posted"
         if row["kind"] in ("digest", "preview"):
