@@ -8,6 +8,7 @@ from datetime import date
 from metrics import access, reports
 from metrics import engine as _engine
 from metrics import explain as _explain
+from metrics import values as _values
 from metrics.parser import parse
 from metrics.periods import Settings, today_in
 from metrics.query import Query
@@ -29,7 +30,8 @@ def ask(
     (:class:`metrics.access.AccessDenied`); the run is then held to what it allowed."""
     settings = settings or Settings.from_env()
     today = as_of or today_in(settings)
-    query = parse(text, today=today, settings=settings)
+    index = _values.index_for(database.get_engine(url))  # filters in words: `retail nps`
+    query = parse(text, today=today, settings=settings, values=index)
     with _authorized(authorize, lambda: access.for_metric(query.metric, query.dimension,
                                                           tuple(name for name, _ in query.filters))):
         return run(query, url=url, settings=settings)

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from metrics.render import format_value
+from metrics.render import format_value, scope
 from metrics.result import Result
 from metrics.spec import Metric
 
@@ -85,7 +85,7 @@ def render_png(result: Result, *, threshold: float | None = None) -> bytes | Non
     _bands(ax, metric, True)
     if threshold is not None:
         ax.axhline(threshold, color=BAD, linestyle=":", linewidth=1.5, label="threshold")
-    ax.set_title(f"{metric.label} — {result.period.label}", fontsize=13, loc="left")
+    ax.set_title(title(result, "compare"), fontsize=13, loc="left")
     return _png(fig)
 
 
@@ -127,7 +127,7 @@ def _trend(result: Result, threshold: float | None) -> bytes:
     if threshold is not None:
         ax.axhline(threshold, color=BAD, linestyle=":", linewidth=1.5, label="threshold")
     _legend(fig, ax)
-    ax.set_title(f"{metric.label} by {result.query.grain} — {result.period.label}", fontsize=13, loc="left")
+    ax.set_title(title(result, "trend"), fontsize=13, loc="left")
     return _png(fig)
 
 
@@ -152,5 +152,17 @@ def _bars(result: Result, threshold: float | None) -> bytes:
     if threshold is not None:
         ax.axvline(threshold, color=BAD, linestyle=":", linewidth=1.5, label="threshold")
     _legend(fig, ax)
-    ax.set_title(f"{metric.label} by {result.query.dimension} — {result.period.label}", fontsize=13, loc="left")
+    ax.set_title(title(result, "bars"), fontsize=13, loc="left")
     return _png(fig)
+
+
+def title(result: Result, kind: str) -> str:
+    """A chart's title names the KPI, the cut, the filters and the period (a filtered chart
+    must not read like the unfiltered one)."""
+    query = result.query
+    filters = " · where " + ", ".join(f"{d} = {v}" for d, v in query.filters) if query.filters else ""
+    if kind == "bars":
+        return f"{result.metric.label}{scope(query)} — {result.period.label}"
+    if kind == "trend":
+        return f"{result.metric.label} by {query.grain}{filters} — {result.period.label}"
+    return f"{result.metric.label}{filters} — {result.period.label}"

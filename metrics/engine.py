@@ -391,6 +391,7 @@ def run(query: Query, *, engine: Engine | None = None, settings: Settings | None
         _breakdown(result, grouped)
     comparable = _caveats(result, query, through)
     _judge(result, prior, comparable)
+    result.notes[:0] = list(query.readings)  # how the question's words were read
     result.elapsed_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -455,8 +456,13 @@ def _breakdown(result: Result, grouped: dict[Key, Cell]) -> None:
     ]
     if len(current) >= MAX_SEGMENTS:
         result.notes.append(f"More than {MAX_SEGMENTS} segments: only the largest are counted here.")
-    groups.sort(key=lambda g: (g.value is None, -(g.value or 0.0)))
-    if len(groups) > SHOWN_SEGMENTS:
+    sign = 1.0 if result.query.sort == "asc" else -1.0  # "lowest …", "bottom 3 …": lowest first
+    groups.sort(key=lambda g: (g.value is None, sign * (g.value or 0.0)))
+    limit = result.query.limit
+    if limit is not None and len(groups) > limit:  # "top 3 plans": the 3 best-ranked segments
+        result.breakdown_truncated = len(groups) - limit
+        groups = groups[:limit]
+    elif len(groups) > SHOWN_SEGMENTS:
         result.breakdown_truncated = len(groups) - SHOWN_SEGMENTS
         by_size = sorted(current.items(), key=lambda kv: -kv[1].rows)[:SHOWN_SEGMENTS]
         keep = {g for g, _ in by_size}

@@ -30,7 +30,8 @@ class BadPeriod(QueryError):
     FORMS = (
         "today, yesterday, this/last week|month|quarter|year, last-N-days|weeks|months|quarters, "
         "mtd, qtd, ytd, 2026-Q3, Q3 2026, 2026-10, Oct 2026, 2026, "
-        "2026-01-01 to 2026-03-31, since 2026-01-01"
+        "2026-01-01 to 2026-03-31, since 2026-01-01, Q3, Q3 last year, H1, week 47, since January, "
+        "from jan to mar"
     )
 
     def __init__(self, detail: str):

@@ -198,9 +198,10 @@ def clip_running(period: Period, today: date) -> Period:
 
 
 def auto_grain(period: Period) -> str:
+    """The grain a person expects: days over a month, weeks over a quarter, months beyond."""
     if period.days <= 45:
         return "day"
-    if period.days <= 200:
+    if period.days <= 100:
         return "week"
     return "month"
 
@@ -233,10 +234,13 @@ MONTHS["sept"] = 9
 UNITS = {
     "day": "day", "days": "day", "week": "week", "weeks": "week", "month": "month",
     "months": "month", "quarter": "quarter", "quarters": "quarter", "year": "year", "years": "year",
+    "wk": "week", "wks": "week", "mo": "month", "mos": "month", "mth": "month", "mths": "month",
+    "qtr": "quarter", "qtrs": "quarter", "yr": "year", "yrs": "year",
 }
 _NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "twelve": 12,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "eighteen": 18, "twenty": 20, "thirty": 30, "sixty": 60, "ninety": 90,
 }
 
 _ISO_DAY = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
@@ -245,6 +249,8 @@ _ISO_QUARTER = re.compile(r"^(\d{4})-?q([1-4])$")
 _QUARTER = re.compile(r"^q([1-4])$")
 _YEAR = re.compile(r"^(19|20)\d{2}$")
 _FY_YEAR = re.compile(r"^fy(\d{2}|\d{4})$")
+_HALF = re.compile(r"^h([12])$")
+_WEEK_NO = re.compile(r"^(?:w|wk)?(\d{1,2})$")
 
 
 def _check_year(year: int, tok: str) -> None:
@@ -285,6 +291,108 @@ def match_period(tokens: list[str], i: int, today: date, settings: Settings) -> 
 
 
 def _match_words(tokens: list[str], i: int, today: date, settings: Settings) -> PeriodMatch | None:
+    """The period at ``tokens[i]``, before clipping. Besides the single forms below: ranges
+    (``between A and B``, ``from A to B``, ``A to B`` where A and B are dates, months, quarters
+    or halves), ``since <month>``, ``week 47``.
+    """
+    t = tokens[i]
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    if t in ("between", "from") and nxt:
+        first = _match_single(tokens, i + 1, today, settings)
+        if first is not None:
+            j = i + 1 + first.length
+            sep = tokens[j] if j < len(tokens) else None
+            if sep in (("and",) if t == "between" else ("to", "until", "till", "through", "thru", "-")):
+                ranged = _range(first, tokens, j + 1, today, settings)
+                if ranged is not None:
+                    return PeriodMatch(ranged[0], ranged[1] - i)
+            if t == "from":  # "from march": a single period
+                return PeriodMatch(first.period, first.length + 1)
+        return None
+    if t == "since" and nxt and (nxt in MONTHS or _QUARTER.match(nxt) or _HALF.match(nxt)):
+        first = _match_single(tokens, i + 1, today, settings)
+        if first is not None:
+            start = first.period.start
+            if start > today:
+                raise BadPeriod(f"{start.isoformat()} is in the future.")
+            label = f"since {first.period.label}"
+            return PeriodMatch(Period(start, today + timedelta(days=1), label, "days", True), 1 + first.length)
+    if t == "week" and nxt and (m := _WEEK_NO.match(nxt)):
+        return _week_number(int(m[1]), tokens, i + 2, today, 2)
+    single = _match_single(tokens, i, today, settings)
+    if single is None:
+        return None
+    j = i + single.length
+    if j < len(tokens) and tokens[j] in ("to", "until", "till", "through", "thru") and single.length <= 2 \
+            and not _ISO_DAY.match(t):
+        try:
+            ranged = _range(single, tokens, j + 1, today, settings)
+        except BadPeriod:  # "this year to last year" is not a range
+            ranged = None
+        if ranged is not None:
+            return PeriodMatch(ranged[0], ranged[1] - i)
+    return single
+
+
+def _range(first: PeriodMatch, tokens: list[str], j: int, today: date, settings: Settings):
+    """``first`` to the period at ``tokens[j]``: (Period, index after it), or None."""
+    if j >= len(tokens):
+        return None
+    second = _match_single(tokens, j, today, settings)
+    if second is None:
+        return None
+    a, b = first.period, second.period
+    if a.unit == "month" and b.unit == "month" and first.length == 1 and second.length == 2:
+        a = _whole("month", date(b.start.year, a.start.month, 1), a.start.strftime("%B"), settings)
+    if a.unit == "month" and b.unit == "month" and a.start > b.start and first.length == 1:
+        a = _whole("month", add_months(a.start, -12), a.label, settings)
+    if b.end <= a.start:
+        raise BadPeriod(f"`{a.label} to {b.label}` ends before it starts.")
+    last = b.end - timedelta(days=1)
+    label = f"{a.start.isoformat()} to {last.isoformat()}"
+    return Period(a.start, b.end, label, "days"), j + second.length
+
+
+def _week_number(week: int, tokens: list[str], j: int, today: date, used: int) -> PeriodMatch:
+    """ISO week ``week``: of the year after it, else the latest such week that has begun."""
+    year, consumed = today.year, 0
+    if j < len(tokens) and _YEAR.match(tokens[j]):
+        year, consumed = int(tokens[j]), 1
+    if not 1 <= week <= 53:
+        raise BadPeriod(f"`week {week}` is not a week of the year (1 to 53).")
+    try:
+        start = date.fromisocalendar(year, week, 1)
+        if not consumed and start > today:
+            start = date.fromisocalendar(year - 1, week, 1)
+    except ValueError:
+        raise BadPeriod(f"{year} has no week {week}.") from None
+    label = f"week {week} {start.isocalendar()[0]}"
+    return PeriodMatch(Period(start, start + timedelta(days=7), label, "week"), used + consumed)
+
+
+def _year_after(tokens: list[str], j: int, today: date) -> tuple[int | None, int]:
+    """The year named at ``tokens[j]``: `2025`, `last year`, `this year`, `of the year` …"""
+    k = j
+    if k < len(tokens) and tokens[k] == "of":
+        k += 1
+    if k < len(tokens) and tokens[k] == "the":
+        k += 1
+    if k >= len(tokens):
+        return None, 0
+    t = tokens[k]
+    nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+    if _YEAR.match(t):
+        return int(t), k + 1 - j
+    if t in ("last", "previous", "prior") and nxt == "year":
+        return today.year - 1, k + 2 - j
+    if t in ("this", "current") and nxt == "year":
+        return today.year, k + 2 - j
+    if t == "year" and k > j:  # "of the year"
+        return today.year, k + 1 - j
+    return None, 0
+
+
+def _match_single(tokens: list[str], i: int, today: date, settings: Settings) -> PeriodMatch | None:
     t = tokens[i]
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
     nxt2 = tokens[i + 2] if i + 2 < len(tokens) else None
@@ -319,8 +427,27 @@ def _match_words(tokens: list[str], i: int, today: date, settings: Settings) -> 
     if m := _ISO_QUARTER.match(t):
         _check_year(int(m[1]), t)
         return PeriodMatch(_quarter(int(m[1]), int(m[2]), settings), 1)
-    if (m := _QUARTER.match(t)) and nxt and _YEAR.match(nxt):
-        return PeriodMatch(_quarter(int(nxt), int(m[1]), settings), 2)
+    if m := _QUARTER.match(t):
+        year, used = _year_after(tokens, i + 1, today)
+        if year is not None:
+            _check_year(year, t)
+            return PeriodMatch(_quarter(year, int(m[1]), settings), 1 + used)
+        # A bare quarter means its latest occurrence that has begun, like a bare month.
+        fy = fiscal_year_of(today, settings)
+        period = _quarter(fy, int(m[1]), settings)
+        if period.start > today:
+            period = _quarter(fy - 1, int(m[1]), settings)
+        return PeriodMatch(period, 1)
+    if m := _HALF.match(t):
+        year, used = _year_after(tokens, i + 1, today)
+        if year is not None:
+            _check_year(year, t)
+            return PeriodMatch(_half(year, int(m[1]), settings), 1 + used)
+        fy = fiscal_year_of(today, settings)
+        period = _half(fy, int(m[1]), settings)
+        if period.start > today:
+            period = _half(fy - 1, int(m[1]), settings)
+        return PeriodMatch(period, 1)
     if m := _ISO_MONTH.match(t):
         year, month = int(m[1]), int(m[2])
         _check_year(year, t)
@@ -403,6 +530,12 @@ def _last_n(n: int, unit: str, today: date, settings: Settings) -> Period:
 def _quarter(year: int, q: int, settings: Settings) -> Period:
     start = add_months(fiscal_year_start(year, settings), 3 * (q - 1))
     return Period(start, step(start, "quarter"), f"{year}-Q{q}", "quarter")
+
+
+def _half(year: int, h: int, settings: Settings) -> Period:
+    start = add_months(fiscal_year_start(year, settings), 6 * (h - 1))
+    name = str(year) if settings.fiscal_year_start == 1 else f"FY{year}"
+    return Period(start, add_months(start, 6), f"{name}-H{h}", "month:6")
 
 
 def _year(year: int, settings: Settings) -> Period:

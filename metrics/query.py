@@ -19,3 +19,6 @@ class Query:
     as_of: date | None = None
     text: str = ""
     explicit_period: bool = field(default=False, compare=False)
+    sort: str | None = None  # "desc": highest first, "asc": lowest first (a sorted breakdown)
+    limit: int | None = None  # top/bottom N segments
+    readings: tuple[str, ...] = field(default=(), compare=False)  # how words were read ("read `chrun` as churn")

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from metrics.catalogue import CATALOGUE, GROUPS, dimensions_for, resolve
+from metrics.query import Query
 from metrics.result import Result
 from metrics.spec import Metric
 
@@ -63,8 +64,22 @@ def format_change(metric: Metric, change: float, change_pct: float | None = None
     return text
 
 
+def scope(query: Query) -> str:
+    """The cut and filters a question asked for, as words: " by plan · where region = EMEA"."""
+    text = ""
+    if query.dimension:
+        rank = {"desc": "highest first", "asc": "lowest first"}.get(query.sort or "")
+        top = f"top {query.limit} " if query.limit and query.sort == "desc" else f"bottom {query.limit} " if query.limit else ""
+        text += f" by {query.dimension}" + (f" ({top}{rank})" if rank else "")
+    if query.filters:
+        text += " · where " + ", ".join(f"{d} = {v}" for d, v in query.filters)
+    return text
+
+
 def headline(result: Result) -> str:
-    return f"{result.metric.label} — {result.period}"
+    """KPI, cut, filters, period and comparison: what was understood, at a glance."""
+    compare = result.previous.period.label if result.previous is not None else None
+    return f"{result.metric.label}{scope(result.query)} — {result.period}" + (f" · vs {compare}" if compare else "")
 
 
 def value_line(result: Result) -> str:
@@ -242,6 +257,27 @@ def to_json(result: Result) -> dict[str, Any]:
         "extras": {k: v for k, v in result.extras.items() if isinstance(v, int | float | str | None)},
         "notes": result.notes,
         "formula": result.metric.formula,
+        "query": query_json(result.query),
+    }
+
+
+def query_json(query: Query) -> dict[str, Any]:
+    """What the question was understood as, for machines (``--json``)."""
+
+    def period(p):
+        return {"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}
+
+    return {
+        "metric": query.metric,
+        "period": period(query.period),
+        "compare": period(query.compare),
+        "dimensions": [query.dimension] if query.dimension else [],
+        "filters": dict(query.filters),
+        "grain": query.grain,
+        "sort": query.sort,
+        "limit": query.limit,
+        "readings": list(query.readings),
+        "text": query.text,
     }
 
 

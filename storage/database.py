@@ -173,6 +173,21 @@ _owners: weakref.WeakKeyDictionary[Engine, Ownership] = weakref.WeakKeyDictionar
 _lock = threading.Lock()
 
 
+_generations: dict[str, int] = {}
+
+
+def data_changed(engine: Engine) -> None:
+    """Called after an import or a demo build, so that caches of the data (the dimension
+    values the parser knows, metrics.values) are rebuilt on their next use."""
+    with _lock:
+        _generations[str(engine.url)] = _generations.get(str(engine.url), 0) + 1
+
+
+def generation(engine: Engine) -> int:
+    """How many times this process has changed the data behind ``engine``."""
+    return _generations.get(str(engine.url), 0)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """One engine per URL per process. In a database kpibot owns, its tables are created on
     first use; any other is opened read-only and left exactly as it is."""

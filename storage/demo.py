@@ -49,7 +49,7 @@ from scipy.stats import norm
 from sqlalchemy import Engine, text
 
 from storage.bulk import BUSY_WAIT, insert_rows
-from storage.database import analyze, connect, require_owned
+from storage.database import analyze, connect, data_changed, require_owned
 from storage.schema import SURVEY_SCALES, TABLES, metadata
 
 __all__ = ["build_demo", "DemoCompany"]
@@ -247,6 +247,7 @@ def build_demo(
             counts[name] += insert_rows(conn, TABLES[name], frame)
             log.debug("demo: %s +%d rows", name, frame.num_rows)
     analyze(engine, metadata.sorted_tables)
+    data_changed(engine)
     return counts
 
 

@@ -77,7 +77,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from storage.bulk import BUSY_WAIT, MONEY_ARROW, MONEY_LIMIT, insert_rows, money_array
-from storage.database import DatabaseError, analyze, connect, require_owned
+from storage.database import DatabaseError, analyze, connect, data_changed, require_owned
 from storage.schema import SURVEY_SCALES, TABLES, is_money
 
 __all__ = ["CHUNK_ROWS", "MAX_SHOWN", "ImportFailed", "ImportReport", "import_file"]
@@ -761,6 +761,7 @@ def _import(engine, target, file, label, reader, rules, order, problems, now, st
             for stage in staging:
                 _drop_quietly(conn, stage)
     analyze(engine, [target])
+    data_changed(engine)
     return ImportReport(
         table=table,
         path=label,

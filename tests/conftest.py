@@ -233,6 +233,7 @@ def fresh_url(backend: str, tmp_path, *, postgres: str | None = None) -> str:
     with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
+    database.data_changed(engine)  # caches of the data (the parser's value index) start over
     return url
 
 

@@ -173,6 +173,7 @@ def test_hostile_csv_values_are_stored_as_data_and_match_only_themselves(app):
         with database.get_engine(app.url).begin() as conn:
             conn.execute(survey_responses.delete().where(survey_responses.c.response_id == "evil-r"))
             conn.execute(customers.delete().where(customers.c.customer_id.like("evil%")))
+        database.data_changed(database.get_engine(app.url))  # the value index forgets their industries
 
 
 def _hostile_csv(app) -> None:

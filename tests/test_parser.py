@@ -78,8 +78,10 @@ def test_unknown_filter_dimension():
 
 
 def test_leftover_words_are_reported():
-    with pytest.raises(QueryError, match="quater"):
-        p("nps last quater")
+    with pytest.raises(QueryError, match="zorblat"):
+        p("nps last quarter zorblat")
+    q = p("nps last quater")  # one clear close word: read as it, and said so
+    assert q.period.start == date(2026, 7, 1) and q.readings == ("Read `quater` as `quarter`.",)
 
 
 def test_empty_and_filler_only():

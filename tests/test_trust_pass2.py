@@ -86,10 +86,31 @@ def hostile(tmp_path, monkeypatch):
         yield app
 
 
+def _parsed(call) -> str:
+    """The strings of a call Slack reads as mrkdwn: ``plain_text`` objects (the header) are
+    shown as typed, never parsed for mentions or links, so they are left out."""
+    out: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict) and value.get("type") != "plain_text":
+            for k, v in value.items():
+                if k not in ("type", "block_id", "action_id"):
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for key in ("text", "blocks", "attachments", "initial_comment"):
+        walk(call.params.get(key))
+    return "\n".join(out)
+
+
 def _no_raw_markup(calls) -> None:
     for call in calls:
         for raw in RAW:
-            assert raw not in call.text, (call.method, call.text[:500])
+            assert raw not in _parsed(call), (call.method, _parsed(call)[:500])
 
 
 def test_data_and_user_text_cannot_write_slack_markup(hostile):
@@ -104,7 +125,7 @@ def test_data_and_user_text_cannot_write_slack_markup(hostile):
     echo = hostile.ask('nps where touchpoint = "&lt;!here&gt; &lt;@U0BOSS&gt;" 2026-Q3')
     assert echo.kind == "answer", echo
     assert "Asked by <@U0ALICE>" in echo.text  # the bot's own mention still works
-    assert "&lt;!here&gt;" in echo.text and "<!here>" not in echo.text
+    assert "&lt;!here&gt;" in echo.text and "<!here>" not in _parsed(echo.call)
     refused = hostile.ask("nps 2026-Q3 &lt;!here&gt;")  # a private "I understood …" line
     assert refused.kind == "private" and "<!here>" not in refused.text
     _no_raw_markup(hostile.fake.calls())

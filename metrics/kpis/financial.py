@@ -109,6 +109,12 @@ def _cac(a) -> dict:
 # ---- derived customer economics -----------------------------------------------------------
 
 
+def _annual(v) -> float | None:
+    """ARR: 12 × MRR; no MRR, no ARR (never 0)."""
+    mrr = v.get("mrr")
+    return None if mrr is None else 12 * mrr
+
+
 def _clv(v) -> float | None:
     arpa, margin, churn = v.get("arpa"), v.get("gross_margin"), v.get("monthly_churn")
     if arpa is None or margin is None or not churn:
@@ -184,13 +190,26 @@ METRICS = [
         ),
     ),
     Metric(
+        id="arr",
+        label="Annual recurring revenue",
+        group="financial",
+        unit="currency",
+        formula="12 × MRR at the period's end",
+        direction="higher",
+        synonyms=("annual recurring revenue", "annualized recurring revenue", "annualised recurring revenue", "run rate"),
+        tables=("subscriptions",),
+        dimensions=("product",),
+        snapshot=True,
+        measure=Derived(inputs=("mrr",), combine=_annual),
+    ),
+    Metric(
         id="arpa",
         label="Average revenue per account",
         group="financial",
         unit="currency",
         formula="MRR at the period's end ÷ paying customers active at the end",
         direction="higher",
-        synonyms=("average revenue per account", "arpu", "average revenue per customer"),
+        synonyms=("average revenue per account", "arpu", "average revenue per customer", "average revenue per user"),
         tables=("subscriptions", "customers"),
         snapshot=True,
         measure=Derived(

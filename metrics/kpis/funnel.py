@@ -314,7 +314,7 @@ METRICS = [
         formula="median days from a lead's created_at (first touch) to converted_at, over leads converted in the "
         "period (median days to MQL and to SQL, over leads reaching them in the period, as extras)",
         direction="lower",
-        synonyms=("time to conversion", "days to convert", "sales cycle", "time to customer", "conversion time",
+        synonyms=("time to conversion", "days to convert", "sales cycle", "sales cycle length", "time to close leads", "time to customer", "conversion time",
                   "lead velocity"),
         tables=("leads",),
         dimensions=LEAD_DIMS,
