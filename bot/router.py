@@ -110,9 +110,11 @@ def clean_text(text: str | None, bot_user_id: str | None = None) -> str:
 
 def is_instant(text: str) -> bool:
     """Help, the list and a definition: answered from the catalogue, no query, so not counted
-    in a user's questions in flight."""
+    in a user's questions in flight; so is a schedule command's help."""
     words = (text or "").split()
     head = words[0].lower().rstrip(":") if words else ""
+    if head in SCHEDULE_WORDS and len(words) == 2 and words[1].lower() in HELP_WORDS:
+        return True
     return (head in HELP_WORDS and len(words) <= 1) or (head in LIST_WORDS and len(words) == 1) or head in DEFINE_WORDS
 
 

@@ -249,7 +249,7 @@ class FakeSlack:
         count: int = 1,
         ok: bool | None = True,
         where: Callable[[Call], bool] | None = None,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
     ) -> list[Call]:
         """Block until at least ``count`` matching calls are recorded; return them all."""
         deadline = time.monotonic() + timeout
@@ -476,7 +476,7 @@ class FakeSocketMode:
         self._closed = False
         threading.Thread(target=self._accept, name="fake-socket-mode", daemon=True).start()
 
-    def connected(self, timeout: float = 10.0) -> None:
+    def connected(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._conn is None:
@@ -503,7 +503,7 @@ class FakeSocketMode:
         self._frame(0x1, json.dumps(envelope).encode())
         return envelope_id
 
-    def wait_ack(self, envelope_id: str, timeout: float = 10.0) -> tuple[float, dict[str, Any]]:
+    def wait_ack(self, envelope_id: str, timeout: float = 60.0) -> tuple[float, dict[str, Any]]:
         """(seconds from send to ack, the ack message)."""
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -92,7 +92,7 @@ class Response:
 
 
 def http_request(url: str, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None,
-                 timeout: float = 10.0) -> Response:
+                 timeout: float = 60.0) -> Response:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:

@@ -106,7 +106,7 @@ def answer_in(h: Harness | FakeSlack, ch: str, timeout: float = 15.0):
     return post
 
 
-def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 10.0, *, working: bool = False):
+def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 60.0, *, working: bool = False):
     """What went to a command's ``response_url``; the "Working on it…" notice only if ``working``."""
     key = url.rsplit("/", 1)[1]
     return h.fake.wait_for("response_url", count=count, timeout=timeout,
@@ -240,8 +240,8 @@ def test_help_list_and_define(slack):
 
 def test_schedule_words_are_routed(slack):
     ch = channel()
-    _, url = slack.send.command("digest help", channel=ch)
-    _, alert_url = slack.send.command("alert help", channel=ch)
+    _, url = slack.send.command("digest help", channel=ch, user="U0SCHEDHELP")
+    _, alert_url = slack.send.command("alert help", channel=ch, user="U0SCHEDHELP")
     [reply] = responses_for(slack, url)
     [alert_reply] = responses_for(slack, alert_url)
     for r in (reply, alert_reply):
