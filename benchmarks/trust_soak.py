@@ -95,6 +95,7 @@ class TrustSoak:
         self.sent: list[Sent] = []
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
+        self.finance_turn = itertools.count()  # the finance channel and the CFO's DM in turn
         self.unaudited_at_post: list[str] = []
         self.restricted_posts: Counter[str] = Counter()
 
@@ -200,7 +201,7 @@ class TrustSoak:
 
         n = next(self.ids)
         text = self.rng.choice(MONEY)
-        if n % 2:
+        if next(self.finance_turn) % 2 == 0:
             pool.submit(self._slash, "finance", text, FINANCE, f"U2{n % 5:03d}")
         else:
             pool.submit(self._event, "finance", text,
