@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import ExitStack
 from urllib.parse import urlencode
 
 import pytest
 import redis
+from sqlalchemy import text
 
-from bot import audit
+from bot import audit, health
+from bot.dedupe import make_deduper
 from bot.schedules import store
 from storage import state
+from tests.conftest import postgres_database
 from tests.slack_helpers import QUESTION, http_request, load_fixture, mention, signed_headers
 from tests.trust_helpers import new_channel, start_app
 
@@ -40,9 +44,10 @@ def _wait(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("store_kind", ["state-database", "redis"])
+@pytest.mark.parametrize("store_kind", ["state-database", "postgresql", "redis"])
 def test_a_replayed_slash_command_is_answered_once_across_replicas(store_kind, nps_url, tmp_path, monkeypatch):
-    """Attack 7: the same signed request (same trigger_id), captured and sent to each replica."""
+    """Attack 7: the same signed request (same trigger_id), captured and sent to each replica;
+    the shared store is a SQLite or PostgreSQL state database, or Redis."""
     if store_kind == "redis":
         try:
             redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
@@ -52,9 +57,12 @@ def test_a_replayed_slash_command_is_answered_once_across_replicas(store_kind, n
         monkeypatch.setenv("KPI_REDIS_PREFIX", f"kpibot-test:{uuid.uuid4().hex}:")
     else:
         monkeypatch.delenv("KPI_REDIS_URL", raising=False)
-    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    with start_app(nps_url, monkeypatch, state_url=state_url) as one, \
-            start_app(nps_url, monkeypatch, state_url=state_url) as two:
+    with ExitStack() as stack:
+        state_url = (stack.enter_context(postgres_database("kpibot_replay")) if store_kind == "postgresql"
+                     else f"sqlite:///{tmp_path / 'state.sqlite'}")
+        stack.callback(state.dispose_all)
+        one = stack.enter_context(start_app(nps_url, monkeypatch, state_url=state_url))
+        two = stack.enter_context(start_app(nps_url, monkeypatch, state_url=state_url))
         channel = new_channel()
         form = {"team_id": "T0KPI", "channel_id": channel, "user_id": "U0ALICE", "command": "/kpi",
                 "text": QUESTION, "api_app_id": "A0KPI", "response_url": one.fake.response_url(),
@@ -159,3 +167,39 @@ def test_one_deadline_covers_the_whole_question_through_http(nps_url, tmp_path, 
         assert "Traceback" not in reply.text and "error id" not in reply.text
         app.bot.settings.question_timeout = 60.0
         assert app.ask(QUESTION).kind == "answer"
+
+
+DISK_FULL = """
+CREATE FUNCTION kpibot_test_disk_full() RETURNS trigger AS $$
+BEGIN
+  RAISE EXCEPTION 'could not extend file "base/16384/24576": No space left on device'
+    USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER disk_full BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION kpibot_test_disk_full();
+"""
+
+
+def test_a_full_disk_withholds_the_restricted_answer_and_healthz_says_so(nps_url, tmp_path, monkeypatch):
+    """Attack 5, disk full: PostgreSQL answers the audit INSERT with its real ``disk_full``
+    error (SQLSTATE 53100, raised here by a trigger); the restricted answer is withheld."""
+    finance = new_channel("CFIN")
+    health.clear("audit")
+    monkeypatch.setenv("KPI_AUDIT_RETRY_SECONDS", "0")
+    with postgres_database("kpibot_full") as state_url:
+        audit.engine_for(state_url)  # the tables exist; then the disk fills up
+        make_deduper(env={"KPI_STATE_URL": state_url})
+        with state.get_state_engine(state_url).begin() as conn:
+            conn.execute(text(DISK_FULL))
+        policy = _policy(tmp_path, f'[sensitivity.money]\nchannels = ["{finance}"]\n')
+        try:
+            with start_app(nps_url, monkeypatch, state_url=state_url, policy=policy) as app:
+                refused = app.ask("mrr 2026-Q3", channel=finance, timeout=60)
+                assert refused.kind == "private" and "audit log" in refused.text, str(refused)
+                assert "space" not in refused.text and "53100" not in refused.text
+                assert not app.fake.calls("chat.postMessage", where=app.fake.in_channel(finance))
+                resp = http_request(app.server.url + "/healthz")
+                assert resp.status == 503 and "audit" in resp.json()["problems"]
+                assert app.ask(QUESTION, timeout=60).kind == "answer"  # not restricted: still answered
+        finally:
+            health.clear("audit")
+            state.dispose_all()
