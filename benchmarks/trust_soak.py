@@ -3,6 +3,7 @@ flood of expensive refused questions does not slow anyone else down.
 
     python benchmarks/soak.py --trust                    # 30 s of load (the default)
     python benchmarks/soak.py --trust --seconds 120 --flood-rate 20 --json trust.json
+    python benchmarks/soak.py --trust --state postgresql  # audit log and dedupe keys in PostgreSQL
 
 One process, all on loopback: the real Slack app (HTTP mode, uvicorn) with the policy
 ``money`` and ``per_customer`` allowed in ``C0FINANCE`` only (and ``money`` to the CFO in a DM
@@ -102,7 +103,7 @@ class TrustSoak:
     # ---- set-up -----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.state_url = f"sqlite:///{self.tmp / 'state.sqlite'}"
+        self.state_url = self._state_db()
         policy = self.tmp / "policy.toml"
         policy.write_text(f'[sensitivity.money]\nchannels = ["{FINANCE}"]\nusers = ["{CFO}"]\n'
                           f'[sensitivity.per_customer]\nchannels = ["{FINANCE}"]\n')
@@ -142,6 +143,22 @@ class TrustSoak:
             reply = self._sync(text, FINANCE, CFO)
             if "added" not in reply:
                 raise SystemExit(f"could not add a finance rule: {reply}")
+
+    def _state_db(self) -> str:
+        """SQLite in the run's directory, or a PostgreSQL database of the run's own (dropped at the end)."""
+        self.pg_state: str | None = None
+        if self.args.state != "postgresql":
+            return f"sqlite:///{self.tmp / 'state.sqlite'}"
+        from sqlalchemy import create_engine, text
+
+        admin_url = os.environ.get("KPI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+        self.pg_state = f"kpibot_trust_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.pg_state}"'))
+        admin.dispose()
+        self.admin_url = admin_url
+        return admin_url.rsplit("/", 1)[0] + "/" + self.pg_state
 
     def _audited_first(self, params: dict[str, Any]) -> bool:
         """Runs inside the fake as each chat.postMessage arrives: a restricted answer's audit row
@@ -333,7 +350,7 @@ class TrustSoak:
         unaudited = len(self.unaudited_at_post) + sum(max(0, answered[p] - rows.get(p, 0)) for p in ALLOWED)
         ordinary = outcomes["ordinary: answered"]
         result = {
-            "seconds": round(elapsed, 1),
+            "seconds": round(elapsed, 1), "state": self.args.state,
             "flood_rate": self.args.flood_rate, "ordinary_rate": self.args.rate,
             "sent": dict(Counter(i.kind.split(":")[0] for i in self.sent)),
             "outcomes": dict(sorted(outcomes.items())),
@@ -360,16 +377,24 @@ class TrustSoak:
                 stop()
             except Exception:  # noqa: BLE001, S110 - best effort at the end
                 pass
-        from storage import database
+        from storage import database, state
 
         database.dispose_all()
+        state.dispose_all()
+        if getattr(self, "pg_state", None):
+            from sqlalchemy import create_engine, text
+
+            admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_state}" WITH (FORCE)'))
+            admin.dispose()
 
 
 def print_report(r: dict) -> None:
     def line(label: str, value: Any) -> None:
         print(f"  {label:<46} {value}")
 
-    print(f"\nkpibot trust soak: {r['seconds']} s, one user flooding {r['flood_rate']}/s expensive refused "
+    print(f"\nkpibot trust soak: {r['seconds']} s, state database {r['state']}, one user flooding {r['flood_rate']}/s expensive refused "
           f"questions, {r['ordinary_rate']}/s ordinary questions")
     line("sent", r["sent"])
     for k, v in r["outcomes"].items():
@@ -394,6 +419,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flood-rate", type=float, default=10.0, help="flooding user's questions a second (10)")
     parser.add_argument("--attack-rate", type=float, default=3.0, help="money attacks a second (3)")
     parser.add_argument("--finance-rate", type=float, default=0.5, help="allowed money questions a second (0.5)")
+    parser.add_argument("--state", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the state database (audit log, dedupe keys): SQLite file or a PostgreSQL database")
     parser.add_argument("--trust-drain", type=float, default=60.0, help="most seconds to wait for replies (60)")
 
 
