@@ -184,8 +184,11 @@ class TrustSoak:
     def _sync(self, text: str, channel: str, user: str) -> str:
         resp, url = self.sender.command(text, channel=channel, user=user)
         key = url.rsplit("/", 1)[1]
-        [call] = self.fake.wait_for("response_url", timeout=60, where=lambda c: c.params.get("key") == key
-                                    and "Working on it" not in c.text)
+        try:
+            [call] = self.fake.wait_for("response_url", timeout=60, where=lambda c: c.params.get("key") == key
+                                        and "Working on it" not in c.text)
+        except AssertionError:
+            raise SystemExit(f"FAILED at set-up: no reply to `/kpi {text}` within 60 s") from None
         return call.text
 
     # ---- the load -----------------------------------------------------------------------------
