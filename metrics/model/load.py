@@ -262,6 +262,7 @@ def _order(entries: Mapping[str, tuple[str, Any, Any]], known: Mapping[str, Metr
     unknown or dropped metric, are reported and left out."""
     done: list[str] = []
     state: dict[str, str] = {}
+    in_cycle: set[str] = set()
 
     def visit(mid: str, path: list[str]) -> bool:
         if state.get(mid) == "ok":
@@ -270,6 +271,7 @@ def _order(entries: Mapping[str, tuple[str, Any, Any]], known: Mapping[str, Metr
             return False
         if state.get(mid) == "visiting":
             cycle = path[path.index(mid):] + [mid]
+            in_cycle.update(cycle)
             origin, parent, _ = entries[mid]
             errors.add(origin, parent, mid, f"metric `{mid}`: cycle among derived metrics: {' -> '.join(cycle)}")
             return False
@@ -279,7 +281,7 @@ def _order(entries: Mapping[str, tuple[str, Any, Any]], known: Mapping[str, Metr
         for ref in _refs(entry):
             if ref in entries:
                 if not visit(ref, [*path, mid]):
-                    if ok and state.get(mid) != "bad":
+                    if ok and state.get(mid) != "bad" and not {ref, mid} <= in_cycle:
                         errors.add(origin, entry, None, f"metric `{mid}`: depends on `{ref}`, which has errors")
                     ok = False
             elif ref not in known:
