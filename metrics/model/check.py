@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from rapidfuzz import process
+from rapidfuzz import fuzz, process
 from sqlalchemy import Date, DateTime, Engine, Numeric, inspect, select
 from sqlalchemy.types import Float, Integer
 
@@ -60,7 +60,7 @@ class Report:
 
 
 def closest(word: str, names: Iterable[str], limit: int = 3) -> list[str]:
-    found = process.extract(word, list(names), limit=limit, score_cutoff=50)
+    found = process.extract(word.lower(), list(names), processor=str.lower, scorer=fuzz.ratio, limit=limit, score_cutoff=35)
     return [name for name, _score, _ in found]
 
 
