@@ -99,10 +99,10 @@ def _columns(engine: Engine, relation: str) -> list[str] | None:
     try:
         with database.query(engine) as conn:
             if engine.dialect.name != "sqlite":
+                schema = schema or str(conn.execute(text("SELECT current_schema()")).scalar())
                 rows = conn.execute(text(
                     "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
-                    "AND table_schema = " + (":s" if schema else "current_schema()") + " ORDER BY ordinal_position"),
-                    {"t": name, **({"s": schema} if schema else {})}).scalars().all()
+                    "AND table_schema = :s ORDER BY ordinal_position"), {"t": name, "s": schema}).scalars().all()
                 return [str(r) for r in rows] or None
             return [c["name"] for c in inspect(conn).get_columns(name, schema=schema or None)]
     except Exception:  # noqa: BLE001 - no such relation (each driver says it its own way)
