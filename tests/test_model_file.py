@@ -450,3 +450,21 @@ def test_model_path_setting(tmp_path, monkeypatch):
     assert model.model_path({}) == "kpibot.yml"
     assert model.model_path({"KPI_MODEL": "/x/models"}) == "/x/models"
     assert Settings.from_env({"KPI_MODEL": "/x/models"}).model == "/x/models"
+
+
+def test_cli_ask_reads_the_model_file_the_settings_name(tmp_path, monkeypatch, capsys):
+    import json
+
+    url, prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "models"
+    path.mkdir()
+    (path / "team.yml").write_text(MODEL.format(**prefix))
+    monkeypatch.setenv("KPI_MODEL", str(path))  # a folder of model files
+    try:
+        assert cli.main(["--url", url, "ask", "net revenue march 2026", "--as-of", "2026-04-15", "--json"]) == 0
+    finally:
+        model.configure(None)
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == "net_revenue"
+    assert data["value"] == pytest.approx((100.50 + 20.00 + 19.99 + 49.00) - (5.50 + 10.00), abs=0.005)
+    assert "net_revenue" not in CATALOGUE  # kpibot's own catalogue again
