@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
-from metrics.catalogue import base_table
 from metrics.model import sqlexpr
 from metrics.model.relations import Relations, Source
 from metrics.spec import Band, Derived, Measure, Metric, date_in_window, in_window, ratio, single
@@ -49,6 +48,10 @@ class Context:
 
 
 def base_source(metric: Metric) -> str | None:
+    from metrics.catalogue import (
+        base_table,  # the catalogue loads its packaged entries through here
+    )
+
     return base_table(metric)
 
 
@@ -369,6 +372,19 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
     default_unit = "percent" if entry["type"] == "conversion" else "count" if entry.get("agg") == "count" else "ratio" if entry["type"] == "ratio" else "count"
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
+    listed = entry.get("dimensions") or []
+    if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+        if listed:
+            raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
+        listed = []
+    for dim in listed:
+        if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
+            raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
+    own = tuple(dict.fromkeys((*listed, *own)))
+    if "split" in entry:
+        if entry["split"] not in ("sum", "mean", None):
+            raise Invalid("split: sum, mean or null", entry, "split")
+        extra["split"] = entry["split"]
     formula = str(entry.get("formula") or _formula(entry))
     return Metric(
         id=mid,

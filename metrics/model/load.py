@@ -305,7 +305,7 @@ def _metric(mid: str, origin: str, entry: Any, ctx: compiler.Context) -> tuple[M
         return None, (None, "ids are lower-case words with underscores")
     if not isinstance(entry, Mapping):
         return None, (None, "expected a mapping with a type")
-    if mid in CATALOGUE:
+    if mid in ctx.metrics:
         return None, (None, "is already a built-in KPI; choose another id")
     kind = entry.get("type")
     if kind not in TYPES:
