@@ -41,7 +41,7 @@ def read(path: str | Path) -> Model:
 def configure(model: Model | None, url: str | None = None) -> None:
     """Answers from ``model`` (None: kpibot's own tables and built-in KPIs only) over the
     database at ``url`` (None: the configured ``KPI_DATABASE_URL``)."""
-    from metrics import access, catalogue, values
+    from metrics import access, catalogue, parser, values
     from metrics.model import relations
     from storage import database
 
@@ -53,6 +53,7 @@ def configure(model: Model | None, url: str | None = None) -> None:
         catalogue.install(model.metrics)
     access.forget()
     values.invalidate()
+    parser.catalogue_changed()
 
 
 def from_settings(env: Mapping[str, str] | None = None) -> Model | None:
