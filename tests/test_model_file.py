@@ -468,3 +468,22 @@ def test_cli_ask_reads_the_model_file_the_settings_name(tmp_path, monkeypatch, c
     assert data["metric"] == "net_revenue"
     assert data["value"] == pytest.approx((100.50 + 20.00 + 19.99 + 49.00) - (5.50 + 10.00), abs=0.005)
     assert "net_revenue" not in CATALOGUE  # kpibot's own catalogue again
+
+
+def test_slack_answers_team_kpis_from_the_model_file_in_its_settings(tmp_path, monkeypatch):
+    """Through Slack (signed requests, the fake Web API): the app reads KPI_MODEL's file when
+    it is built; a team KPI and a built-in one over the team's tables."""
+    from tests.trust_helpers import start_app
+
+    url, prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "kpibot.yml"
+    path.write_text(MODEL.format(**prefix))
+    try:
+        with start_app(url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+                       model=str(path)) as app:
+            reply = app.ask("trial to paid march 2026")
+            assert reply.kind == "answer" and "*50.0%*" in reply.text  # 2 of 4 trials (see _assert_answers)
+            reply = app.ask("pro accounts by country march 2026")
+            assert reply.kind == "answer" and "*2*" in reply.text and "FR" in reply.text  # a1, a3
+    finally:
+        model.configure(None)
