@@ -329,10 +329,10 @@ def _model(url: str | None):
     from metrics import model
     from metrics.model.load import load_model
 
-    path = model.model_path()
-    loaded = model.read(path) if path else load_model([])
-    model.configure(loaded if path else None, url)
-    return path, loaded
+    path, dbt = model.model_path(), model.dbt_project()
+    loaded = model.read(path, dbt) if path or dbt else load_model([])
+    model.configure(loaded if path or dbt else None, url)
+    return " + ".join(p for p in (path, dbt) if p) or None, loaded
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -458,9 +458,9 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _model_configured() -> bool:
-    from metrics.model import model_path
+    from metrics.model import dbt_project, model_path
 
-    return model_path() is not None
+    return model_path() is not None or dbt_project() is not None
 
 
 if __name__ == "__main__":

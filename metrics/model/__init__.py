@@ -27,12 +27,29 @@ def model_path(env: Mapping[str, str] | None = None) -> str | None:
     return DEFAULT_PATH if Path(DEFAULT_PATH).is_file() else None
 
 
-def read(path: str | Path) -> Model:
-    """The model in a file or folder; its errors are in ``Model.errors``, never raised."""
-    from metrics.model.document import read_paths
+def dbt_project(env: Mapping[str, str] | None = None) -> str | None:
+    """``KPI_DBT_PROJECT``: a dbt project folder or its semantic_manifest.json (None: unset)."""
+    env = os.environ if env is None else env
+    return (env.get("KPI_DBT_PROJECT") or "").strip() or None
+
+
+def read(path: str | Path | None, dbt: str | Path | None = None) -> Model:
+    """The model in a file or folder, merged with a dbt project's semantic manifest (converted
+    by :mod:`metrics.model.dbt`); its errors are in ``Model.errors``, never raised."""
+    from metrics.model.document import ModelError, read_paths
     from metrics.model.load import load_model
 
-    docs, errors = read_paths(path)
+    docs, errors = read_paths(path) if path is not None else ([], [])
+    if dbt is not None:
+        try:
+            from metrics.model.dbt import read_dbt  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            errors.append(ModelError(str(dbt), None, "dbt manifests are not supported by this build"))
+        else:
+            doc, dbt_errors = read_dbt(dbt)
+            errors += dbt_errors
+            if doc:
+                docs.append((str(dbt), doc))
     model = load_model(docs)
     model.errors[:0] = errors
     return model
@@ -58,12 +75,12 @@ def configure(model: Model | None, url: str | None = None) -> None:
 
 def from_settings(env: Mapping[str, str] | None = None) -> Model | None:
     """Loads and configures the model the settings name; None when there is none."""
-    path = model_path(env)
-    if path is None:
+    path, dbt = model_path(env), dbt_project(env)
+    if path is None and dbt is None:
         return None
-    model = read(path)
+    model = read(path, dbt)
     configure(model)
     return model
 
 
-__all__ = ["configure", "from_settings", "model_path", "read"]
+__all__ = ["configure", "dbt_project", "from_settings", "model_path", "read"]
