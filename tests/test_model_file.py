@@ -487,3 +487,21 @@ def test_slack_answers_team_kpis_from_the_model_file_in_its_settings(tmp_path, m
             assert reply.kind == "answer" and "*2*" in reply.text and "FR" in reply.text  # a1, a3
     finally:
         model.configure(None)
+
+
+def test_check_reads_a_sample_of_values_and_flags_a_score_on_another_scale(tmp_path, monkeypatch, capsys):
+    url, _prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "kpibot.yml"
+    path.write_text(
+        "version: 1\nsources:\n  survey_responses:\n    relation: surveys_answers\n    columns:\n"
+        "      response_id: id\n      customer_id: account_id\n      responded_at: submitted_at\n"
+        "      survey: {expr: \"lower(survey_kind)\"}\n      score: {column: rating, scale: 2}\n")
+    monkeypatch.setenv("KPI_MODEL", str(path))
+    try:
+        assert cli.main(["--url", url, "check"]) == 1
+    finally:
+        model.configure(None)
+    out = capsys.readouterr().out
+    # CSAT 5, 2, 4, 3 doubled: 4-10, outside 1-5; NPS 3-10 doubled: 6-20, outside 0-10
+    assert "`score`: csat answers range 4-10 in the sample, kpibot reads csat on 1-5" in out
+    assert "`score`: nps answers range 6-20 in the sample, kpibot reads nps on 0-10" in out
