@@ -20,7 +20,7 @@ from sqlalchemy.types import Float, Integer
 from metrics.model import relations
 from metrics.model.load import Model
 from storage import database
-from storage.schema import SURVEY_SCALES, TABLES
+from storage.schema import SURVEY_SCALES
 
 
 @dataclass
@@ -237,4 +237,4 @@ def sql_of(metric_id: str, engine: Engine) -> list[str]:
     return [f"-- {metric_id}\n{compiled}"]
 
 
-__all__ = ["Report", "run", "sql_of", "TABLES"]
+__all__ = ["Report", "run", "sql_of"]

@@ -207,6 +207,12 @@ def _own_dimensions(sources: tuple[str, ...], ctx: Context) -> tuple[str, ...]:
     return tuple(d.name for d in ctx.dimensions.values() if d.source in sources and d.source != "customers")
 
 
+def _agg_name(part: Part) -> str:
+    """The aggregate's column name in the SQL: ``n`` for a row count, as the Python entries
+    name theirs (so a KPI moved to a data file sends the same statement), else ``v``."""
+    return "n" if part.agg == "count" and part.expr in (None, "*") else "v"
+
+
 def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
@@ -215,13 +221,14 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
     kind = entry["type"]
     if kind == "simple":
         part = _part(entry, ctx, entry)
-        aggregates = {"v": _value(part, False)}
+        name = _agg_name(part)
+        aggregates = {name: _value(part, False)}
         n = None
         if part.agg == "avg":
             aggregates["n"] = _value(Part(part.source, "count", part.expr, None, part.time), False)
             n = "n"
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=single("v"),
+        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=single(name),
                           n=n, where=where, time_column=part.time, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"split": "mean" if part.agg == "avg" else _split(part.agg)}
     if kind == "cumulative":
@@ -239,7 +246,8 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
             return and_(alive, or_(t.c[end].is_(None), t.c[end] >= at)) if end else alive
 
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=join, aggregates={"v": _value(part, False)}, finalize=single("v"),
+        name = _agg_name(part)
+        measure = Measure(table=part.source, join=join, aggregates={name: _value(part, False)}, finalize=single(name),
                           where=where, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"snapshot": True, "split": _split(part.agg)}
     raise AssertionError(kind)
