@@ -505,3 +505,11 @@ def test_check_reads_a_sample_of_values_and_flags_a_score_on_another_scale(tmp_p
     # CSAT 5, 2, 4, 3 doubled: 4-10, outside 1-5; NPS 3-10 doubled: 6-20, outside 0-10
     assert "`score`: csat answers range 4-10 in the sample, kpibot reads csat on 1-5" in out
     assert "`score`: nps answers range 6-20 in the sample, kpibot reads nps on 0-10" in out
+
+
+def test_a_model_read_again_while_configured_loads_the_same(tmp_path, configured):
+    url, prefix = _file_db("sqlite", tmp_path)
+    first = _model(tmp_path, prefix)
+    configured(first, url)
+    again = model.read(tmp_path / "kpibot.yml")  # e.g. a reload: the team's ids are not "built-in"
+    assert again.errors == [] and again.team == first.team
