@@ -287,6 +287,28 @@ def test_postgres_define_shows_the_sql_over_the_teams_tables(saas_pg, tmp_path, 
     assert "Refunded amount" in out and "billing.refunds" in out and "cents" in out
 
 
+def test_postgres_check_reads_everything_and_changes_nothing(saas_pg, tmp_path, monkeypatch, capsys):
+    before = _pg_snapshot(saas_pg["admin"])
+    path = tmp_path / "kpibot.yml"
+    path.write_text(MODEL.format(**saas_pg["prefix"]).replace("relation: {billing}plans".format(**saas_pg["prefix"]),
+                                                              "relation: billing.plan"))
+    monkeypatch.setenv("KPI_MODEL", str(path))
+    try:
+        assert cli.main(["--url", saas_pg["url"], "check"]) == 1
+    finally:
+        model.configure(None)
+    out = capsys.readouterr().out
+    assert "relation `billing.plan` not found (closest: billing.plans" in out
+    assert "  refunds            billing.refunds: ok (3 sample rows)" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and len(line.split()) > 1}
+    assert "needs table `tickets`: not in the model, not in the database" in lines["tickets"]
+    available = out.split("KPIs available")[1].split("KPIs unavailable")[0]
+    for kpi in ("nps", "csat", "churn_rate", "revenue", "refunded_amount", "refund_rate", "trial_to_paid"):
+        assert f" {kpi}," in available or f" {kpi}\n" in available
+    assert "mrr," not in available.replace("_mrr,", "")  # its source's relation is misspelt
+    assert _pg_snapshot(saas_pg["admin"]) == before
+
+
 # ---- the same mapping on DuckDB and SQLite files -------------------------------------------------
 
 
