@@ -562,7 +562,8 @@ def test_team_kpis_over_kpibots_own_tables_need_no_sources(tmp_path, configured)
     rows = [("t1", "bug", True), ("t2", "bug", False), ("t3", "billing", False), ("t4", "bug", True)]
     with engine.begin() as conn:
         conn.execute(tickets.insert(), [{"ticket_id": i, "opened_at": datetime(2026, 3, 2 + n), "category": c,
-                                         "escalated": e} for n, (i, c, e) in enumerate(rows)])
+                                         "escalated": e, "resolved_at": datetime(2026, 3, 3 + n) if n else None}
+                                        for n, (i, c, e) in enumerate(rows)])
     doc, errors = parse(OWN_TABLES_MODEL, "own.yml")
     assert not errors and doc is not None
     loaded = load_model([("own.yml", doc)])
@@ -571,3 +572,8 @@ def test_team_kpis_over_kpibots_own_tables_need_no_sources(tmp_path, configured)
     assert _value("escalation rate march 2026", url) == pytest.approx(100 * 2 / 4)
     groups = {g.group: g.value for g in ask("escalation rate by category march 2026", as_of=AS_OF, url=url).breakdown}
     assert groups == pytest.approx({"bug": 100 * 2 / 3, "billing": 0.0})
+    # backlog (a cumulative kept as data): t1 still open at the end of March; by category, the
+    # categories whose tickets are all resolved are a level of 0, not "no data"
+    assert _value("backlog march 2026", url) == pytest.approx(1)
+    groups = {g.group: g.value for g in ask("backlog by category march 2026", as_of=AS_OF, url=url).breakdown}
+    assert groups == {"bug": 1, "billing": 0}

@@ -240,14 +240,21 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
                 raise Invalid(f"{key}: unknown column `{col}` of `{part.source}`{_close(col, cols)}", entry, key)
         dates = isinstance(ctx.table(part.source).c[start].type, Date)
 
-        def join(t, w):
+        def join(t, w):  # every row that exists by the end: a level of 0 is a value, not "no data"
+            return t.c[start] < (w.c.de if dates else w.c.we)
+
+        def level(t, w):
             at = w.c.de if dates else w.c.we
-            alive = t.c[start] < at
-            return and_(alive, or_(t.c[end].is_(None), t.c[end] >= at)) if end else alive
+            alive = or_(t.c[end].is_(None), t.c[end] >= at) if end else None
+            if part.expr in (None, "*"):
+                return func.count() if alive is None else func.count(case((alive, 1)))
+            e = sqlexpr.build(part.expr, t, numeric=part.agg not in ("count", "count_distinct"))
+            value = AGG[part.agg](e if alive is None else case((alive, e)))
+            return func.coalesce(value, 0) if part.agg in ("sum", "count", "count_distinct") else value
 
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
         name = _agg_name(part)
-        measure = Measure(table=part.source, join=join, aggregates={name: _value(part, False)}, finalize=single(name),
+        measure = Measure(table=part.source, join=join, aggregates={name: level}, finalize=single(name),
                           where=where, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"snapshot": True, "split": _split(part.agg)}
     raise AssertionError(kind)
