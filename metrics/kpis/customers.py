@@ -22,7 +22,7 @@ from metrics.kpis.common import (
     window_days,
     window_seconds,
 )
-from metrics.spec import Measure, Metric, active_at, in_window, single, started_by_end
+from metrics.spec import Measure, Metric, active_at, in_window, started_by_end
 from storage.schema import subscriptions
 from storage.sqlfuncs import median, seconds_between
 
@@ -32,16 +32,6 @@ def _retention(a) -> dict:
     if not start:
         return {"value": None}
     return {"value": 100.0 * ((end or 0) - (new or 0)) / start}
-
-
-def _active_customers(paying_only: bool) -> Measure:
-    return Measure(
-        table="customers",
-        join=started_by_end("signed_up_at"),
-        where=(lambda t: t.c.is_paying == true()) if paying_only else None,
-        aggregates={"active": lambda t, w: count_if(or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.we))},
-        finalize=single("active"),
-    )
 
 
 # ---- churn: the period's rate, and the same pace per month and per year ---------------------
@@ -140,34 +130,7 @@ def _alive_at_end(t, w):
 
 
 METRICS = [
-    Metric(
-        id="customers",
-        label="Customers",
-        group="customers",
-        unit="count",
-        formula="customers active at the period's end: signed up before it and not churned by then",
-        direction="higher",
-        synonyms=("customer count", "number of customers", "active customers", "accounts", "customer headcount", "headcount of customers"),
-        tables=("customers",),
-        snapshot=True,
-        split="sum",
-        measure=_active_customers(False),
-        description="Number of customers, now and over time; cut it by size, industry, region, "
-        "plan or acquisition channel (seed 000: 'whether you're finding traction in a particular market').",
-    ),
-    Metric(
-        id="paying_customers",
-        label="Paying customers",
-        group="customers",
-        unit="count",
-        formula="paying customers (is_paying) active at the period's end",
-        direction="higher",
-        synonyms=("paid customers", "paying accounts"),
-        tables=("customers",),
-        snapshot=True,
-        split="sum",
-        measure=_active_customers(True),
-    ),
+    *packaged.load("customers.yml", "customers", "paying_customers"),  # levels, kept as data
     Metric(
         id="new_customers",
         label="New customers",
@@ -211,7 +174,7 @@ METRICS = [
         extras_doc=CHURN_EXTRAS,
         extras_units=CHURN_UNITS,
     ),
-    *packaged.load("customers.yml"),  # churned_customers: a plain count, kept as data
+    *packaged.load("customers.yml", "churned_customers"),  # a plain count, kept as data
     Metric(
         id="monthly_churn",
         label="Monthly churn rate",

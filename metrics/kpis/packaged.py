@@ -15,8 +15,9 @@ from metrics.model.relations import Relations
 from metrics.spec import Metric
 
 
-def load(name: str) -> list[Metric]:
-    """The KPIs of the packaged file ``name`` (e.g. ``support.yml``), in file order."""
+def load(name: str, *only: str) -> list[Metric]:
+    """The KPIs of the packaged file ``name`` (e.g. ``support.yml``), in file order, or those
+    of ``only`` in that order (a module keeps its catalogue order around its Python entries)."""
     text = resources.files("metrics.kpis.data").joinpath(name).read_text(encoding="utf-8")
     doc, errors = parse(text, name)
     if errors or doc is None:
@@ -30,4 +31,4 @@ def load(name: str) -> list[Metric]:
             raise ValueError(f"metrics/kpis/data/{name}:{line_of(doc['metrics'], mid)}: {mid}: {exc}") from exc
         ctx.metrics[mid] = metric
         out.append(metric)
-    return out
+    return [ctx.metrics[mid] for mid in only] if only else out
