@@ -517,7 +517,9 @@ def test_check_reads_a_sample_of_values_and_flags_a_score_on_another_scale(tmp_p
     path.write_text(
         "version: 1\nsources:\n  survey_responses:\n    relation: surveys_answers\n    columns:\n"
         "      response_id: id\n      customer_id: account_id\n      responded_at: submitted_at\n"
-        "      survey: {expr: \"lower(survey_kind)\"}\n      score: {column: rating, scale: 2}\n")
+        "      survey: {expr: \"lower(survey_kind)\"}\n      score: {column: rating, scale: 2}\n"
+        "  orders:\n    relation: billing_invoices\n    columns: {order_id: id, customer_id: account_id, "
+        "ordered_at: issued_at, amount: kind}\n")
     monkeypatch.setenv("KPI_MODEL", str(path))
     try:
         assert cli.main(["--url", url, "check"]) == 1
@@ -527,6 +529,7 @@ def test_check_reads_a_sample_of_values_and_flags_a_score_on_another_scale(tmp_p
     # CSAT 5, 2, 4, 3 doubled: 4-10, outside 1-5; NPS 3-10 doubled: 6-20, outside 0-10
     assert "`score`: csat answers range 4-10 in the sample, kpibot reads csat on 1-5" in out
     assert "`score`: nps answers range 6-20 in the sample, kpibot reads nps on 0-10" in out
+    assert "`amount` should be a number; sample values: ['subscription', 'one_off']" in out
 
 
 def test_a_model_read_again_while_configured_loads_the_same(tmp_path, configured):

@@ -14,13 +14,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import Date, DateTime, Engine, Numeric, inspect, select, text
-from sqlalchemy.types import Float, Integer
+from sqlalchemy import Date, DateTime, Engine, Numeric, inspect, select, text, type_coerce
+from sqlalchemy.types import Float, Integer, NullType
 
 from metrics.model import relations
 from metrics.model.load import Model
 from storage import database
-from storage.schema import SURVEY_SCALES
+from storage.schema import SURVEY_SCALES, is_money
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _kind_problem(logical: str, kind, values: list) -> str | None:
     if isinstance(kind, (DateTime, Date)):
         bad = [v for v in seen if not isinstance(v, (date, datetime)) and not _iso(v)]
         return f"`{logical}` should be a date/time; sample values: {bad[:2]!r}" if bad else None
-    if isinstance(kind, (Numeric, Float, Integer)):
+    if isinstance(kind, (Numeric, Float, Integer)) or is_money(kind):
         bad = [v for v in seen if isinstance(v, bool) or not isinstance(v, (int, float, Decimal))]
         return f"`{logical}` should be a number; sample values: {bad[:2]!r}" if bad else None
     return None
@@ -164,7 +164,8 @@ def check_sources(model: Model, engine: Engine) -> list[SourceCheck]:
         physical = rels.physical(name)
         try:
             with database.query(engine) as conn:
-                rows = conn.execute(select(physical).limit(200)).mappings().all()
+                raw = [type_coerce(c, NullType()).label(c.name) for c in physical.c]  # values as the driver reads them
+                rows = conn.execute(select(*raw).limit(200)).mappings().all()
         except database.DatabaseError as exc:
             if not found.problems:
                 found.problems.append(f"cannot read it: {exc}")
