@@ -8,7 +8,7 @@ profitability per customer (the last two live in :mod:`metrics.kpis.financial`).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, func, or_, select
 
 from metrics.kpis import packaged
 from metrics.kpis.common import (
@@ -22,7 +22,7 @@ from metrics.kpis.common import (
     window_days,
     window_seconds,
 )
-from metrics.spec import Measure, Metric, active_at, in_window, started_by_end
+from metrics.spec import Measure, Metric, active_at, started_by_end
 from storage.schema import subscriptions
 from storage.sqlfuncs import median, seconds_between
 
@@ -131,33 +131,7 @@ def _alive_at_end(t, w):
 
 METRICS = [
     *packaged.load("customers.yml", "customers", "paying_customers"),  # levels, kept as data
-    Metric(
-        id="new_customers",
-        label="New customers",
-        group="customers",
-        unit="count",
-        formula="customers whose signed_up_at falls in the period (paying and free shown apart)",
-        direction="higher",
-        synonyms=("new customer", "signups", "sign ups", "new accounts", "acquisitions"),
-        tables=("customers",),
-        split="sum",
-        measure=Measure(
-            table="customers",
-            join=in_window("signed_up_at"),
-            time_column="signed_up_at",
-            aggregates={
-                "n": lambda t, w: func.count(),
-                "paying": lambda t, w: count_if(t.c.is_paying == true()),
-            },
-            finalize=lambda a: {
-                "value": a.get("n"),
-                "paying": a.get("paying"),
-                "free": None if a.get("n") is None else a["n"] - (a.get("paying") or 0),  # type: ignore[operator]  # checked
-            },
-        ),
-        description="Seed 003: 'If you work with subscriptions, make a split between paying and free new customers.'",
-        extras_doc={"paying": "new paying customers", "free": "new free customers"},
-    ),
+    *packaged.load("customers.yml", "new_customers"),  # a count with its paying/free split, kept as data
     Metric(
         id="churn_rate",
         label="Customer churn rate",

@@ -17,7 +17,17 @@ from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
 from metrics.model import sqlexpr
 from metrics.model.relations import Relations, Source
-from metrics.spec import Band, Derived, Measure, Metric, date_in_window, in_window, ratio, single
+from metrics.spec import (
+    Aggs,
+    Band,
+    Derived,
+    Measure,
+    Metric,
+    date_in_window,
+    in_window,
+    ratio,
+    single,
+)
 from storage.schema import TABLES
 from storage.sqlfuncs import add_days
 
@@ -227,10 +237,11 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
         if part.agg == "avg":
             aggregates["n"] = _value(Part(part.source, "count", part.expr, None, part.time), False)
             n = "n"
+        finalize, info = _extras(entry, part, ctx, aggregates, name)
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=single(name),
+        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=finalize,
                           n=n, where=where, time_column=part.time, customer_key=_customer_key(part.source, ctx))
-        return measure, (part.source,), {"split": "mean" if part.agg == "avg" else _split(part.agg)}
+        return measure, (part.source,), {"split": "mean" if part.agg == "avg" else _split(part.agg), **info}
     if kind == "cumulative":
         part = _part(entry, ctx, entry, needs_time=False)
         start, end = entry.get("start"), entry.get("end")
@@ -258,6 +269,53 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
                           where=where, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"snapshot": True, "split": _split(part.agg)}
     raise AssertionError(kind)
+
+
+def _extras(entry: Mapping, part: Part, ctx: Context, aggregates: dict, name: str) -> tuple[Callable, dict]:
+    """A simple metric's extra figures, shown beside its value (``recurring`` revenue): each
+    an aggregate over the metric's rows with its own filter, or arithmetic over ``value`` and
+    the extras before it. A count or a sum with no rows is 0 when the value itself is there."""
+    spec = entry.get("extras") or {}
+    if not isinstance(spec, Mapping):
+        raise Invalid("`extras` maps names to {agg:, expr:, filter:} or {expr: arithmetic}", entry, "extras")
+    steps: list[tuple[str, Any]] = []
+    docs, units = {}, {}
+    for extra, x in spec.items():
+        if not isinstance(x, Mapping) or extra in ("value", name) or extra in aggregates:
+            raise Invalid(f"extra `{extra}`: expected a mapping, under a name of its own", spec, extra)
+        if "agg" in x:
+            sub = _part({**x, "source": part.source}, ctx, x, needs_time=False)
+            aggregates[extra] = _value(sub, True)
+            steps.append((extra, sub.agg))
+        else:
+            refs = expression_names(str(x.get("expr")))
+            known = {"value", *(n for n, _ in steps)}
+            if not refs or any(r not in known for r in refs):
+                raise Invalid(f"extra `{extra}`: arithmetic over value and the extras before it", spec, extra)
+            steps.append((extra, _arithmetic(str(x["expr"]))))
+        docs[extra] = str(x.get("label") or extra.replace("_", " "))
+        if x.get("unit"):
+            units[extra] = str(x["unit"])
+    plain = single(name)
+    if not steps:
+        return plain, {}
+
+    def finalize(a: Aggs) -> dict[str, Any]:
+        out = dict(plain(a))
+        if out.get("value") is None:
+            return out
+        values: dict[str, float | None] = {"value": out["value"]}
+        for extra, how in steps:
+            if callable(how):
+                values[extra] = how(values)
+                continue
+            v = a.get(extra)
+            if v is None and how in ("sum", "count", "count_distinct"):
+                v = 0
+            values[extra] = None if v is None else (int(v) if how in ("count", "count_distinct") else float(v))
+        return {**out, **{k: v for k, v in values.items() if k != "value"}}
+
+    return finalize, {"extras_doc": docs, "extras_units": units}
 
 
 def _ratio(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
