@@ -188,13 +188,14 @@ def _close(word, names) -> str:
 
 def _value(part: Part, conditional: bool) -> Callable:
     """The part's aggregate over a table ``t``; with ``conditional`` its filter goes inside
-    (two parts of one ratio share rows but not filters)."""
+    (two parts of one ratio share rows but not filters). A filtered sum is 0, not NULL, when
+    there are rows but none match: "no recurring orders" is $0 of recurring revenue."""
 
     def agg(t, w):
         e = None if part.expr in (None, "*") else sqlexpr.build(part.expr, t, numeric=part.agg not in ("count", "count_distinct"))
         if conditional and part.filter:
             cond = sqlexpr.build(part.filter, t)
-            e = case((cond, 1 if e is None else e))
+            e = case((cond, 1 if e is None else e), else_=0) if part.agg == "sum" else case((cond, 1 if e is None else e))
         if e is None:
             return func.count()
         return AGG[part.agg](e)
@@ -274,7 +275,7 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
 def _extras(entry: Mapping, part: Part, ctx: Context, aggregates: dict, name: str) -> tuple[Callable, dict]:
     """A simple metric's extra figures, shown beside its value (``recurring`` revenue): each
     an aggregate over the metric's rows with its own filter, or arithmetic over ``value`` and
-    the extras before it. A count or a sum with no rows is 0 when the value itself is there."""
+    the extras before it (see :func:`_value` for a filtered sum)."""
     spec = entry.get("extras") or {}
     if not isinstance(spec, Mapping):
         raise Invalid("`extras` maps names to {agg:, expr:, filter:} or {expr: arithmetic}", entry, "extras")
@@ -310,8 +311,6 @@ def _extras(entry: Mapping, part: Part, ctx: Context, aggregates: dict, name: st
                 values[extra] = how(values)
                 continue
             v = a.get(extra)
-            if v is None and how in ("sum", "count", "count_distinct"):
-                v = 0
             values[extra] = None if v is None else (int(v) if how in ("count", "count_distinct") else float(v))
         return {**out, **{k: v for k, v in values.items() if k != "value"}}
 
