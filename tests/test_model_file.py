@@ -377,6 +377,7 @@ metrics:
   odd: {type: percentile}
   ratio_of_ghosts: {type: ratio, numerator: refunded, denominator: revenue}
   refunds_total: {type: simple, source: refunds, agg: sum, expr: amount, unit: currency}
+  typo: {type: simple, source: refunds, agg: count, filtr: "amount > 0"}
 """
 
 
@@ -395,6 +396,7 @@ def test_load_errors_name_file_and_line_and_the_rest_loads():
         "team.yml:20: metric `ratio_of_ghosts`: unknown metric `refunded` (did you mean `refunded_amount`?)"
         if "refunded_amount" in CATALOGUE else
         "team.yml:20: metric `ratio_of_ghosts`: unknown metric `refunded` (did you mean `refunds_total`?)",
+        "team.yml:22: metric `typo`: unknown key `filtr` for a simple metric (did you mean `filter`?)",
     ])
     assert loaded.team == ("refunds_total",)  # the good entry still loads
     assert "refunds_total" in loaded.metrics and "nps" in loaded.metrics

@@ -442,7 +442,7 @@ _BUILD = {"simple": _simple, "cumulative": _simple, "ratio": _ratio, "derived": 
 
 def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
-    default_unit = "percent" if entry["type"] == "conversion" else "count" if entry.get("agg") == "count" else "ratio" if entry["type"] == "ratio" else "count"
+    default_unit = {"conversion": "percent", "ratio": "ratio"}.get(entry["type"], "count")
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
     listed = entry.get("dimensions") or []
     if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):

@@ -32,6 +32,15 @@ DIRECTIONS = ("higher", "lower", "neutral")
 AGGS = ("sum", "count", "count_distinct", "avg", "min", "max")
 TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "description", "group", "formula",
+               "dimensions", "split", "format")
+KEYS: dict[str, tuple[str, ...]] = {
+    "simple": ("source", "agg", "expr", "filter", "time", "extras"),
+    "ratio": ("numerator", "denominator", "scale"),
+    "derived": ("expr",),
+    "cumulative": ("source", "agg", "expr", "filter", "start", "end"),
+    "conversion": ("base", "conversion", "entity", "window_days"),
+}
 
 
 @dataclass(frozen=True)
@@ -310,6 +319,10 @@ def _metric(mid: str, origin: str, entry: Any, ctx: compiler.Context) -> tuple[M
     kind = entry.get("type")
     if kind not in TYPES:
         return None, (line_of(entry, "type"), f"bad type `{kind}` (one of {', '.join(TYPES)})")
+    keys = KEYS[kind] + COMMON_KEYS
+    for key in entry:
+        if key not in keys:
+            return None, (line_of(entry, key), f"unknown key `{key}` for a {kind} metric{close(key, keys)}")
     for key, allowed in (("unit", UNITS), ("direction", DIRECTIONS), ("group", (*GROUPS, "custom"))):
         if key in entry and entry[key] not in allowed:
             return None, (line_of(entry, key), f"bad {key} `{entry[key]}` (one of {', '.join(allowed)})")
