@@ -217,6 +217,12 @@ def parse(
 # ---- pass 0: misspellings and multi-word forms ------------------------------------------------
 
 
+def catalogue_changed() -> None:
+    """A model file changed the catalogue: the words and KPI names known are read again."""
+    _vocabulary.cache_clear()
+    _names.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _vocabulary() -> frozenset[str]:
     """Every word the parser knows: KPI names, dimensions, periods, grains, sort and filler."""
@@ -232,7 +238,7 @@ def _vocabulary() -> frozenset[str]:
     for m in catalogue.CATALOGUE.values():
         for name in (m.id, m.label, *m.synonyms, *m.dimensions):
             words |= set(re.findall(r"[a-z]+", name.lower()))
-    for d in {*catalogue.CUSTOMER_DIMENSIONS, *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
+    for d in {*catalogue.relations.customer_dimensions(), *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
         words |= set(d.split("_"))
         words.add(d + "s")
     from metrics.periods import _NUMBER_WORDS
