@@ -67,8 +67,18 @@ def _engine() -> Engine:
         engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_setup)
         metadata.create_all(engine)
+        tables = {t.name: t for t in metadata.sorted_tables}
+        from metrics.model import relations
+
+        model = relations.current()
+        if model is not None:  # the model's own sources, and kpibot's tables widened by its dimensions
+            for table in model.metadata.sorted_tables:
+                if table.name in tables:
+                    tables[table.name].drop(engine)
+                table.create(engine)
+                tables[table.name] = table
         with engine.begin() as conn:
-            for table in metadata.sorted_tables:
+            for table in tables.values():
                 conn.execute(table.insert(), [_row(table, i) for i in range(2)])
 
         @event.listens_for(engine, "before_execute")
@@ -78,6 +88,16 @@ def _engine() -> Engine:
 
         _dry_engine = engine
     return _dry_engine
+
+
+def forget() -> None:
+    """Derive again (a model file was configured: other tables, other KPIs)."""
+    global _dry_engine
+    with _dry_lock:
+        _derived.clear()
+        if _dry_engine is not None:
+            _dry_engine.dispose()
+        _dry_engine = None
 
 
 def _dry_run(key: tuple, run: Callable[[Engine], object]) -> frozenset[str]:

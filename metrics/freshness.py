@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Date, Engine, func, select
 
+from metrics.model import relations
 from metrics.periods import Settings, to_utc
 from storage import database
-from storage.schema import TABLES
 
 #: The columns that say when a row happened, per table: the latest of them is how far a
 #: table's data reaches (a customer who churned yesterday makes customers fresh to yesterday).
@@ -52,8 +52,8 @@ def by_table(
     columns: list[Any] = []
     names: list[str] = []
     for name in tables:
-        for column in TIME_COLUMNS.get(name, ()):
-            table = TABLES[name]
+        for column in relations.time_columns(name, TIME_COLUMNS.get(name, ()), engine):
+            table = relations.table(name)
             col = table.c[column]
             latest = select(func.max(col))
             if as_of is not None:
@@ -61,7 +61,7 @@ def by_table(
                 latest = latest.where(col < (cap if isinstance(col.type, Date) else to_utc(cap, settings)))
             columns.append(latest.scalar_subquery().label(f"m{len(columns)}"))
             names.append(name)
-    out: dict[str, date | None] = {name: None for name in tables if TIME_COLUMNS.get(name)}
+    out: dict[str, date | None] = {name: None for name in tables if relations.time_columns(name, TIME_COLUMNS.get(name, ()), engine)}
     if not columns:
         return out
     with database.query(engine) as conn:

@@ -232,7 +232,7 @@ def _vocabulary() -> frozenset[str]:
     for m in catalogue.CATALOGUE.values():
         for name in (m.id, m.label, *m.synonyms, *m.dimensions):
             words |= set(re.findall(r"[a-z]+", name.lower()))
-    for d in {*catalogue.CUSTOMER_DIMENSIONS, *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
+    for d in {*catalogue.relations.customer_dimensions(), *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
         words |= set(d.split("_"))
         words.add(d + "s")
     from metrics.periods import _NUMBER_WORDS
