@@ -329,10 +329,10 @@ def _model(url: str | None):
     from metrics import model
     from metrics.model.load import load_model
 
-    path = model.model_path()
-    loaded = model.read(path) if path else load_model([])
-    model.configure(loaded if path else None, url)
-    return path, loaded
+    path, dbt = model.model_path(), model.dbt_project()
+    loaded = model.read(path, dbt) if path or dbt else load_model([])
+    model.configure(loaded if path or dbt else None, url)
+    return " + ".join(p for p in (path, dbt) if p) or None, loaded
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -26,9 +26,9 @@ EXPECTED_SOURCES = {
         "relation": "analytics.accounts",
         "description": "The shop's customer accounts.",
         "columns": {
-            "account": "id",
+            "account": {"column": "id", "type": "text"},
             "created_at": {"column": "created_at", "type": "timestamp"},
-            "accounts_created": {"expr": "id"},
+            "accounts_created": {"expr": "id", "type": "text"},
         },
         "time": "created_at",
         "customer_key": "account",
@@ -37,12 +37,12 @@ EXPECTED_SOURCES = {
         "relation": "analytics.invoices",
         "description": "Invoices, amounts in cents.",
         "columns": {
-            "invoice": "id",
-            "account": "account_id",
+            "invoice": {"column": "id", "type": "text"},
+            "account": {"column": "account_id", "type": "text"},
             "issued_at": {"column": "issued_at", "type": "timestamp"},
             "invoice_amount": {"expr": "amount_cents / 100.0", "type": "number"},
-            "invoices_issued": {"expr": "id"},
-            "invoicing_accounts": {"expr": "account_id"},
+            "invoices_issued": {"expr": "id", "type": "text"},
+            "invoicing_accounts": {"expr": "account_id", "type": "text"},
             "invoice_amount_p50": {"expr": "amount_cents / 100.0", "type": "number"},
         },
         "time": "issued_at",
@@ -54,10 +54,10 @@ EXPECTED_SOURCES = {
         "relation": "analytics.survey_export",
         "description": "The survey tool's export; NPS ratings 0-10 in `rating`.",
         "columns": {
-            "response": "id",
-            "account": "account_id",
+            "response": {"column": "id", "type": "text"},
+            "account": {"column": "account_id", "type": "text"},
             "submitted_at": {"column": "submitted_at", "type": "timestamp"},
-            "responses": {"expr": "id"},
+            "responses": {"expr": "id", "type": "text"},
             "promoters": {"expr": "case when rating >= 9 then 1 else 0 end", "type": "number"},
             "detractors": {"expr": "case when (rating <= 6) then 1 else 0 end", "type": "number"},
             "average_rating": {"expr": "rating", "type": "number"},
@@ -69,10 +69,10 @@ EXPECTED_SOURCES = {
         "relation": "analytics.trials",
         "description": "Free trials started.",
         "columns": {
-            "trial": "id",
-            "account": "account_id",
+            "trial": {"column": "id", "type": "text"},
+            "account": {"column": "account_id", "type": "text"},
             "started_at": {"column": "started_at", "type": "timestamp"},
-            "trials_started": {"expr": "id"},
+            "trials_started": {"expr": "id", "type": "text"},
         },
         "time": "started_at",
         "customer_key": "account",
@@ -93,7 +93,7 @@ def _simple(label, source, agg, expr, time, **more):
 
 
 EXPECTED_METRICS = {
-    "new_accounts": _simple("New accounts", "accounts", "count", "accounts_created", "created_at",
+    "accounts_opened": _simple("Accounts opened", "accounts", "count", "accounts_created", "created_at",
                             description="Accounts opened in the period.", unit="count"),
     "invoiced_amount": _simple("Invoiced amount", "invoices", "sum", "invoice_amount", "issued_at",
                                description="Paid invoices, in money (the table keeps cents).",
@@ -116,10 +116,11 @@ EXPECTED_METRICS = {
                        "denominator": "survey_responses_count", "unit": "percent", "scale": 100},
     "void_invoice_share": {
         "type": "ratio", "label": "Share of void invoices",
-        # a filtered input becomes an inline measure: the metric's own parts plus the filter
+        # a filtered input makes both parts inline measures: the metric's own parts (+ the filter)
         "numerator": {"source": "invoices", "agg": "count", "expr": "invoices_issued", "time": "issued_at",
                       "filter": "invoice_status = 'void'"},
-        "denominator": "invoices_count", "unit": "percent", "scale": 100, "direction": "lower",
+        "denominator": {"source": "invoices", "agg": "count", "expr": "invoices_issued", "time": "issued_at"},
+        "unit": "percent", "scale": 100, "direction": "lower",
     },
     "survey_nps": {"type": "derived", "label": "Survey NPS",
                    "description": "Promoters minus detractors, in percent of responses.",
@@ -219,10 +220,10 @@ def test_a_small_model_maps_relation_expressions_and_keys():
     assert errors == []
     assert doc["sources"]["orders_sm"] == {
         "relation": "mart.fct_orders",  # no database: it answers over whichever one kpibot reads
-        "columns": {"order": "order_id", "customer": "customer_id",
+        "columns": {"order": {"column": "order_id", "type": "text"}, "customer": {"column": "customer_id", "type": "text"},
                     "ordered_at": {"column": "order_date", "type": "timestamp"},
                     "order_total": {"expr": "total", "type": "number"},
-                    "order_count": {"expr": "order_id"}},
+                    "order_count": {"expr": "order_id", "type": "text"}},
         "time": "ordered_at",
         "customer_key": "customer",
     }

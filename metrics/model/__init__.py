@@ -27,12 +27,23 @@ def model_path(env: Mapping[str, str] | None = None) -> str | None:
     return DEFAULT_PATH if Path(DEFAULT_PATH).is_file() else None
 
 
-def read(path: str | Path) -> Model:
-    """The model in a file or folder; its errors are in ``Model.errors``, never raised."""
+def dbt_project(env: Mapping[str, str] | None = None) -> str | None:
+    """``KPI_DBT_PROJECT``: a dbt project folder or its semantic_manifest.json (metrics/model/dbt.py)."""
+    env = os.environ if env is None else env
+    return (env.get("KPI_DBT_PROJECT") or "").strip() or None
+
+
+def read(path: str | Path | None, dbt: str | Path | None = None) -> Model:
+    """The model in a file or folder, merged with a dbt project's; its errors are in
+    ``Model.errors``, never raised."""
+    from metrics.model.dbt import dbt_documents
     from metrics.model.document import read_paths
     from metrics.model.load import load_model
 
-    docs, errors = read_paths(path)
+    docs, errors = read_paths(path) if path is not None else ([], [])
+    if dbt is not None:
+        more, dbt_errors = dbt_documents(dbt)
+        docs, errors = docs + more, errors + dbt_errors
     model = load_model(docs)
     model.errors[:0] = errors
     return model
@@ -57,12 +68,12 @@ def configure(model: Model | None, url: str | None = None) -> None:
 
 def from_settings(env: Mapping[str, str] | None = None) -> Model | None:
     """Loads and configures the model the settings name; None when there is none."""
-    path = model_path(env)
-    if path is None:
+    path, dbt = model_path(env), dbt_project(env)
+    if path is None and dbt is None:
         return None
-    model = read(path)
+    model = read(path, dbt)
     configure(model)
     return model
 
 
-__all__ = ["configure", "from_settings", "model_path", "read"]
+__all__ = ["configure", "dbt_project", "from_settings", "model_path", "read"]

@@ -20,21 +20,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metrics.model.document import ModelError
 from storage.schema import TABLES
-
-try:
-    from metrics.model.document import ModelError
-except ImportError:  # until the model loader (metrics/model/document.py) is merged
-
-    @dataclass(frozen=True)
-    class ModelError:  # type: ignore[no-redef]
-        origin: str
-        line: int | None
-        message: str
 
 #: dbt measure aggregation → kpibot ``agg`` (sum_boolean is a sum of a 0/1 expression)
 AGGS = {"sum": "sum", "count": "count", "count_distinct": "count_distinct", "average": "avg",
@@ -62,7 +52,7 @@ def read_dbt(path: str | Path) -> tuple[dict, list[ModelError]]:
     root = Path(path)
     file = root / "target" / "semantic_manifest.json" if root.is_dir() else root
     if not file.is_file():
-        hint = " (run `dbt parse` in the project to write it)" if root.is_dir() else ""
+        hint = " (run `dbt parse` in the project to write it)" if root.suffix != ".json" else ""
         return {}, [ModelError(str(file), None, f"no dbt semantic manifest here{hint}")]
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
@@ -71,6 +61,14 @@ def read_dbt(path: str | Path) -> tuple[dict, list[ModelError]]:
     except json.JSONDecodeError as exc:
         return {}, [ModelError(str(file), exc.lineno, f"the dbt manifest is not valid JSON: {exc.msg}")]
     return manifest_to_document(manifest, str(file))
+
+
+def dbt_documents(path: str | Path) -> tuple[list[tuple[str, dict]], list[ModelError]]:
+    """:func:`read_dbt` in the loader's shape: ``[(origin, document)]`` (none when unreadable)."""
+    root = Path(path)
+    origin = str(root / "target" / "semantic_manifest.json" if root.is_dir() else root)
+    doc, errors = read_dbt(root)
+    return ([(origin, doc)] if doc else []), errors
 
 
 def manifest_to_document(manifest: dict, origin: str) -> tuple[dict, list[ModelError]]:
@@ -183,7 +181,7 @@ class _Converter:
             relation = _relation(model.raw.get("node_relation"))
             columns: dict[str, Any] = {}
             for name, entity in model.entities.items():
-                columns[name] = _column(entity.get("expr"), name)
+                columns[name] = {**_as_expr(_column(entity.get("expr"), name)), "type": "text"}
             for name, dim in model.dimensions.items():
                 if dim.get("type") == "time":
                     columns[name] = {**_as_expr(_column(dim.get("expr"), name)), "type": "timestamp"}
@@ -200,8 +198,9 @@ class _Converter:
                 expr = str(expr) if expr not in (None, "") else name
                 if measure.get("agg") == "sum_boolean":
                     expr = f"case when ({expr}) then 1 else 0 end"
-                columns[name] = {"expr": expr} if measure.get("agg") in ("count", "count_distinct") \
-                    else {"expr": expr, "type": "number"}
+                # what a count counts may be text (an id); what the others aggregate is a number
+                counted = measure.get("agg") in ("count", "count_distinct")
+                columns[name] = {"expr": expr, "type": "text" if counted else "number"}
         except Unsupported as exc:
             self.error(what, model.path, str(exc))
             return
@@ -343,19 +342,27 @@ class _Converter:
         return ref
 
     def _ratio(self, params: Mapping, stack: tuple[str, ...]) -> dict:
-        out: dict[str, Any] = {}
-        for role in ("numerator", "denominator"):
-            ref = self._input(params.get(role), role, stack)
+        refs = {role: self._input(params.get(role), role, stack) for role in ("numerator", "denominator")}
+        parts = {}
+        for role, ref in refs.items():
             part = self.metrics[ref["name"]]
             if part["type"] != "simple":
                 raise Unsupported(f"its {role} `{ref['name']}` is a {part['type']} metric; "
                                   "kpibot's ratios are of simple metrics")
-            if (ref.get("filter") or {}).get("where_filters"):
-                inline = {k: part[k] for k in ("source", "agg", "expr", "time", "filter") if k in part}
-                self._add_filter(inline, ref.get("filter"), self._model_of_source(part["source"]))
-                out[role] = inline
-            else:
-                out[role] = ref["name"]
+            parts[role] = part
+        if not any((ref.get("filter") or {}).get("where_filters") for ref in refs.values()):
+            return {role: ref["name"] for role, ref in refs.items()}
+        # a filtered input: both parts inline, aggregated over the same rows
+        out: dict[str, Any] = {}
+        for role, ref in refs.items():
+            part = parts[role]
+            inline = {k: part[k] for k in ("source", "agg", "expr", "time", "filter") if k in part}
+            self._add_filter(inline, ref.get("filter"), self._model_of_source(part["source"]))
+            out[role] = inline
+        if (out["numerator"]["source"], out["numerator"]["time"]) != (out["denominator"]["source"],
+                                                                      out["denominator"]["time"]):
+            raise Unsupported("a filtered input of a ratio over two semantic models (or time dimensions) "
+                              "is not supported yet")
         return out
 
     def _derived(self, params: Mapping, stack: tuple[str, ...]) -> dict:
@@ -406,7 +413,9 @@ class _Converter:
             model = self._model_of_source(part["source"])
             if entity not in model.entities:
                 raise Unsupported(f"entity `{entity}` is not an entity of semantic model `{model.name}`")
-            parts[role] = {k: part[k] for k in ("source", "time", "filter") if k in part}
+            if "filter" in part:
+                raise Unsupported(f"a filter on the {role} measure of a conversion is not supported yet")
+            parts[role] = {"source": part["source"], "time": part["time"]}
         return {**parts, "entity": entity, "window_days": int(window["count"]) * WINDOW_DAYS[window["granularity"]]}
 
     # -- filters -------------------------------------------------------------------------------
