@@ -31,6 +31,8 @@ AGGS = {"sum": "sum", "count": "count", "count_distinct": "count_distinct", "ave
         "avg": "avg", "min": "min", "max": "max", "sum_boolean": "sum"}
 #: days per dbt window granularity kpibot can express as ``window_days``
 WINDOW_DAYS = {"day": 1, "week": 7}
+#: time dimension granularities coarser than kpibot's days (a week's answer would be wrong)
+COARSE_GRAINS = ("week", "month", "quarter", "year")
 #: metric ``config.meta`` keys copied onto the kpibot metric
 META_KEYS = ("unit", "direction", "synonyms", "bands", "scale", "format", "group")
 #: an entity named like this joins kpibot's customers (customer dimensions)
@@ -319,6 +321,10 @@ class _Converter:
         time = measure.get("agg_time_dimension") or model.default_time
         if time is None or time not in model.dimensions or model.dimensions[time].get("type") != "time":
             raise Unsupported(f"measure `{measure['name']}` has no time dimension to aggregate by")
+        grain = (model.dimensions[time].get("type_params") or {}).get("time_granularity")
+        if grain in COARSE_GRAINS:
+            raise Unsupported(f"time dimension `{time}` has {grain} granularity; kpibot counts periods "
+                              "down to days, so only day (or finer) time dimensions are supported yet")
         entry["time"] = time
         self._add_filter(entry, inp.get("filter"), model)
         return entry
