@@ -7,13 +7,14 @@ closest names the database does have.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from rapidfuzz import process
-from sqlalchemy import Date, DateTime, Engine, Numeric, inspect, select
+from rapidfuzz import fuzz, process
+from sqlalchemy import Date, DateTime, Engine, Numeric, inspect, select, text
 from sqlalchemy.types import Float, Integer
 
 from metrics.model import relations
@@ -48,7 +49,8 @@ class Report:
             state = "ok" if not s.problems else "PROBLEM"
             out.append(f"  {s.name:<18} {s.where}: {state}" + (f" ({s.rows} sample rows)" if not s.problems else ""))
             out += [f"      {p}" for p in s.problems]
-        out.append(f"KPIs available ({len(self.available)}): {', '.join(self.available)}")
+        out.append(f"KPIs available ({len(self.available)}):")
+        out += textwrap.wrap(", ".join(self.available), 96, initial_indent="  ", subsequent_indent="  ")
         if self.unavailable:
             out.append(f"KPIs unavailable ({len(self.unavailable)}):")
             out += [f"  {kpi:<28} {why}" for kpi, why in self.unavailable]
@@ -60,7 +62,7 @@ class Report:
 
 
 def closest(word: str, names: Iterable[str], limit: int = 3) -> list[str]:
-    found = process.extract(word, list(names), limit=limit, score_cutoff=50)
+    found = process.extract(word.lower(), list(names), processor=str.lower, scorer=fuzz.ratio, limit=limit, score_cutoff=35)
     return [name for name, _score, _ in found]
 
 
@@ -69,10 +71,18 @@ def _suggest(word: str, names: Iterable[str]) -> str:
     return f" (closest: {', '.join(near)})" if near else ""
 
 
+_CATALOG_SCHEMAS = ("information_schema", "pg_catalog")
+
+
 def _relations(engine: Engine) -> list[str]:
     """Every table and view kpibot may read, schema-qualified outside the default schema."""
     found: list[str] = []
     with database.query(engine) as conn:
+        if engine.dialect.name != "sqlite":  # information_schema: PostgreSQL, DuckDB, warehouses
+            default = conn.execute(text("SELECT current_schema()")).scalar()
+            rows = conn.execute(text("SELECT table_schema, table_name FROM information_schema.tables")).all()
+            return [name if schema == default else f"{schema}.{name}" for schema, name in rows
+                    if schema not in _CATALOG_SCHEMAS and not str(schema).startswith("pg_")]
         insp = inspect(conn)
         default = insp.default_schema_name
         for schema in insp.get_schema_names():
@@ -88,6 +98,12 @@ def _columns(engine: Engine, relation: str) -> list[str] | None:
     schema, _, name = relation.rpartition(".")
     try:
         with database.query(engine) as conn:
+            if engine.dialect.name != "sqlite":
+                schema = schema or str(conn.execute(text("SELECT current_schema()")).scalar())
+                rows = conn.execute(text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
+                    "AND table_schema = :s ORDER BY ordinal_position"), {"t": name, "s": schema}).scalars().all()
+                return [str(r) for r in rows] or None
             return [c["name"] for c in inspect(conn).get_columns(name, schema=schema or None)]
     except Exception:  # noqa: BLE001 - no such relation (each driver says it its own way)
         return None

@@ -336,6 +336,32 @@ def _bands(entry: Mapping) -> tuple[Band, ...]:
     return tuple(out)
 
 
+def _part_words(spec: Mapping) -> str:
+    agg = {"sum": "sum", "count": "count", "count_distinct": "distinct count", "avg": "mean",
+           "min": "minimum", "max": "maximum"}.get(str(spec.get("agg", "count")), "count")
+    what = f"{agg} of {spec.get('source')}" + (f".{spec['expr']}" if spec.get("expr") not in (None, "*") else " rows")
+    return what + (f" where {spec['filter']}" if spec.get("filter") else "")
+
+
+def _formula(entry: Mapping) -> str:
+    """The entry in words, as the built-in KPIs' formulas read."""
+    kind = entry["type"]
+    if kind == "simple":
+        return _part_words(entry) + " in the period"
+    if kind == "cumulative":
+        end = f", {entry['end']} not by then" if entry.get("end") else ""
+        return f"{_part_words(entry)} at the period's end ({entry.get('start')} before it{end})"
+    if kind == "ratio":
+        num, den = (v if isinstance(v, str) else _part_words(v) for v in (entry["numerator"], entry["denominator"]))
+        scale = entry.get("scale", 1)
+        return f"{num} ÷ {den}" + (f" × {scale:g}" if scale != 1 else "")
+    if kind == "derived":
+        return str(entry["expr"])
+    base, conv = entry["base"], entry["conversion"]
+    return (f"share of {base['source']} ({entry.get('entity', 'customer_id')}) in the period with a "
+            f"{conv['source']} row within {entry['window_days']} days of their first {base['source']} row × 100")
+
+
 _BUILD = {"simple": _simple, "cumulative": _simple, "ratio": _ratio, "derived": _derived, "conversion": _conversion}
 
 
@@ -343,7 +369,7 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
     default_unit = "percent" if entry["type"] == "conversion" else "count" if entry.get("agg") == "count" else "ratio" if entry["type"] == "ratio" else "count"
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
-    formula = str(entry.get("formula") or entry.get("expr") or entry.get("description") or entry["type"])
+    formula = str(entry.get("formula") or _formula(entry))
     return Metric(
         id=mid,
         label=str(entry.get("label") or mid.replace("_", " ").capitalize()),
