@@ -544,6 +544,12 @@ def _value_pairs(s: _State) -> None:
 # ---- pass 3: the KPI ------------------------------------------------------------------------
 
 
+def forget() -> None:
+    """Drops the words learnt from the catalogue (a model file changed it)."""
+    _vocabulary.cache_clear()
+    _names.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _names() -> dict[str, str]:
     """KPI names with filler words removed ("time to close" → "time close"), to metric id."""

@@ -52,7 +52,7 @@ def read(path: str | Path | None, dbt: str | Path | None = None) -> Model:
 def configure(model: Model | None, url: str | None = None) -> None:
     """Answers from ``model`` (None: kpibot's own tables and built-in KPIs only) over the
     database at ``url`` (None: the configured ``KPI_DATABASE_URL``)."""
-    from metrics import access, catalogue, values
+    from metrics import access, catalogue, parser, values
     from metrics.model import relations
     from storage import database
 
@@ -64,6 +64,7 @@ def configure(model: Model | None, url: str | None = None) -> None:
         catalogue.install(model.metrics)
     access.forget()
     values.invalidate()
+    parser.forget()  # its vocabulary and names are the catalogue's
 
 
 def from_settings(env: Mapping[str, str] | None = None) -> Model | None:
