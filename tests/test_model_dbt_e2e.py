@@ -211,3 +211,62 @@ def test_a_missing_manifest_is_one_load_error_and_kpibot_still_answers(duckdb_sh
     assert loaded is not None
     assert len(loaded.errors) == 1 and "dbt parse" in loaded.errors[0].message
     assert loaded.team == ()
+
+
+def test_kpibot_check_lists_the_dbt_sources_kpis_and_what_is_unsupported(duckdb_shop, monkeypatch, capsys):
+    monkeypatch.setenv("KPI_DBT_PROJECT", str(SHOP))
+    monkeypatch.delenv("KPI_MODEL", raising=False)
+    try:
+        cli.main(["--url", duckdb_shop, "check"])
+    finally:
+        model.configure(None)
+    out = capsys.readouterr().out
+    assert "4 sources, 5 dimensions, 15 team KPIs" in out
+    for relation, rows in (("analytics.accounts", 5), ("analytics.invoices", 8), ("analytics.survey_export", 7),
+                           ("analytics.trials", 5)):
+        assert f"{relation}: ok ({rows} sample rows)" in out
+    for unsupported in ("median_invoice", "pro_invoice_share", "invoiced_amount_growth", "invoiced_amount_30d"):
+        assert f"metric `{unsupported}`" in out
+    available = out.split("KPIs available (15):", 1)[1].split("KPIs unavailable", 1)[0]
+    assert "trial_to_paid" in available and "survey_nps" in available
+
+
+MODEL_FILE = """\
+version: 1
+sources:
+  customers:
+    relation: analytics.accounts
+    columns:
+      customer_id: id
+      signed_up_at: created_at
+      churned_at: {expr: "case when status = 'churned' then status_changed_at end"}
+      industry: vertical
+      is_paying: {expr: "true"}
+metrics:
+  survey_nps: {type: derived, expr: "survey_promoters * 2"}
+"""
+
+
+def test_a_model_file_and_the_dbt_project_merge(duckdb_shop, tmp_path, monkeypatch):
+    """KPI_MODEL maps kpibot's customers onto the same accounts table: built-in customer KPIs
+    answer, and the dbt metrics get the customer dimensions through their `account` entity."""
+    path = tmp_path / "kpibot.yml"
+    path.write_text(MODEL_FILE, encoding="utf-8")
+    monkeypatch.setenv("KPI_MODEL", str(path))
+    monkeypatch.setenv("KPI_DBT_PROJECT", str(SHOP))
+    monkeypatch.setenv("KPI_DATABASE_URL", duckdb_shop)
+    try:
+        loaded = model.from_settings()
+        assert loaded is not None
+        # the same id in both: one error naming both origins, the model file's definition stands
+        twice = [e for e in loaded.errors if "survey_nps" in e.message]
+        assert len(twice) == 1
+        assert twice[0].origin == str(SHOP / "target" / "semantic_manifest.json") and str(path) in twice[0].message
+        assert loaded.definitions["survey_nps"]["expr"] == "survey_promoters * 2"
+        # built-in KPI over the mapped accounts: A1 … A5 signed up in Q1, A3 churned on 10 March
+        assert _value("new customers last quarter", duckdb_shop) == 5
+        # invoiced amount by industry (vertical): retail A1 3 × 123.45 + A4 75.50 + A5 99.99; saas A2 50.00 + A3 200.01
+        by_industry = _groups("invoiced amount by industry last quarter", duckdb_shop)
+        assert by_industry == pytest.approx({"retail": 3 * 123.45 + 75.50 + 99.99, "saas": 50.00 + 200.01}, abs=0.005)
+    finally:
+        model.configure(None)
