@@ -423,27 +423,51 @@ def test_derived_aliases_do_not_touch_string_literals():
 
 def test_ratio_of_a_ratio_is_unsupported():
     metrics = [_simple_metric("orders", "order_count"), _simple_metric("total", "order_total"),
-               {"name": "aov", "type": "ratio", "type_params": {"numerator": {"name": "total"},
+               {"name": "avg_order", "type": "ratio", "type_params": {"numerator": {"name": "total"},
                                                               "denominator": {"name": "orders"}}},
-               {"name": "aov_share", "type": "ratio", "type_params": {"numerator": {"name": "aov"},
+               {"name": "avg_order_share", "type": "ratio", "type_params": {"numerator": {"name": "avg_order"},
                                                                     "denominator": {"name": "orders"}}}]
     doc, errors = _convert([_model()], metrics)
-    assert "aov" in doc["metrics"] and "aov_share" not in doc["metrics"]
-    assert _messages(errors) == ["metric `aov_share` (metrics[3]): its numerator `aov` is a ratio metric; "
+    assert "avg_order" in doc["metrics"] and "avg_order_share" not in doc["metrics"]
+    assert _messages(errors) == ["metric `avg_order_share` (metrics[3]): its numerator `avg_order` is a ratio metric; "
                                  "kpibot's ratios are of simple metrics"]
 
 
-def test_semi_additive_measures_and_timespine_joins_are_unsupported():
+def test_semi_additive_measures_are_unsupported_and_timespine_joins_ignored():
     measures = [{"name": "balance", "agg": "sum", "expr": "bal",
                  "non_additive_dimension": {"name": "ordered_at", "window_choice": "max"}},
                 {"name": "order_count", "agg": "count", "expr": "1"}]
     metrics = [_simple_metric("balance_m", "balance"),
                {"name": "filled", "type": "simple",
-                "type_params": {"measure": {"name": "order_count", "join_to_timespine": True}}}]
+                "type_params": {"measure": {"name": "order_count", "join_to_timespine": True, "fill_nulls_with": 0}}}]
     doc, errors = _convert([_model(measures=measures)], metrics)
-    assert doc["metrics"] == {}
-    assert "non_additive_dimension" in errors[0].message and "balance_m" in errors[0].message
-    assert "join_to_timespine" in errors[1].message and "filled" in errors[1].message
+    assert list(doc["metrics"]) == ["filled"]  # a period without rows stays "no data", not 0
+    assert len(errors) == 1 and "non_additive_dimension" in errors[0].message and "balance_m" in errors[0].message
+
+
+def test_metrics_named_like_built_in_kpis_get_a_dbt_prefix_everywhere():
+    metrics = [_simple_metric("revenue", "order_total", label="Revenue (dbt)"),
+               _simple_metric("orders", "order_count"),
+               {"name": "aov_m", "type": "ratio", "type_params": {"numerator": {"name": "revenue"},
+                                                                "denominator": {"name": "orders"}}},
+               {"name": "double", "type": "derived",
+                "type_params": {"expr": "revenue * 2", "metrics": [{"name": "revenue"}]}}]
+    doc, errors = _convert([_model()], metrics)
+    assert errors == []
+    assert list(doc["metrics"]) == ["dbt_revenue", "orders", "aov_m", "double"]
+    assert doc["metrics"]["dbt_revenue"]["label"] == "Revenue (dbt)"
+    assert doc["metrics"]["aov_m"] == {"type": "ratio", "label": "Aov m", "numerator": "dbt_revenue",
+                                       "denominator": "orders"}
+    assert doc["metrics"]["double"]["expr"] == "dbt_revenue * 2"
+
+
+def test_meta_sensitivity_on_entities_and_measures():
+    entities = [{"name": "order", "type": "primary", "expr": "order_id"},
+                {"name": "email", "type": "unique", "config": {"meta": {"sensitivity": "per_customer"}}}]
+    measures = [{"name": "order_total", "agg": "sum", "expr": "total", "meta": {"sensitivity": "money"}}]
+    doc, errors = _convert([_model(entities=entities, measures=measures)], [])
+    assert errors == []
+    assert doc["sources"]["orders_sm"]["sensitivity"] == {"email": "per_customer", "order_total": "money"}
 
 
 def test_metrics_on_a_coarse_time_dimension_are_unsupported():

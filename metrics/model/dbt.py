@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from metrics.catalogue import BUILT_IN
 from metrics.model.document import ModelError
 from storage.schema import TABLES
 
@@ -104,6 +105,7 @@ class _Converter:
         self.metrics: dict[str, dict] = {}
         self.raw_metrics: dict[str, tuple[str, Mapping]] = {}
         self.dropped: dict[str, str] = {}  # dbt metric -> why it was left out
+        self.ids: dict[str, str] = {}  # dbt metric -> kpibot id
 
     def error(self, what: str, path: str, message: str) -> None:
         self.errors.append(ModelError(self.origin, None, f"{what} ({path}): {message}"))
@@ -129,12 +131,14 @@ class _Converter:
                 self.error("a metric", path, "has no name")
                 continue
             self.raw_metrics[name] = (path, raw)
+        # a dbt metric named like a built-in KPI (revenue, nps …) is dbt_<name>: built-ins keep theirs
+        self.ids = {name: f"dbt_{name}" if name in BUILT_IN else name for name in self.raw_metrics}
         for name in self.raw_metrics:
             self._metric(name, ())
         doc: dict[str, Any] = {"version": 1, "sources": self.sources}
         if self.dimensions:
             doc["dimensions"] = self.dimensions
-        doc["metrics"] = {k: v for k, v in self.metrics.items() if v is not None}
+        doc["metrics"] = {self.ids[k]: v for k, v in self.metrics.items() if v is not None}
         return doc, self.errors
 
     def _index(self, raw_models: list) -> None:
@@ -182,6 +186,7 @@ class _Converter:
         try:
             relation = _relation(model.raw.get("node_relation"))
             columns: dict[str, Any] = {}
+            sensitivity: dict[str, Any] = {}
             for name, entity in model.entities.items():
                 columns[name] = {**_as_expr(_column(entity.get("expr"), name)), "type": "text"}
             for name, dim in model.dimensions.items():
@@ -203,6 +208,10 @@ class _Converter:
                 # what a count counts may be text (an id); what the others aggregate is a number
                 counted = measure.get("agg") in ("count", "count_distinct")
                 columns[name] = {"expr": expr, "type": "text" if counted else "number"}
+            for name, element in (*model.entities.items(), *model.measures.items()):
+                kind = _meta(element).get("sensitivity")
+                if kind is not None:
+                    sensitivity[name] = kind
         except Unsupported as exc:
             self.error(what, model.path, str(exc))
             return
@@ -217,6 +226,8 @@ class _Converter:
         key = next((e for e in model.entities if e in CUSTOMER_ENTITIES), None)
         if key is not None:
             source["customer_key"] = key
+        if sensitivity:
+            source["sensitivity"] = sensitivity
         self.sources[model.source_id] = source
 
     # -- metrics -------------------------------------------------------------------------------
@@ -277,7 +288,7 @@ class _Converter:
         if raw.get("description"):
             out["description"] = raw["description"]
         out.update(entry)
-        meta = ((raw.get("config") or {}).get("meta") or {}) or (raw.get("meta") or {})
+        meta = _meta(raw)
         for key in META_KEYS:
             if key in meta:
                 out[key] = meta[key]
@@ -310,8 +321,7 @@ class _Converter:
                               f"({', '.join(sorted(AGGS))})")
         if measure.get("non_additive_dimension"):
             raise Unsupported(f"measure `{name}` has a non_additive_dimension (semi-additive), not supported yet")
-        if ref.get("join_to_timespine"):
-            raise Unsupported(f"join_to_timespine on measure `{name}` is not supported yet")
+        # join_to_timespine / fill_nulls_with are not read: a period without rows is "no data"
         return model, measure, ref
 
     def _aggregation(self, ref: Any) -> dict:
@@ -357,7 +367,7 @@ class _Converter:
                                   "kpibot's ratios are of simple metrics")
             parts[role] = part
         if not any((ref.get("filter") or {}).get("where_filters") for ref in refs.values()):
-            return {role: ref["name"] for role, ref in refs.items()}
+            return {role: self.ids[ref["name"]] for role, ref in refs.items()}
         # a filtered input: both parts inline, aggregated over the same rows
         out: dict[str, Any] = {}
         for role, ref in refs.items():
@@ -380,7 +390,7 @@ class _Converter:
             ref = self._input(ref, "input", stack)
             if (ref.get("filter") or {}).get("where_filters"):
                 raise Unsupported(f"a filter on input `{ref['name']}` of a derived metric is not supported yet")
-            names[ref.get("alias") or ref["name"]] = ref["name"]
+            names[ref.get("alias") or ref["name"]] = self.ids[ref["name"]]
 
         def rename(m: re.Match) -> str:
             word = m.group(2)
@@ -487,6 +497,11 @@ def _as_expr(column: str | dict) -> dict:
 
 def _as_dimension(column: str | dict) -> dict:
     return {"column": column} if isinstance(column, str) else {"expr": column["expr"]}
+
+
+def _meta(element: Mapping) -> Mapping:
+    """An element's ``config.meta`` (dbt ≥ 1.10), else its ``meta``."""
+    return ((element.get("config") or {}).get("meta") or {}) or (element.get("meta") or {})
 
 
 def _args(text: str) -> list[str]:
