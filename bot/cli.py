@@ -450,11 +450,17 @@ def _main(argv: list[str] | None) -> int:
                 os.environ["KPI_DATABASE_URL"] = ns.url
         return cmd_schedules(ns, argv[1:])
     args = parser.parse_args([*global_args, *argv])
-    if args.func not in (cmd_check, cmd_define):
+    if args.func not in (cmd_check, cmd_define) and _model_configured():
         _, loaded = _model(args.url)
         for error in loaded.errors:
             print(f"model file: {error}", file=sys.stderr)
     return args.func(args) or 0
+
+
+def _model_configured() -> bool:
+    from metrics.model import model_path
+
+    return model_path() is not None
 
 
 if __name__ == "__main__":

@@ -413,3 +413,58 @@ def test_check_names_gaps_with_the_closest_names(tmp_path, monkeypatch, capsys, 
     assert "KPIs available" in out
     assert _file_relations(url) == before
     assert dimensions_for(CATALOGUE["nps"])  # the built-in catalogue is back
+
+
+def test_team_kpis_get_the_access_policy_from_the_columns_they_read(tmp_path, configured):
+    from metrics import access
+
+    url, prefix = _file_db("sqlite", tmp_path)
+    configured(_model(tmp_path, prefix), url)
+    # refunds.amount is declared money; orders.amount is money in kpibot's schema
+    assert access.of_metric("refunded_amount") == {"money"}
+    assert access.of_metric("refund_rate") == {"money"}
+    assert access.of_metric("net_revenue", "country") == {"money"}
+    assert access.of_metric("trial_to_paid") == frozenset()
+    assert access.of_metric("pro_accounts", "country") == frozenset()
+
+
+def test_a_builtin_kpi_names_the_logical_column_the_model_does_not_map(tmp_path, configured):
+    url, prefix = _file_db("sqlite", tmp_path)
+    configured(_model(tmp_path, prefix), url)
+    with pytest.raises(database.DatabaseError) as err:
+        ask("support csat march 2026", as_of=AS_OF, url=url)
+    assert str(err.value) == (
+        "Can't answer `support_csat`: it needs `survey_responses.touchpoint`, which the model file does not map "
+        "(add it under `sources.survey_responses.columns.touchpoint`).")
+    with pytest.raises(database.DatabaseError) as err:
+        ask("tickets march 2026", as_of=AS_OF, url=url)
+    assert str(err.value) == "Can't answer `tickets`: this database has no `tickets` table."
+
+
+def test_model_path_setting(tmp_path, monkeypatch):
+    from bot.app import Settings
+
+    monkeypatch.chdir(tmp_path)
+    assert model.model_path({}) is None
+    (tmp_path / "kpibot.yml").write_text("version: 1\n")
+    assert model.model_path({}) == "kpibot.yml"
+    assert model.model_path({"KPI_MODEL": "/x/models"}) == "/x/models"
+    assert Settings.from_env({"KPI_MODEL": "/x/models"}).model == "/x/models"
+
+
+def test_cli_ask_reads_the_model_file_the_settings_name(tmp_path, monkeypatch, capsys):
+    import json
+
+    url, prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "models"
+    path.mkdir()
+    (path / "team.yml").write_text(MODEL.format(**prefix))
+    monkeypatch.setenv("KPI_MODEL", str(path))  # a folder of model files
+    try:
+        assert cli.main(["--url", url, "ask", "net revenue march 2026", "--as-of", "2026-04-15", "--json"]) == 0
+    finally:
+        model.configure(None)
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == "net_revenue"
+    assert data["value"] == pytest.approx((100.50 + 20.00 + 19.99 + 49.00) - (5.50 + 10.00), abs=0.005)
+    assert "net_revenue" not in CATALOGUE  # kpibot's own catalogue again

@@ -133,6 +133,10 @@ class Relations:
 
     def __init__(self, sources: Mapping[str, Source], dimensions: Mapping[str, tuple[str, str]] | None = None):
         # dimensions: name -> (source, logical column) of the model's extra dimensions
+        global _serial
+        with _lock:
+            _serial += 1
+            self.serial = _serial  # tells cached statements of different models apart
         self.sources = dict(sources)
         self.dimensions = dict(dimensions or {})
         self.metadata = MetaData()
@@ -248,25 +252,24 @@ class _Active:
 
 
 _active: _Active | None = None
-_generation = 0
+_serial = 0
 _lock = threading.Lock()
-_adapted: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_adapted: OrderedDict[tuple[int, int], tuple[Any, Any]] = OrderedDict()
 _applies: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 
 def activate(relations: Relations | None, url: str | None = None) -> None:
     """Makes ``relations`` the mapping used for the database at ``url`` (None: none)."""
-    global _active, _generation
+    global _active
     with _lock:
         _active = None if relations is None else _Active(relations, url)
-        _generation += 1
-        _adapted.clear()
         _applies.clear()
 
 
 def generation() -> int:
-    """Changes whenever the mapping does (part of cached statements' keys)."""
-    return _generation
+    """Which mapping is active (part of cached statements' keys): 0 for none."""
+    active = _active
+    return 0 if active is None else active.relations.serial
 
 
 def current() -> Relations | None:
@@ -320,7 +323,7 @@ def adapt_for(engine: Engine, stmt):
     active = _active
     if active is None or not isinstance(stmt, Executable) or not applies(engine):
         return stmt
-    key = id(stmt)
+    key = (id(stmt), active.relations.serial)
     with _lock:
         hit = _adapted.get(key)
         if hit is not None and hit[0] is stmt:
