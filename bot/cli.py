@@ -458,9 +458,9 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _model_configured() -> bool:
-    from metrics.model import model_path
+    from metrics.model import dbt_project, model_path
 
-    return model_path() is not None
+    return model_path() is not None or dbt_project() is not None
 
 
 if __name__ == "__main__":

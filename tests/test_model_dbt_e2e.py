@@ -270,3 +270,16 @@ def test_a_model_file_and_the_dbt_project_merge(duckdb_shop, tmp_path, monkeypat
         assert by_industry == pytest.approx({"retail": 3 * 123.45 + 75.50 + 99.99, "saas": 50.00 + 200.01}, abs=0.005)
     finally:
         model.configure(None)
+
+
+def test_kpibot_ask_with_only_kpi_dbt_project(duckdb_shop, monkeypatch, capsys):
+    monkeypatch.setenv("KPI_DBT_PROJECT", str(SHOP))
+    monkeypatch.delenv("KPI_MODEL", raising=False)
+    try:
+        code = cli.main(["--url", duckdb_shop, "ask", "shop nps march 2026", "--as-of", "2026-04-15"])
+    finally:
+        model.configure(None)
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "Survey NPS" in captured.out and "33.3" in captured.out  # (2 - 1) × 100 / 3
+    assert "metric `median_invoice`" in captured.err  # the unsupported ones are said, once each
