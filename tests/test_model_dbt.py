@@ -134,7 +134,7 @@ EXPECTED_METRICS = {
                       "base": {"source": "trials", "time": "started_at"},
                       "conversion": {"source": "invoices", "time": "issued_at"},
                       "entity": "account", "window_days": 14, "direction": "higher",
-                      "unit": "percent", "scale": 100},
+                      "unit": "percent"},
 }
 
 # the project's constructs kpibot reports instead of computing differently from dbt
@@ -384,7 +384,7 @@ def test_conversion_windows_in_days_or_weeks_and_the_rest_unsupported():
         "type": "conversion", "label": "Two weeks",
         "base": {"source": "signups_sm", "time": "signed_up"},
         "conversion": {"source": "orders_sm", "time": "ordered_at"},
-        "entity": "customer", "window_days": 14, "unit": "percent", "scale": 100}}
+        "entity": "customer", "window_days": 14, "unit": "percent"}}
     messages = _messages(errors)
     assert messages[0] == "metric `monthly` (metrics[1]): a window of `1 month` is not supported yet (days or weeks)"
     assert messages[1].startswith("metric `counted` (metrics[2]): calculation `conversions`")

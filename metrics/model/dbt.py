@@ -295,7 +295,7 @@ class _Converter:
         if kind in ("simple", "cumulative") and "unit" not in out and out.get("agg") in ("count", "count_distinct"):
             out["unit"] = "count"
         if kind == "conversion" and "unit" not in out:
-            out.update(unit="percent", scale=100)
+            out["unit"] = "percent"  # kpibot's conversions are percentages
         if out.get("unit") == "currency" and kind in ("simple", "cumulative"):
             # money is sensitive: kpibot's access policy restricts what reads it
             source = self.sources[out["source"]]
