@@ -274,15 +274,13 @@ class _Converter:
             entry = self._conversion(params)
         else:
             raise Unsupported(f"type `{kind}` is not supported (simple, ratio, derived, cumulative, conversion)")
-        if (raw.get("filter") or {}).get("where_filters") and kind != "simple":
-            if kind not in ("cumulative",):
-                raise Unsupported(f"a filter on a {kind} metric is not supported yet (filter its inputs)")
-        if kind == "cumulative":
-            self._add_filter(entry, raw.get("filter"), self._model_of_source(entry["source"]))
         if raw.get("time_granularity") not in (None, "day"):
             raise Unsupported(f"time_granularity `{raw['time_granularity']}` is not supported yet")
-        if kind == "simple":
-            self._add_filter(entry, raw.get("filter"), self._model_of_source(entry["source"]))
+        where = raw.get("filter")
+        if (where or {}).get("where_filters"):
+            if kind not in ("simple", "cumulative"):
+                raise Unsupported(f"a filter on a {kind} metric is not supported yet (filter its inputs)")
+            self._add_filter(entry, where, self._model_of_source(entry["source"]))
         out: dict[str, Any] = {"type": kind}
         out["label"] = raw.get("label") or name.replace("_", " ").capitalize()
         if raw.get("description"):
@@ -290,7 +288,7 @@ class _Converter:
         out.update(entry)
         meta = _meta(raw)
         for key in META_KEYS:
-            if key in meta:
+            if key in meta and (key != "scale" or kind == "ratio"):  # only a ratio is scaled
                 out[key] = meta[key]
         if kind in ("simple", "cumulative") and "unit" not in out and out.get("agg") in ("count", "count_distinct"):
             out["unit"] = "count"
