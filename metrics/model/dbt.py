@@ -35,7 +35,7 @@ WINDOW_DAYS = {"day": 1, "week": 7}
 #: time dimension granularities coarser than kpibot's days (a week's answer would be wrong)
 COARSE_GRAINS = ("week", "month", "quarter", "year")
 #: metric ``config.meta`` keys copied onto the kpibot metric
-META_KEYS = ("unit", "direction", "synonyms", "bands", "scale", "format", "group")
+META_KEYS = ("unit", "direction", "synonyms", "bands", "scale", "group")
 #: an entity named like this joins kpibot's customers (customer dimensions)
 CUSTOMER_ENTITIES = ("customer", "account")
 
