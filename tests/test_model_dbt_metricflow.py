@@ -6,7 +6,7 @@ views), `mf query` computes each metric per month of Q1 2026, and kpibot, pointe
 file and project, must give the same numbers (its ratios declared with `meta.scale: 100` are
 percentages; MetricFlow's are fractions). Where MetricFlow has no value because a ratio's
 numerator or a conversion has no rows, kpibot says 0 of a non-empty denominator (or no data):
-the README's dbt section says so.
+the README's dbt section says so. A cumulative metric is compared at each month's last day.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ def test_kpibot_equals_metricflow_month_by_month(tmp_path):
     with open(out, newline="", encoding="utf-8") as f:
         rows = {r["metric_time__month"][:10]: r for r in csv.DictReader(f)}
     assert set(rows) == set(MONTHS)
+    # a cumulative metric: kpibot's level at a month's end is MetricFlow's running total on its last day
+    ends = tmp_path / "mf_ends.csv"
+    _run(["mf", "query", "--metrics", "total_accounts", "--group-by", "metric_time__day", "--where",
+          "{{ TimeDimension('metric_time', 'day') }} in ('2026-01-31', '2026-02-28', '2026-03-31')",
+          "--csv", str(ends)], project, env)
+    with open(ends, newline="", encoding="utf-8") as f:
+        totals = {r["metric_time__day"][:7] + "-01": float(r["total_accounts"]) for r in csv.DictReader(f)}
+    assert set(totals) == set(MONTHS)
 
     url = f"duckdb:///{db}"
     loaded = model.read(None, project)
@@ -69,6 +77,8 @@ def test_kpibot_equals_metricflow_month_by_month(tmp_path):
                 assert ours == pytest.approx(float(theirs) * scale, abs=1e-9), (metric, month)
                 compared += 1
         assert compared >= 25
+        for month, words in MONTHS.items():
+            assert ask(f"total_accounts {words}", as_of=date(2026, 4, 15), url=url).value == totals[month]
     finally:
         model.configure(None)
         database.dispose_all()
