@@ -101,6 +101,10 @@ EXPECTED_METRICS = {
                                synonyms=["billings", "invoiced revenue"]),
     "paid_invoices": _simple("Paid invoices", "invoices", "count", "invoices_issued", "issued_at",
                              filter="invoice_status = 'paid'", unit="count"),
+    "early_invoicing": _simple("Invoicing up to 10 February", "invoices", "sum", "invoice_amount", "issued_at",
+                               description="Every invoice issued on or before 10 February 2026 (a filter on "
+                                           "metric_time).",
+                               filter="date_trunc('day', issued_at) <= '2026-02-10'", unit="currency"),
     "invoices_count": _simple("Invoices", "invoices", "count", "invoices_issued", "issued_at", unit="count"),
     "survey_responses_count": _simple("Survey responses", "dbt_survey_responses", "count", "responses",
                                       "submitted_at", unit="count"),
@@ -321,8 +325,19 @@ def test_filters_translate_when_they_read_the_models_own_columns():
     doc, errors = _convert([_model()], metrics)
     assert errors == []
     assert doc["metrics"]["web_orders"]["filter"] == (
-        "(channel <> 'x') and (channel in ('web', 'app')) and (ordered_at >= '2026-01-01') "
+        "(channel <> 'x') and (channel in ('web', 'app')) and (date_trunc('day', ordered_at) >= '2026-01-01') "
         "and (customer is not null)")
+
+
+def test_metric_time_in_a_filter_is_the_metrics_time_column():
+    filt = {"where_filters": [{"where_sql_template": "{{ TimeDimension('metric_time', 'day') }} <= '2026-03-31'"}]}
+    metrics = [_simple_metric("early", "order_count", filter=filt),
+               {"name": "running", "type": "cumulative", "filter": filt,
+                "type_params": {"measure": {"name": "order_total"}}}]
+    doc, errors = _convert([_model()], metrics)
+    assert errors == []
+    assert doc["metrics"]["early"]["filter"] == "date_trunc('day', ordered_at) <= '2026-03-31'"
+    assert doc["metrics"]["running"]["filter"] == "date_trunc('day', ordered_at) <= '2026-03-31'"
 
 
 @pytest.mark.parametrize("template, why", [

@@ -135,6 +135,10 @@ def _assert_answers(url: str) -> None:
     assert _value("invoiced amount march 2026", url) == pytest.approx(march, abs=0.005)
     assert _value("billings february 2026", url) == pytest.approx(123.45 + 200.01, abs=0.005)  # a meta synonym
     assert _value("paid invoices march 2026", url) == 3
+    # a filter on metric_time compares days: I3 (10 February, 08:00) is in, I4 (12th) is not
+    assert _value("early_invoicing february 2026", url) == pytest.approx(123.45, abs=0.005)
+    assert _value("early_invoicing january 2026", url) == pytest.approx(123.45 + 50.00, abs=0.005)
+    assert _value("early_invoicing march 2026", url) is None  # no rows: no data, never 0
     assert _value("average rating march 2026", url) == pytest.approx((9 + 6 + 10) / 3)
     # ratio of two metrics, and one with a filtered input (inline): 1 void of 3 in February
     assert _value("average paid invoice march 2026", url) == pytest.approx(march / 3)
@@ -221,13 +225,13 @@ def test_kpibot_check_lists_the_dbt_sources_kpis_and_what_is_unsupported(duckdb_
     finally:
         model.configure(None)
     out = capsys.readouterr().out
-    assert "4 sources, 5 dimensions, 15 team KPIs" in out
+    assert "4 sources, 5 dimensions, 16 team KPIs" in out
     for relation, rows in (("analytics.accounts", 5), ("analytics.invoices", 8), ("analytics.survey_export", 7),
                            ("analytics.trials", 5)):
         assert f"{relation}: ok ({rows} sample rows)" in out
     for unsupported in ("median_invoice", "pro_invoice_share", "invoiced_amount_growth", "invoiced_amount_30d"):
         assert f"metric `{unsupported}`" in out
-    available = out.split("KPIs available (15):", 1)[1].split("KPIs unavailable", 1)[0]
+    available = out.split("KPIs available (16):", 1)[1].split("KPIs unavailable", 1)[0]
     assert "trial_to_paid" in available and "survey_nps" in available
 
 

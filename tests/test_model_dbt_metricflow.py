@@ -29,7 +29,7 @@ MONTHS = {"2026-01-01": "january 2026", "2026-02-01": "february 2026", "2026-03-
 # metric id -> kpibot value per MetricFlow value
 SCALE = {"survey_nps": 1, "promoter_share": 100, "invoiced_amount": 1, "paid_invoices": 1, "accounts_opened": 1,
          "trial_to_paid": 100, "average_invoice": 1, "void_invoice_share": 100, "average_rating": 1,
-         "invoices_count": 1, "survey_responses_count": 1}
+         "invoices_count": 1, "survey_responses_count": 1, "early_invoicing": 1}
 
 pytestmark = pytest.mark.skipif(shutil.which("dbt") is None or shutil.which("mf") is None,
                                 reason="dbt and MetricFlow (mf) are not on the PATH (not kpibot dependencies)")

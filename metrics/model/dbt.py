@@ -435,15 +435,17 @@ class _Converter:
     # -- filters -------------------------------------------------------------------------------
 
     def _add_filter(self, entry: dict, where: Any, model: _SemanticModel) -> None:
-        """AND a dbt ``where_filters`` list, translated to SQL over ``model``'s logical columns."""
+        """AND a dbt ``where_filters`` list, translated to SQL over ``model``'s logical columns
+        (``metric_time`` is the entry's time column)."""
         templates = [w.get("where_sql_template") for w in (where or {}).get("where_filters") or []]
-        sql = [f"({self._filter_sql(t, model)})" for t in templates if t]
+        time = entry.get("time") or entry.get("start")
+        sql = [f"({self._filter_sql(t, model, time)})" for t in templates if t]
         if entry.get("filter"):
             sql.insert(0, f"({entry['filter']})")
         if sql:
             entry["filter"] = " and ".join(sql) if len(sql) > 1 else sql[0][1:-1]
 
-    def _filter_sql(self, template: str, model: _SemanticModel) -> str:
+    def _filter_sql(self, template: str, model: _SemanticModel, time: str | None) -> str:
         def replace(m: re.Match) -> str:
             func, args, chained = m.group(1), _args(m.group(2)), m.group(3)
             if chained:
@@ -454,8 +456,12 @@ class _Converter:
                 if func == "TimeDimension" and len(args) > 1 and args[1] != "day":
                     raise Unsupported(f"filter `{m.group(0)}`: only day-grain time dimensions are supported")
                 parts = args[0].split("__")
+                if parts == ["metric_time"] and time:
+                    return f"date_trunc('day', {time})"  # MetricFlow compares days
                 if len(parts) == 2 and parts[0] in model.entities and parts[1] in model.dimensions:
                     dim = parts[1]
+                    if model.dimensions[dim].get("type") == "time":
+                        return f"date_trunc('day', {dim})"
                     return model.dimension_ids.get(dim, dim)
                 raise Unsupported(f"filter `{m.group(0)}`: `{args[0]}` is not a dimension of semantic model "
                                   f"`{model.name}` (filters through joins are not supported yet)")
