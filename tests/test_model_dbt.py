@@ -329,6 +329,18 @@ def test_filters_translate_when_they_read_the_models_own_columns():
         "and (customer is not null)")
 
 
+def test_a_model_level_primary_entity_qualifies_its_dimensions():
+    sm = _model(entities=[{"name": "customer", "type": "foreign", "expr": "customer_id"}])
+    sm["primary_entity"] = "sale"
+    other = _model(name="b_sm", alias="b", entities=[{"name": "b", "type": "primary"}],
+                   measures=[{"name": "b_count", "agg": "count", "expr": "1"}])
+    filt = {"where_filters": [{"where_sql_template": "{{ Dimension('sale__channel') }} = 'web'"}]}
+    doc, errors = _convert([sm, other], [_simple_metric("web", "order_count", filter=filt)])
+    assert errors == []
+    assert doc["metrics"]["web"]["filter"] == "sale__channel = 'web'"  # both models have `channel`
+    assert set(doc["dimensions"]) == {"sale__channel", "b__channel"}
+
+
 def test_metric_time_in_a_filter_is_the_metrics_time_column():
     filt = {"where_filters": [{"where_sql_template": "{{ TimeDimension('metric_time', 'day') }} <= '2026-03-31'"}]}
     metrics = [_simple_metric("early", "order_count", filter=filt),

@@ -92,6 +92,11 @@ class _SemanticModel:
         self.measures: dict[str, Mapping] = {m["name"]: m for m in raw.get("measures") or []}
         self.default_time: str | None = (raw.get("defaults") or {}).get("agg_time_dimension")
         self.dimension_ids: dict[str, str] = {}  # dbt dimension name -> kpibot dimension id
+        primary = raw.get("primary_entity") or next(
+            (e for e, v in self.entities.items() if v.get("type") == "primary"), None)
+        self.primary: str = primary or self.name
+        #: the entity prefixes a filter may qualify this model's dimensions with
+        self.prefixes: set[str] = {*self.entities, *([primary] if primary else [])}
 
 
 class _Converter:
@@ -174,10 +179,9 @@ class _Converter:
                 if dim.get("type") != "time":
                     seen[dim["name"]] = seen.get(dim["name"], 0) + 1
         for model in self.models.values():
-            primary = next((e for e, v in model.entities.items() if v.get("type") == "primary"), model.name)
             for name, dim in model.dimensions.items():
                 if dim.get("type") != "time":
-                    model.dimension_ids[name] = name if seen[name] == 1 else f"{primary}__{name}"
+                    model.dimension_ids[name] = name if seen[name] == 1 else f"{model.primary}__{name}"
 
     # -- semantic models → sources -----------------------------------------------------------
 
@@ -458,7 +462,7 @@ class _Converter:
                 parts = args[0].split("__")
                 if parts == ["metric_time"] and time:
                     return f"date_trunc('day', {time})"  # MetricFlow compares days
-                if len(parts) == 2 and parts[0] in model.entities and parts[1] in model.dimensions:
+                if len(parts) == 2 and parts[0] in model.prefixes and parts[1] in model.dimensions:
                     dim = parts[1]
                     if model.dimensions[dim].get("type") == "time":
                         return f"date_trunc('day', {dim})"
