@@ -91,7 +91,7 @@ class Settings:
     api_url: str | None = None  # SLACK_API_URL
     database_url: str | None = None  # KPI_DATABASE_URL (None: the metrics default)
     model: str | None = None  # KPI_MODEL: the model file or folder (default ./kpibot.yml when present)
-    dbt_project: str | None = None  # KPI_DBT_PROJECT: a dbt project (or its semantic_manifest.json)
+    dbt_project: str | None = None  # KPI_DBT_PROJECT: a dbt project (its semantic manifest), merged with the model
     working_after: float = 1.5  # seconds before "Working on it…"
     workers: int = 8  # concurrent jobs (Slack calls, uploads: mostly waiting on the network)
     compute_slots: int = field(default_factory=lambda: _default_compute_slots())  # SQL + chart at once

@@ -217,6 +217,12 @@ def parse(
 # ---- pass 0: misspellings and multi-word forms ------------------------------------------------
 
 
+def catalogue_changed() -> None:
+    """A model file changed the catalogue: the words and KPI names known are read again."""
+    _vocabulary.cache_clear()
+    _names.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _vocabulary() -> frozenset[str]:
     """Every word the parser knows: KPI names, dimensions, periods, grains, sort and filler."""
@@ -542,12 +548,6 @@ def _value_pairs(s: _State) -> None:
 
 
 # ---- pass 3: the KPI ------------------------------------------------------------------------
-
-
-def forget() -> None:
-    """Drops the words learnt from the catalogue (a model file changed it)."""
-    _vocabulary.cache_clear()
-    _names.cache_clear()
 
 
 @lru_cache(maxsize=1)

@@ -468,3 +468,48 @@ def test_cli_ask_reads_the_model_file_the_settings_name(tmp_path, monkeypatch, c
     assert data["metric"] == "net_revenue"
     assert data["value"] == pytest.approx((100.50 + 20.00 + 19.99 + 49.00) - (5.50 + 10.00), abs=0.005)
     assert "net_revenue" not in CATALOGUE  # kpibot's own catalogue again
+
+
+def test_slack_answers_team_kpis_from_the_model_file_in_its_settings(tmp_path, monkeypatch):
+    """Through Slack (signed requests, the fake Web API): the app reads KPI_MODEL's file when
+    it is built; a team KPI and a built-in one over the team's tables."""
+    from tests.trust_helpers import start_app
+
+    url, prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "kpibot.yml"
+    path.write_text(MODEL.format(**prefix))
+    try:
+        with start_app(url, monkeypatch, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+                       model=str(path)) as app:
+            reply = app.ask("trial to paid march 2026")
+            assert reply.kind == "answer" and "*50.0%*" in reply.text  # 2 of 4 trials (see _assert_answers)
+            reply = app.ask("pro accounts by country march 2026")
+            assert reply.kind == "answer" and "*2*" in reply.text and "FR" in reply.text  # a1, a3
+    finally:
+        model.configure(None)
+
+
+def test_check_reads_a_sample_of_values_and_flags_a_score_on_another_scale(tmp_path, monkeypatch, capsys):
+    url, _prefix = _file_db("sqlite", tmp_path)
+    path = tmp_path / "kpibot.yml"
+    path.write_text(
+        "version: 1\nsources:\n  survey_responses:\n    relation: surveys_answers\n    columns:\n"
+        "      response_id: id\n      customer_id: account_id\n      responded_at: submitted_at\n"
+        "      survey: {expr: \"lower(survey_kind)\"}\n      score: {column: rating, scale: 2}\n")
+    monkeypatch.setenv("KPI_MODEL", str(path))
+    try:
+        assert cli.main(["--url", url, "check"]) == 1
+    finally:
+        model.configure(None)
+    out = capsys.readouterr().out
+    # CSAT 5, 2, 4, 3 doubled: 4-10, outside 1-5; NPS 3-10 doubled: 6-20, outside 0-10
+    assert "`score`: csat answers range 4-10 in the sample, kpibot reads csat on 1-5" in out
+    assert "`score`: nps answers range 6-20 in the sample, kpibot reads nps on 0-10" in out
+
+
+def test_a_model_read_again_while_configured_loads_the_same(tmp_path, configured):
+    url, prefix = _file_db("sqlite", tmp_path)
+    first = _model(tmp_path, prefix)
+    configured(first, url)
+    again = model.read(tmp_path / "kpibot.yml")  # e.g. a reload: the team's ids are not "built-in"
+    assert again.errors == [] and again.team == first.team

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, func, or_, select, true
 
+from metrics.kpis import packaged
 from metrics.kpis.common import (
     DAY,
     MONTH_DAYS,
@@ -210,30 +211,7 @@ METRICS = [
         extras_doc=CHURN_EXTRAS,
         extras_units=CHURN_UNITS,
     ),
-    Metric(
-        id="churned_customers",
-        label="Churned customers",
-        group="retention",
-        unit="count",
-        formula="customers whose churned_at falls in the period",
-        direction="lower",
-        synonyms=(
-            "churned customers", "lost customers", "customers lost", "customer losses",
-            "customers churned", "churned accounts", "lost accounts", "lost logos", "churn count",
-            "number of churned customers",
-        ),
-        tables=("customers",),
-        split="sum",
-        measure=Measure(
-            table="customers",
-            join=in_window("churned_at"),
-            time_column="churned_at",
-            aggregates={"n": lambda t, w: func.count()},
-            finalize=lambda a: {"value": a.get("n")},
-        ),
-        description="How many customers we lost: the count behind the churn rate, including customers "
-        "who joined and left within the period (ask `churned_mrr` for the revenue they took).",
-    ),
+    *packaged.load("customers.yml"),  # churned_customers: a plain count, kept as data
     Metric(
         id="monthly_churn",
         label="Monthly churn rate",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
 
+from metrics.kpis import packaged
 from metrics.kpis.common import div, money_zero, num, per_month, window_seconds
 from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
 from storage.schema import costs, customers, marketing_spend, orders
@@ -293,26 +294,7 @@ METRICS = [
         description="Seed 000: 'Average value of customers and users (now and trend): tells you whether "
         "you're successfully attracting more valuable customers.'",
     ),
-    Metric(
-        id="aov",
-        label="Average order value",
-        group="financial",
-        unit="currency",
-        formula="revenue in the period ÷ orders in the period",
-        direction="higher",
-        synonyms=("average order value", "order value", "basket size", "average order"),
-        tables=("orders",),
-        dimensions=("product",),
-        split="mean",
-        measure=Measure(
-            table="orders",
-            join=in_window("ordered_at"),
-            time_column="ordered_at",
-            aggregates={"revenue": lambda t, w: func.sum(t.c.amount), "orders": lambda t, w: func.count()},
-            finalize=lambda a: {"value": div(a.get("revenue"), a.get("orders"))},
-            n="orders",
-        ),
-    ),
+    *packaged.load("financial.yml"),  # aov: a plain ratio, kept as data
     Metric(
         id="repeat_transactions",
         label="Repeat transactions",

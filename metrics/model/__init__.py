@@ -28,14 +28,14 @@ def model_path(env: Mapping[str, str] | None = None) -> str | None:
 
 
 def dbt_project(env: Mapping[str, str] | None = None) -> str | None:
-    """``KPI_DBT_PROJECT``: a dbt project folder or its semantic_manifest.json (metrics/model/dbt.py)."""
+    """``KPI_DBT_PROJECT``: a dbt project folder or its semantic_manifest.json (None: unset)."""
     env = os.environ if env is None else env
     return (env.get("KPI_DBT_PROJECT") or "").strip() or None
 
 
 def read(path: str | Path | None, dbt: str | Path | None = None) -> Model:
-    """The model in a file or folder, merged with a dbt project's; its errors are in
-    ``Model.errors``, never raised."""
+    """The model in a file or folder, merged with a dbt project's semantic manifest (converted
+    by :mod:`metrics.model.dbt`); its errors are in ``Model.errors``, never raised."""
     from metrics.model.dbt import dbt_documents
     from metrics.model.document import read_paths
     from metrics.model.load import load_model
@@ -64,7 +64,7 @@ def configure(model: Model | None, url: str | None = None) -> None:
         catalogue.install(model.metrics)
     access.forget()
     values.invalidate()
-    parser.forget()  # its vocabulary and names are the catalogue's
+    parser.catalogue_changed()
 
 
 def from_settings(env: Mapping[str, str] | None = None) -> Model | None:

@@ -20,7 +20,7 @@ from sqlalchemy.types import Float, Integer
 from metrics.model import relations
 from metrics.model.load import Model
 from storage import database
-from storage.schema import TABLES
+from storage.schema import SURVEY_SCALES
 
 
 @dataclass
@@ -130,6 +130,17 @@ def _iso(value) -> bool:
         return False
 
 
+def _score_ranges(rows) -> list[str]:
+    """Survey scores outside kpibot's scale for their survey (a CSAT on 1-10, not 1-5)."""
+    out = []
+    for survey, (low, high) in SURVEY_SCALES.items():
+        scores = [r["score"] for r in rows if str(r["survey"]).lower() == survey and isinstance(r["score"], (int, float, Decimal))]
+        if scores and (min(scores) < low or max(scores) > high):
+            out.append(f"`score`: {survey} answers range {min(scores):g}-{max(scores):g} in the sample, kpibot reads "
+                       f"{survey} on {low}-{high} (map it with a `scale` or an `expr`)")
+    return out
+
+
 def check_sources(model: Model, engine: Engine) -> list[SourceCheck]:
     rels = model.relations
     assert rels is not None
@@ -153,7 +164,7 @@ def check_sources(model: Model, engine: Engine) -> list[SourceCheck]:
         physical = rels.physical(name)
         try:
             with database.query(engine) as conn:
-                rows = conn.execute(select(physical).limit(20)).mappings().all()
+                rows = conn.execute(select(physical).limit(200)).mappings().all()
         except database.DatabaseError as exc:
             if not found.problems:
                 found.problems.append(f"cannot read it: {exc}")
@@ -163,6 +174,8 @@ def check_sources(model: Model, engine: Engine) -> list[SourceCheck]:
                 found.problems.append(f"the database rejects its columns or expressions ({exc.__class__.__name__})")
             continue
         found.rows = len(rows)
+        if name == "survey_responses" and {"survey", "score"} <= set(source.columns):
+            found.problems += _score_ranges(rows)
         logical_table = rels.table(name)
         for logical in source.columns:
             problem = _kind_problem(logical, logical_table.c[logical].type, [r[logical] for r in rows])
@@ -224,4 +237,4 @@ def sql_of(metric_id: str, engine: Engine) -> list[str]:
     return [f"-- {metric_id}\n{compiled}"]
 
 
-__all__ = ["Report", "run", "sql_of", "TABLES"]
+__all__ = ["Report", "run", "sql_of"]

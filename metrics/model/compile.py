@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
-from metrics.catalogue import base_table
 from metrics.model import sqlexpr
 from metrics.model.relations import Relations, Source
 from metrics.spec import Band, Derived, Measure, Metric, date_in_window, in_window, ratio, single
@@ -49,6 +48,10 @@ class Context:
 
 
 def base_source(metric: Metric) -> str | None:
+    from metrics.catalogue import (
+        base_table,  # the catalogue loads its packaged entries through here
+    )
+
     return base_table(metric)
 
 
@@ -204,6 +207,12 @@ def _own_dimensions(sources: tuple[str, ...], ctx: Context) -> tuple[str, ...]:
     return tuple(d.name for d in ctx.dimensions.values() if d.source in sources and d.source != "customers")
 
 
+def _agg_name(part: Part) -> str:
+    """The aggregate's column name in the SQL: ``n`` for a row count, as the Python entries
+    name theirs (so a KPI moved to a data file sends the same statement), else ``v``."""
+    return "n" if part.agg == "count" and part.expr in (None, "*") else "v"
+
+
 def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
@@ -212,13 +221,14 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
     kind = entry["type"]
     if kind == "simple":
         part = _part(entry, ctx, entry)
-        aggregates = {"v": _value(part, False)}
+        name = _agg_name(part)
+        aggregates = {name: _value(part, False)}
         n = None
         if part.agg == "avg":
             aggregates["n"] = _value(Part(part.source, "count", part.expr, None, part.time), False)
             n = "n"
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=single("v"),
+        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=single(name),
                           n=n, where=where, time_column=part.time, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"split": "mean" if part.agg == "avg" else _split(part.agg)}
     if kind == "cumulative":
@@ -236,7 +246,8 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
             return and_(alive, or_(t.c[end].is_(None), t.c[end] >= at)) if end else alive
 
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=join, aggregates={"v": _value(part, False)}, finalize=single("v"),
+        name = _agg_name(part)
+        measure = Measure(table=part.source, join=join, aggregates={name: _value(part, False)}, finalize=single(name),
                           where=where, customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), {"snapshot": True, "split": _split(part.agg)}
     raise AssertionError(kind)
@@ -369,6 +380,19 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
     default_unit = "percent" if entry["type"] == "conversion" else "count" if entry.get("agg") == "count" else "ratio" if entry["type"] == "ratio" else "count"
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
+    listed = entry.get("dimensions") or []
+    if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+        if listed:
+            raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
+        listed = []
+    for dim in listed:
+        if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
+            raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
+    own = tuple(dict.fromkeys((*listed, *own)))
+    if "split" in entry:
+        if entry["split"] not in ("sum", "mean", None):
+            raise Invalid("split: sum, mean or null", entry, "split")
+        extra["split"] = entry["split"]
     formula = str(entry.get("formula") or _formula(entry))
     return Metric(
         id=mid,

@@ -18,7 +18,7 @@ from typing import Any
 
 from rapidfuzz import process
 
-from metrics.catalogue import CATALOGUE, GROUPS
+from metrics.catalogue import BUILT_IN, GROUPS
 from metrics.model import compile as compiler
 from metrics.model import sqlexpr
 from metrics.model.document import ModelError, line_of
@@ -186,7 +186,7 @@ def _source(name: str, origin: str, parent: Any, entry: Any, errors: _Errors) ->
 
 def load_model(docs: list[tuple[str, dict]], *, base: Mapping[str, Metric] | None = None) -> Model:
     """The model of ``docs`` over the built-in catalogue ``base``; see the module docstring."""
-    base = dict(CATALOGUE if base is None else base)
+    base = dict(BUILT_IN if base is None else base)  # the built-ins, even while a model is configured
     errors = _Errors()
     merged = _merge(docs, errors)
     sources: dict[str, Source] = {}
@@ -305,7 +305,7 @@ def _metric(mid: str, origin: str, entry: Any, ctx: compiler.Context) -> tuple[M
         return None, (None, "ids are lower-case words with underscores")
     if not isinstance(entry, Mapping):
         return None, (None, "expected a mapping with a type")
-    if mid in CATALOGUE:
+    if mid in ctx.metrics:
         return None, (None, "is already a built-in KPI; choose another id")
     kind = entry.get("type")
     if kind not in TYPES:
