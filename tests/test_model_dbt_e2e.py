@@ -10,6 +10,7 @@ The rows are tests/data/dbt_shop/seeds/*.csv, loaded as the tables the semantic 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import uuid
 from datetime import date
@@ -21,7 +22,7 @@ from sqlalchemy import create_engine, text
 from bot import cli
 from metrics import model
 from metrics.api import ask
-from metrics.catalogue import CATALOGUE
+from metrics.catalogue import CATALOGUE, resolve
 from storage import database
 from tests.conftest import PG_ADMIN_URL
 
@@ -287,3 +288,19 @@ def test_kpibot_ask_with_only_kpi_dbt_project(duckdb_shop, monkeypatch, capsys):
     assert code == 0
     assert "Survey NPS" in captured.out and "33.3" in captured.out  # (2 - 1) × 100 / 3
     assert "metric `median_invoice`" in captured.err  # the unsupported ones are said, once each
+
+
+def test_a_dbt_metric_whose_id_is_a_built_in_synonym_is_found_by_its_id(duckdb_shop, tmp_path, from_settings):
+    """`new accounts` is a synonym of kpibot's new_customers; a team metric with that id wins."""
+    manifest = json.loads((SHOP / "target" / "semantic_manifest.json").read_text(encoding="utf-8"))
+    for metric in manifest["metrics"]:
+        if metric["name"] == "accounts_opened":
+            metric["name"], metric["label"] = "new_accounts", "New accounts"
+    path = tmp_path / "semantic_manifest.json"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    loaded = from_settings(duckdb_shop, path)
+    assert "new_accounts" in loaded.team
+    assert resolve("new_accounts").id == "new_accounts"
+    assert ask("new accounts march 2026", as_of=AS_OF, url=duckdb_shop).metric.id == "new_accounts"
+    assert _value("new_accounts february 2026", duckdb_shop) == 2  # A3, A4
+    assert resolve("new customers").id == "new_customers"  # the built-in keeps its own names
