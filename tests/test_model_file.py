@@ -287,6 +287,28 @@ def test_postgres_define_shows_the_sql_over_the_teams_tables(saas_pg, tmp_path, 
     assert "Refunded amount" in out and "billing.refunds" in out and "cents" in out
 
 
+def test_postgres_check_reads_everything_and_changes_nothing(saas_pg, tmp_path, monkeypatch, capsys):
+    before = _pg_snapshot(saas_pg["admin"])
+    path = tmp_path / "kpibot.yml"
+    path.write_text(MODEL.format(**saas_pg["prefix"]).replace("relation: {billing}plans".format(**saas_pg["prefix"]),
+                                                              "relation: billing.plan"))
+    monkeypatch.setenv("KPI_MODEL", str(path))
+    try:
+        assert cli.main(["--url", saas_pg["url"], "check"]) == 1
+    finally:
+        model.configure(None)
+    out = capsys.readouterr().out
+    assert "relation `billing.plan` not found (closest: billing.plans" in out
+    assert "  refunds            billing.refunds: ok (3 sample rows)" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and len(line.split()) > 1}
+    assert "needs table `tickets`: not in the model, not in the database" in lines["tickets"]
+    available = out.split("KPIs available")[1].split("KPIs unavailable")[0]
+    for kpi in ("nps", "csat", "churn_rate", "revenue", "refunded_amount", "refund_rate", "trial_to_paid"):
+        assert f" {kpi}," in available or f" {kpi}\n" in available
+    assert "mrr," not in available.replace("_mrr,", "")  # its source's relation is misspelt
+    assert _pg_snapshot(saas_pg["admin"]) == before
+
+
 # ---- the same mapping on DuckDB and SQLite files -------------------------------------------------
 
 
@@ -513,3 +535,39 @@ def test_a_model_read_again_while_configured_loads_the_same(tmp_path, configured
     configured(first, url)
     again = model.read(tmp_path / "kpibot.yml")  # e.g. a reload: the team's ids are not "built-in"
     assert again.errors == [] and again.team == first.team
+
+
+OWN_TABLES_MODEL = """\
+version: 1
+metrics:
+  escalation_rate:
+    type: ratio
+    label: Escalation rate
+    numerator: {source: tickets, agg: count, filter: "escalated", time: opened_at}
+    denominator: {source: tickets, agg: count, time: opened_at}
+    scale: 100
+    unit: percent
+    direction: lower
+    dimensions: [category]
+"""
+
+
+def test_team_kpis_over_kpibots_own_tables_need_no_sources(tmp_path, configured):
+    from datetime import datetime
+
+    from storage.schema import tickets
+
+    url = f"duckdb:///{tmp_path / 'own.duckdb'}"
+    engine = database.get_engine(url)  # kpibot's own database: its tables are created
+    rows = [("t1", "bug", True), ("t2", "bug", False), ("t3", "billing", False), ("t4", "bug", True)]
+    with engine.begin() as conn:
+        conn.execute(tickets.insert(), [{"ticket_id": i, "opened_at": datetime(2026, 3, 2 + n), "category": c,
+                                         "escalated": e} for n, (i, c, e) in enumerate(rows)])
+    doc, errors = parse(OWN_TABLES_MODEL, "own.yml")
+    assert not errors and doc is not None
+    loaded = load_model([("own.yml", doc)])
+    assert loaded.errors == []
+    configured(loaded, url)
+    assert _value("escalation rate march 2026", url) == pytest.approx(100 * 2 / 4)
+    groups = {g.group: g.value for g in ask("escalation rate by category march 2026", as_of=AS_OF, url=url).breakdown}
+    assert groups == pytest.approx({"bug": 100 * 2 / 3, "billing": 0.0})

@@ -42,7 +42,6 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.types import NullType, TypeEngine
 
@@ -321,8 +320,8 @@ def applies(engine: Engine) -> bool:
 def adapt_for(engine: Engine, stmt):
     """``stmt`` as it runs on ``engine``: mapped when the model describes that database."""
     active = _active
-    if active is None or not isinstance(stmt, Executable) or not applies(engine):
-        return stmt
+    if active is None or not isinstance(stmt, (Select, CompoundSelect)) or not applies(engine):
+        return stmt  # only reads are mapped: an import into kpibot's own tables writes to them
     key = (id(stmt), active.relations.serial)
     with _lock:
         hit = _adapted.get(key)
