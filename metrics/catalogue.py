@@ -44,8 +44,10 @@ def install(metrics: dict[str, Metric]) -> None:
     CATALOGUE.clear()
     CATALOGUE.update(metrics)
     _NAMES.clear()
+    for m in CATALOGUE.values():  # an id first: a team's KPI is found by its id even when it is
+        _NAMES.setdefault(normalise(m.id), m.id)  # another KPI's synonym
     for m in CATALOGUE.values():
-        for name in (m.id, *m.synonyms, m.label):
+        for name in (*m.synonyms, m.label):
             _NAMES.setdefault(normalise(name), m.id)
 
 

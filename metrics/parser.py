@@ -554,14 +554,16 @@ def _value_pairs(s: _State) -> None:
 def _names() -> dict[str, str]:
     """KPI names with filler words removed ("time to close" → "time close"), to metric id."""
     out: dict[str, str] = {}
-    for m in catalogue.CATALOGUE.values():
-        for name in (m.id, m.label, *m.synonyms):
-            full = [w for w in re.split(r"[\s_\-()]+", name.lower()) if w]
-            words = [w for w in full if w not in FILLER]
-            if len(words) == 1 < len(full) and catalogue.lookup(words[0]) is not m:
-                continue  # "up time" is not "time"
-            if words:
-                out.setdefault(" ".join(words), m.id)
+    # ids first, as in the catalogue's index: a KPI's id is never another KPI's synonym
+    names = [(m, m.id) for m in catalogue.CATALOGUE.values()]
+    names += [(m, name) for m in catalogue.CATALOGUE.values() for name in (m.label, *m.synonyms)]
+    for m, name in names:
+        full = [w for w in re.split(r"[\s_\-()]+", name.lower()) if w]
+        words = [w for w in full if w not in FILLER]
+        if len(words) == 1 < len(full) and catalogue.lookup(words[0]) is not m:
+            continue  # "up time" is not "time"
+        if words:
+            out.setdefault(" ".join(words), m.id)
     return out
 
 

@@ -36,20 +36,14 @@ def dbt_project(env: Mapping[str, str] | None = None) -> str | None:
 def read(path: str | Path | None, dbt: str | Path | None = None) -> Model:
     """The model in a file or folder, merged with a dbt project's semantic manifest (converted
     by :mod:`metrics.model.dbt`); its errors are in ``Model.errors``, never raised."""
-    from metrics.model.document import ModelError, read_paths
+    from metrics.model.dbt import dbt_documents
+    from metrics.model.document import read_paths
     from metrics.model.load import load_model
 
     docs, errors = read_paths(path) if path is not None else ([], [])
     if dbt is not None:
-        try:
-            from metrics.model.dbt import read_dbt  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            errors.append(ModelError(str(dbt), None, "dbt manifests are not supported by this build"))
-        else:
-            doc, dbt_errors = read_dbt(dbt)
-            errors += dbt_errors
-            if doc:
-                docs.append((str(dbt), doc))
+        more, dbt_errors = dbt_documents(dbt)
+        docs, errors = docs + more, errors + dbt_errors
     model = load_model(docs)
     model.errors[:0] = errors
     return model
