@@ -580,3 +580,47 @@ def test_team_kpis_over_kpibots_own_tables_need_no_sources(tmp_path, configured)
     assert _value("backlog march 2026", url) == pytest.approx(1)
     groups = {g.group: g.value for g in ask("backlog by category march 2026", as_of=AS_OF, url=url).breakdown}
     assert groups == {"bug": 1, "billing": 0}
+
+
+UNTYPED_MODEL = """
+version: 1
+sources:
+  visits:
+    relation: web.visits
+    columns: {visit_id: id, visited_at: seen_at, account: account_ref}
+    time: visited_at
+metrics:
+  visiting_accounts:
+    type: simple
+    label: Visiting accounts
+    source: visits
+    agg: count_distinct
+    expr: account
+    unit: count
+    direction: higher
+"""
+
+
+def test_a_column_of_no_known_type_is_answered_and_policed(tmp_path, configured):
+    """`account` matches no naming rule for a type: the access check (a dry run on an in-memory
+    copy of the tables) must still build that table instead of failing on an untyped column."""
+    import duckdb
+
+    path = tmp_path / "team.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA web")
+        con.execute("CREATE TABLE web.visits (id VARCHAR, seen_at TIMESTAMP, account_ref VARCHAR)")
+        con.execute("INSERT INTO web.visits VALUES ('v1', '2026-03-02 10:00', 'a1'), ('v2', '2026-03-03 10:00', 'a1'),"
+                    " ('v3', '2026-03-04 10:00', 'a2'), ('v4', '2026-04-01 10:00', 'a3')")
+    url = f"duckdb:///{path}"
+    doc, errors = parse(UNTYPED_MODEL, "team.yml")
+    assert not errors and doc is not None
+    loaded = load_model([("team.yml", doc)])
+    assert loaded.errors == []
+    configured(loaded, url)
+    from metrics import access
+
+    # reads no money and no per-customer column (a failed dry run would count as reading all)
+    assert access.of_metric("visiting_accounts") == frozenset()
+    # March: a1 (twice) and a2 -> 2 distinct accounts; v4 is in April
+    assert _value("visiting accounts march 2026", url) == 2
