@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from datetime import date
@@ -176,13 +177,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+#: *bold* in mrkdwn: marks that hug a word; a formula's `a * 100` keeps its spaced operator
+_EMPHASIS = re.compile(r"\*(\S(?:[^*\n]*?\S)?)\*")
+
+
 def _plain(text: str) -> str:
     """Slack mrkdwn to terminal text: drop the emphasis marks, keep the code blocks."""
     out = []
     for line in text.splitlines():
         if line.startswith("```"):
             continue
-        out.append(line.replace("*", "").strip("_") if not line.startswith("  ") else line)
+        out.append(_EMPHASIS.sub(r"\1", line).strip("_") if not line.startswith("  ") else line)
     return "\n".join(out)
 
 

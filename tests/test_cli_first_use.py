@@ -124,3 +124,10 @@ def test_digest_preview_without_a_token_shows_the_digest_in_the_terminal(nps_url
     out = capsys.readouterr().out
     assert "Not posted: SLACK_BOT_TOKEN is not set" in out
     assert "Weekly KPI digest" in out and "Net Promoter Score" in out and "#C0TEAM" in out
+
+
+def test_terminal_text_drops_emphasis_but_keeps_a_formulas_operators():
+    from bot.cli import _plain
+
+    assert _plain("*Net revenue* — (revenue - refunds) * 100 / revenue") == "Net revenue — (revenue - refunds) * 100 / revenue"
+    assert _plain("_Data through 22 Nov_") == "Data through 22 Nov"
