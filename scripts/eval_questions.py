@@ -3,6 +3,9 @@
 
     .venv/bin/python scripts/eval_questions.py            # both sets, failures per category
     .venv/bin/python scripts/eval_questions.py --url URL  # values read from a real database
+    .venv/bin/python scripts/eval_questions.py --team-demo  # values read through a model file
+                                                            # (scripts/team_demo.py: the demo
+                                                            # company under another team's names)
 
 Each question has the query a person meant; it passes when the parser returns exactly that
 (KPI, period, comparison where given, breakdown, filters, grain, sort, limit) or, for
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -52,6 +56,27 @@ def demo_values() -> ValueIndex:
             "action": demo.ACTIONS,
         }
     )
+
+
+def team_demo_values(folder: Path, scale: float = 0.1) -> ValueIndex:
+    """The values kpibot reads through a model file from the demo company kept under another
+    team's table and column names (scripts/team_demo.py)."""
+    import importlib.util
+
+    from metrics import model
+    from metrics.values import build
+    from storage.database import get_engine
+
+    spec = importlib.util.spec_from_file_location("team_demo", ROOT / "scripts" / "team_demo.py")
+    assert spec is not None and spec.loader is not None
+    team_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(team_demo)
+    url, path = team_demo.build(folder, scale=scale, today=TODAY)
+    loaded = model.read(path)
+    if loaded.errors:
+        raise SystemExit("the team demo's model file does not load: " + "; ".join(map(str, loaded.errors)))
+    model.configure(loaded, url)
+    return build(get_engine(url))
 
 
 def load(name: str) -> list[dict]:
@@ -156,10 +181,14 @@ def benchmark(values: ValueIndex, rounds: int = 3) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", help="read dimension values from this database instead of the demo's constants")
+    ap.add_argument("--team-demo", action="store_true",
+                    help="read dimension values through a model file over the demo company kept under other names")
     ap.add_argument("--set", choices=("dev", "heldout", "both"), default="both")
     ap.add_argument("--quiet", action="store_true", help="scores only, no failures")
     args = ap.parse_args(argv)
-    if args.url:
+    if args.team_demo:
+        values = team_demo_values(Path(tempfile.mkdtemp(prefix="kpibot-team-")))
+    elif args.url:
         from metrics.values import build
         from storage.database import get_engine
 
