@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -49,7 +48,7 @@ from bot import audit, blocks
 from bot.dedupe import Deduper, make_deduper
 from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
-from bot.router import Context, Reply, clean_text, internal_error, is_instant, route
+from bot.router import Context, Reply, internal_error, is_instant, route
 from bot.slack_client import make_client, make_webhook
 from metrics.result import Result
 from storage import database
@@ -270,88 +269,10 @@ class KpiBot:
     # ---- listeners (run before / right after the ack: keep them tiny) ----------------------
 
     def _register(self, app: App) -> None:
-        @app.command("/kpi")
-        def on_command(ack, command):
-            ack()
-            trigger = command.get("trigger_id")
-            if trigger and not self.seen.first_time(f"slash:{trigger}"):
-                self._count("duplicate_commands")  # a replayed request: answered already
-                log_event(log, "duplicate_command_dropped", trigger_id=str(trigger)[:64])
-                return
-            response_url = command.get("response_url")
-            if response_url and not self.settings.response_url_allowed(response_url):
-                self._count("foreign_response_urls")
-                log_event(log, "response_url_refused", level=30, host=_host_of(response_url),
-                          user=command.get("user_id"), channel=command.get("channel_id"))
-                response_url = None  # replies go through the Web API instead
-            self.submit(
-                Job(
-                    surface="slash",
-                    text=clean_text(command.get("text")),
-                    user_id=command.get("user_id", ""),
-                    channel_id=command.get("channel_id", ""),
-                    team_id=command.get("team_id"),
-                    response_url=response_url,
-                    channel_type=_command_channel_type(command),
-                )
-            )
+        """Every route, by kind, as in Slack's bolt-python template (:mod:`bot.listeners`)."""
+        from bot.listeners import register
 
-        @app.event("app_mention")
-        def on_mention(body, event, request):
-            if not self._first_delivery(body, request):
-                return
-            self.submit(
-                Job(
-                    surface="mention",
-                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
-                    user_id=event.get("user", ""),
-                    channel_id=event.get("channel", ""),
-                    team_id=body.get("team_id"),
-                    thread_ts=event.get("thread_ts") or event.get("ts"),
-                    event_id=body.get("event_id"),
-                    channel_type=event.get("channel_type"),
-                )
-            )
-
-        @app.event("message")
-        def on_message(body, event, request):
-            if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
-                return
-            if not event.get("user"):
-                return
-            if not self._first_delivery(body, request):
-                return
-            self.submit(
-                Job(
-                    surface="dm",
-                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
-                    user_id=event["user"],
-                    channel_id=event.get("channel", ""),
-                    team_id=body.get("team_id"),
-                    thread_ts=event.get("thread_ts"),
-                    event_id=body.get("event_id"),
-                    channel_type="im",
-                )
-            )
-
-        @app.action(re.compile(".*"))
-        def on_action(ack):
-            ack()  # no interactive elements yet; answer clicks so Slack shows no error
-
-        @app.view(re.compile(".*"))
-        def on_view(ack):
-            ack()  # no modals yet; a submission (signed, so Slack's) is closed without error
-
-        @app.view_closed(re.compile(".*"))
-        def on_view_closed(ack):
-            ack()
-
-        @app.error
-        def on_error(error, body):
-            error_id = new_error_id()
-            log_event(log, "listener_error", level=40, error_id=error_id,
-                  exc_info=(type(error), error, error.__traceback__),
-                  type=body.get("type") if isinstance(body, dict) else None)
+        register(app, self)
 
     def _first_delivery(self, body: dict, request) -> bool:
         event_id = body.get("event_id")
