@@ -182,6 +182,7 @@ class Job:
     in_flight: bool = False  # counted in its user's questions in flight
     channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
     restricted: bool = False  # the policy governs what it reads: audited before it is posted
+    update_ts: str | None = None  # a click on an answer: the message its new answer replaces
 
 
 class WorkingNotice:
@@ -559,58 +560,10 @@ class KpiBot:
         )
 
     def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-        asked = blocks.asked_by(job.user_id, job.text) if job.surface == "slash" else None
-        try:
-            posted = self.client.chat_postMessage(
-                channel=job.channel_id,
-                thread_ts=job.thread_ts,
-                text=blocks.answer_text(result, chart_note=chart_note),
-                blocks=blocks.answer_blocks(result, chart_note=chart_note, asked=asked),
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:
-            code = exc.response.get("error")
-            if job.surface != "slash" or not job.response_url:
-                raise
-            # Not a member (or a DM between people): reply in the channel via the response_url.
-            note = self._not_member_note() if code in NOT_MEMBER_ERRORS else f"The chart could not be attached ({code})."
-            if png is None:
-                note = chart_note  # type: ignore[assignment]  # None: no note
-            log_event(log, "post_fallback_response_url", level=30, error=code, channel=job.channel_id)
-            resp = make_webhook(job.response_url).send(
-                text=blocks.answer_text(result, chart_note=note),
-                blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
-                response_type="in_channel",
-                replace_original=False,
-            )
-            if resp.status_code != 200:
-                raise RuntimeError(f"response_url answered {resp.status_code}") from exc
-            return "response_url"
-        if png is None:
-            return "ok"
-        channel, ts = posted.get("channel") or job.channel_id, posted.get("ts")
-        try:
-            self.client.files_upload_v2(
-                channel=channel,
-                thread_ts=job.thread_ts,
-                file=png,
-                filename=blocks.chart_filename(result),
-                title=blocks.chart_title(result),
-                alt_txt=blocks.chart_alt_text(result),
-            )
-            return "ok"
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
-            note = self._upload_failure_note(code)
-            log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=result.metric.id)
-        self.client.chat_update(
-            channel=channel,
-            ts=ts,  # type: ignore[arg-type]  # chat.postMessage answered ok: it has a ts
-            text=blocks.answer_text(result, chart_note=note),
-            blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
-        )
-        return "chart_failed"
+        """One message with the chart and its buttons (:mod:`bot.answer_delivery`)."""
+        from bot.answer_delivery import send_answer
+
+        return send_answer(self, job, result, png, chart_note)
 
     def send_report(self, job: Job, report, png: bytes | None, chart_note: str | None) -> str:
         """A cross-silo report: its text in the channel (or thread), then its chart."""

@@ -1,17 +1,85 @@
-"""Clicks on buttons and selects (``block_actions``)."""
+"""Clicks on buttons and selects (``block_actions``).
+
+An answer's buttons re-ask through :meth:`KpiBot.submit`, the path a typed question takes
+(rate limits, questions in flight, the policy gate, the audit log); their values are checked
+by :func:`bot.answer_actions.decode` first and a value we did not make is refused.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
 
+from bot import answer_actions as aa
+from bot.logging import event as log_event
+from bot.logging import get_logger
+
 if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.app import KpiBot
 
+log = get_logger("kpibot.app")
+REFUSED = "That button is out of date or not one of mine; ask again with `/kpi`."
+
+
+def click_context(bot: KpiBot, body: dict) -> dict:
+    """Who clicked, where, on which message (ids only), and a response_url we may use."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id") or ""
+    response_url = body.get("response_url")
+    if response_url and not bot.settings.response_url_allowed(response_url):
+        response_url = None
+    return {
+        "user_id": (body.get("user") or {}).get("id") or "",
+        "channel_id": channel,
+        "team_id": (body.get("team") or {}).get("id"),
+        "message_ts": message.get("ts") or container.get("message_ts"),
+        "thread_ts": message.get("thread_ts"),
+        "ephemeral": bool(container.get("is_ephemeral")),
+        "response_url": response_url,
+        "trigger_id": body.get("trigger_id"),
+    }
+
 
 def register(app: App, bot: KpiBot) -> None:
+    from bot.app import Job
+
+    @app.action(re.compile(f"^({'|'.join((aa.BY, aa.TREND, aa.YOY, aa.MOVED, aa.REASK))})$"))
+    def on_answer_click(ack, body, action, respond):
+        ack()
+        where = click_context(bot, body)
+        action_id = action.get("action_id")
+        value = (action.get("selected_option") or {}).get("value") if action_id == aa.BY else action.get("value")
+        try:
+            state = aa.decode(value)
+        except aa.BadAction as exc:
+            bot._count("bad_actions")
+            log_event(log, "action_refused", level=30, action=action_id, reason=str(exc), user=where["user_id"])
+            if where["response_url"]:
+                respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        in_place = action_id in aa.IN_PLACE and where["message_ts"] and not where["ephemeral"]
+        thread = None
+        if action_id == aa.MOVED:
+            thread = where["thread_ts"] or where["message_ts"]
+        dim = None
+        if action_id == aa.MOVED:
+            dims = aa.dimensions(state.kpi)
+            dim = state.dimension or (dims[0] if dims else None)
+        bot.submit(Job(
+            surface="click",
+            text=state.question(action_id, dim),
+            user_id=where["user_id"],
+            channel_id=where["channel_id"],
+            team_id=where["team_id"],
+            response_url=where["response_url"],
+            thread_ts=thread if not in_place else where["thread_ts"],
+            update_ts=where["message_ts"] if in_place else None,
+            channel_type="im" if where["channel_id"].startswith("D") else None,
+        ))
+
     @app.action(re.compile(".*"))
     def on_action(ack):
-        ack()  # no interactive elements yet; answer clicks so Slack shows no error
+        ack()  # anything else (links, pickers we read only on submit): acknowledged, nothing to do
