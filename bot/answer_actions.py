@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
+from bot import mrkdwn
 from metrics.result import Result
 
 BY = "answer_by"
@@ -149,6 +150,8 @@ def human(name: str) -> str:
 def actions_block(result: Result) -> dict[str, Any] | None:
     """``by …`` select and the buttons; None when the answer cannot be re-asked (no KPI)."""
     state = state_of(result)
+    if any(not _VALUE.match(v) for _, v in state.filters):
+        return None  # a value a click could not carry safely: no buttons rather than a wrong re-ask
     value = state.encode()
     if len(value) > 2000:
         return None
@@ -175,5 +178,7 @@ def actions_block(result: Result) -> dict[str, Any] | None:
 
 def image_block(file_id: str, alt_text: str, title: str) -> dict[str, Any]:
     """The chart, shown from the uploaded file (not shared anywhere: the message shows it)."""
-    return {"type": "image", "slack_file": {"id": file_id}, "alt_text": alt_text[:2000],
-            "title": {"type": "plain_text", "text": title[:2000]}}
+    # alt text is plain, but it names data (segments): no "<…>" reaches Slack from it
+    alt = mrkdwn.plain(alt_text).replace("<", "‹").replace(">", "›")[:2000]
+    return {"type": "image", "slack_file": {"id": file_id}, "alt_text": alt,
+            "title": {"type": "plain_text", "text": mrkdwn.plain(title)[:2000]}}

@@ -183,6 +183,7 @@ class Job:
     channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
     restricted: bool = False  # the policy governs what it reads: audited before it is posted
     update_ts: str | None = None  # a click on an answer: the message its new answer replaces
+    after: Callable[[Reply], None] | None = None  # a click: what to change once it succeeded
 
 
 class WorkingNotice:
@@ -381,6 +382,11 @@ class KpiBot:
                           user=job.user_id, channel=job.channel_id)
                 reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
         outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note)
+        if job.after is not None and reply.kind != "error" and reply.reason is None:
+            try:  # e.g. an alert message showing "Acknowledged by …"
+                job.after(reply)
+            except Exception:  # noqa: BLE001 - the reply went out; the message keeps its old state
+                log_event(log, "after_click_failed", level=40, exc_info=True, error_id=new_error_id())
         self._count(f"reply_{reply.kind}")
         log_event(
             log,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from bot import alert_clicks
 from bot import answer_actions as aa
 from bot.logging import event as log_event
 from bot.logging import get_logger
+from bot.schedules import marks
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -78,6 +80,35 @@ def register(app: App, bot: KpiBot) -> None:
             thread_ts=thread if not in_place else where["thread_ts"],
             update_ts=where["message_ts"] if in_place else None,
             channel_type="im" if where["channel_id"].startswith("D") else None,
+        ))
+
+    @app.action(re.compile(f"^({'|'.join(marks.ALERT_ACTIONS)})$"))
+    def on_alert_click(ack, body, action, respond):
+        ack()
+        where = click_context(bot, body)
+        action_id = action.get("action_id")
+        value = (action.get("selected_option") or {}).get("value") if action_id == marks.SNOOZE else action.get("value")
+        try:
+            rule_id, choice = marks.decode(value)
+            if action_id == marks.SNOOZE and choice is None:
+                raise ValueError("no snooze length")
+        except ValueError as exc:
+            bot._count("bad_actions")
+            log_event(log, "action_refused", level=30, action=action_id, reason=str(exc), user=where["user_id"])
+            if where["response_url"]:
+                respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        after = None
+        if where["message_ts"]:
+            after = alert_clicks.message_updater(bot, rule_id, where["channel_id"], where["message_ts"],
+                                                 body.get("message") or {})
+        bot.submit(Job(
+            surface="click",
+            text=alert_clicks.command_for(action_id, rule_id, choice),
+            user_id=where["user_id"],
+            channel_id=where["channel_id"],
+            team_id=where["team_id"],
+            after=after,
         ))
 
     @app.action(re.compile(".*"))

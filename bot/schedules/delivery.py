@@ -69,6 +69,15 @@ HISTORY_LIMIT = 200  # latest messages searched for an interrupted delivery's ke
 UPLOAD_ONLY_ERRORS = {"missing_scope", "file_uploads_disabled", "no_permission", "not_allowed_token_type"}
 
 
+def _blocks(op: Op) -> list[dict[str, Any]]:
+    """The text as one escaped section, then the op's buttons (if any)."""
+    text = mrkdwn.escape(op.text)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]
+    if op.actions:
+        blocks.append({"type": "actions", "block_id": "alert_actions", "elements": op.actions[:25]})
+    return blocks
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -86,6 +95,9 @@ class Op:
     file: bytes | None = field(default=None, repr=False)
     filename: str | None = None
     title: str | None = None
+    # buttons under the text (an alert's Acknowledge / Snooze …); [] : none (clears old ones on
+    # an update), None: a plain text message as before
+    actions: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -278,6 +290,8 @@ class Outbox:
         if op.action == "post":
             # the one place every scheduled message is escaped (digest lines, alert titles, segments)
             kwargs: dict[str, Any] = {"channel": op.channel, "text": mrkdwn.escape(op.text), "unfurl_links": False}
+            if op.actions is not None:
+                kwargs["blocks"] = _blocks(op)
             if thread_ts:
                 kwargs["thread_ts"] = thread_ts
             elif key:  # found again after a crash mid-post (see the module docstring)
@@ -285,7 +299,8 @@ class Outbox:
             return client.chat_postMessage(**kwargs)["ts"]
         if op.action == "update":
             assert op.ts is not None, "an update names the message it changes"
-            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text))
+            blocks = _blocks(op) if op.actions is not None else None
+            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text), blocks=blocks)
             return op.ts
         if op.action == "upload":
             try:
