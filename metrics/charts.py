@@ -166,3 +166,42 @@ def title(result: Result, kind: str) -> str:
     if kind == "trend":
         return f"{result.metric.label} by {query.grain}{filters} — {result.period.label}"
     return f"{result.metric.label}{filters} — {result.period.label}"
+
+
+def sparklines_png(panels: list[tuple[Metric, list]], title: str) -> bytes | None:
+    """Small multiples for a digest: one sparkline per KPI over its last periods (``Point``
+    lists), the latest value labelled, partial periods hollow, each panel on its own scale
+    with its range printed, so no KPI's wiggle is read against another's."""
+    shown = [(m, pts) for m, pts in panels if any(p.value is not None for p in pts)]
+    if not shown:
+        return None
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(3.2 * cols, 1.55 * rows + 0.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    for i, (metric, points) in enumerate(shown):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        xs = list(range(len(points)))
+        full = [None if p.partial else p.value for p in points]
+        ax.plot(xs, full, color=CURRENT, linewidth=1.8)
+        for x, p in zip(xs, points, strict=True):
+            if p.partial and p.value is not None:
+                ax.plot([x], [p.value], marker="o", markersize=4, markerfacecolor="white",
+                        markeredgecolor=CURRENT, linestyle="none")
+        known = [(x, p) for x, p in zip(xs, points, strict=True) if p.value is not None]
+        x_last, last = known[-1]
+        ax.plot([x_last], [last.value], marker="o", markersize=4.5, color=CURRENT)
+        values = [p.value for _, p in known]
+        lo, hi = min(values), max(values)  # type: ignore[type-var]  # known: values not None
+        pad = (hi - lo) * 0.25 or abs(hi) * 0.05 or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title(f"{metric.label[:34]}  {format_value(metric, last.value)}", fontsize=9, loc="left")
+        ax.text(0.0, -0.02, f"{format_value(metric, lo)} – {format_value(metric, hi)}", transform=ax.transAxes,
+                fontsize=7, color=PREVIOUS, va="top")
+    return _png(fig)
