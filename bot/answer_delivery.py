@@ -42,7 +42,7 @@ def upload_chart(bot: KpiBot, result: Result, png: bytes) -> tuple[str | None, s
 
 
 def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-    asked = blocks.asked_by(job.user_id, job.text) if job.surface in ("slash", "click") else None
+    asked = blocks.asked_by(job.user_id, job.text) if job.surface in ("slash", "click", "shortcut") else None
     actions = answer_actions.actions_block(result)
     image = None
     if png is not None:

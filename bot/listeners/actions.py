@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from bot import alert_clicks
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import alert_clicks, modals
 from bot import answer_actions as aa
 from bot.logging import event as log_event
 from bot.logging import get_logger
@@ -43,6 +45,17 @@ def click_context(bot: KpiBot, body: dict) -> dict:
         "response_url": response_url,
         "trigger_id": body.get("trigger_id"),
     }
+
+
+def open_view(bot: KpiBot, trigger_id: str | None, view: dict) -> None:
+    """views.open within the trigger's 3 seconds; a failure is logged (the click did nothing)."""
+    if not trigger_id:
+        return
+    try:
+        bot.client.views_open(trigger_id=trigger_id, view=view)
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        log_event(log, "views_open_failed", level=30, error=code)
 
 
 def register(app: App, bot: KpiBot) -> None:
@@ -81,6 +94,26 @@ def register(app: App, bot: KpiBot) -> None:
             update_ts=where["message_ts"] if in_place else None,
             channel_type="im" if where["channel_id"].startswith("D") else None,
         ))
+
+    @app.action(re.compile(f"^({aa.DIGEST}|{aa.ALERT})$"))
+    def on_schedule_click(ack, body, action, respond):
+        """"add to a digest" / "alert me when…": the form, filled in with this answer's KPI."""
+        ack()
+        where = click_context(bot, body)
+        try:
+            state = aa.decode(action.get("value"))
+        except aa.BadAction as exc:
+            bot._count("bad_actions")
+            log_event(log, "action_refused", level=30, action=action.get("action_id"), reason=str(exc))
+            if where["response_url"]:
+                respond(text=REFUSED, response_type="ephemeral", replace_original=False)
+            return
+        tz = bot.user_tz(where["user_id"]) or "UTC"
+        if action.get("action_id") == aa.DIGEST:
+            view = modals.digest_view(kpis=[state.kpi], channel=where["channel_id"], tz=tz)
+        else:
+            view = modals.alert_view(kpi=state.kpi, channel=where["channel_id"], tz=tz)
+        open_view(bot, where["trigger_id"], view)
 
     @app.action(re.compile(f"^({'|'.join(marks.ALERT_ACTIONS)})$"))
     def on_alert_click(ack, body, action, respond):
