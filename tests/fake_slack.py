@@ -83,7 +83,7 @@ class Call:
     def text(self) -> str:
         """Every human-readable string in the call (text, blocks, attachments), one per line."""
         out: list[str] = []
-        for key in ("text", "blocks", "attachments", "initial_comment"):
+        for key in ("text", "blocks", "attachments", "initial_comment", "view"):
             _strings(self.params.get(key), out)
         return "\n".join(out)
 
@@ -98,7 +98,7 @@ def _strings(value: Any, out: list[str]) -> None:
         out.append(value)
     elif isinstance(value, dict):
         for k, v in value.items():
-            if k not in ("type", "emoji", "verbatim", "block_id", "action_id"):
+            if k not in ("type", "emoji", "verbatim", "block_id", "action_id", "value"):
                 _strings(v, out)
     elif isinstance(value, list):
         for v in value:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import alert_clicks, modals
+from bot import alert_clicks, app_home, modals
 from bot import answer_actions as aa
 from bot.logging import event as log_event
 from bot.logging import get_logger
@@ -143,6 +143,72 @@ def register(app: App, bot: KpiBot) -> None:
             team_id=where["team_id"],
             after=after,
         ))
+
+    @app.action(re.compile(f"^({'|'.join(app_home.HOME_ACTIONS)})$"))
+    def on_home_click(ack, body, action, client):
+        """The App Home's buttons: forms open at once (the trigger lasts 3 s); removals and
+        re-asks are the typed commands / questions, submitted through the same gate."""
+        ack()
+        where = click_context(bot, body)
+        user, action_id = where["user_id"], action.get("action_id")
+        if action_id == app_home.ASK:
+            open_view(bot, where["trigger_id"], modals.ask_view())
+            return
+        if action_id in (app_home.NEW_DIGEST, app_home.NEW_ALERT):
+            tz = bot.user_tz(user) or "UTC"
+            view = (modals.digest_view(kpis=[], channel=None, tz=tz) if action_id == app_home.NEW_DIGEST
+                    else modals.alert_view(kpi=None, channel=None, tz=tz))
+            open_view(bot, where["trigger_id"], view)
+            return
+        key = {app_home.REMOVE_ALERT: "a", app_home.REASK: "q"}.get(action_id, "d")
+        try:
+            item = app_home.decode(action.get("value"), key)
+        except ValueError as exc:
+            bot._count("bad_actions")
+            log_event(log, "action_refused", level=30, action=action_id, reason=str(exc), user=user)
+            return
+        from bot.schedules import store
+        from storage.state import get_state_engine
+
+        def republish(_reply) -> None:
+            app_home.publish(bot, user)
+
+        if action_id == app_home.REASK:
+            bot.pool.submit(reask, item, user)
+            return
+        if action_id == app_home.REMOVE_ALERT:
+            rule = store.get_rule(get_state_engine(), item)
+            if rule is not None:
+                bot.submit(Job(surface="home", text=f"alert remove {item}", user_id=user,
+                               channel_id=rule.channel_id, after=republish))
+            return
+        digest = store.get_digest(get_state_engine(), item)
+        if digest is None:
+            return
+        if action_id == app_home.REMOVE_DIGEST:
+            bot.submit(Job(surface="home", text=f"digest remove {item}", user_id=user,
+                           channel_id=digest.channel_id, after=republish))
+            return
+        if digest.created_by != user:  # the edit removes the old one: only its owner may
+            return
+        spec = digest.spec
+        day = (modals.DAYS[spec.weekday or 0] if spec.frequency == "weekly"
+               else spec.day_of_month or "1" if spec.frequency == "monthly" else "mon")
+        open_view(bot, where["trigger_id"], modals.digest_view(
+            kpis=list(spec.metrics), channel=digest.channel_id, tz=spec.timezone, digest_id=digest.id,
+            frequency=spec.frequency, day=day, at_time=spec.at_time))
+
+    def reask(row_id: int, user: str) -> None:
+        """A recent question asked again, answered in the user's DM with the bot."""
+        question = app_home.question_of(row_id, user)
+        if question is None:
+            return
+        try:
+            dm = bot.client.conversations_open(users=user)["channel"]["id"]
+        except (SlackApiError, SlackClientError, OSError, KeyError, TypeError):
+            log_event(log, "conversations_open_failed", level=30, user=user)
+            return
+        bot.submit(Job(surface="dm", text=question, user_id=user, channel_id=dm, channel_type="im"))
 
     @app.action(re.compile(".*"))
     def on_action(ack):

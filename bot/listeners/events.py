@@ -32,6 +32,14 @@ def register(app: App, bot: KpiBot) -> None:
             )
         )
 
+    @app.event("app_home_opened")
+    def on_home_opened(body, event, request):
+        if event.get("tab") != "home" or not event.get("user") or not bot._first_delivery(body, request):
+            return
+        from bot import app_home
+
+        app_home.publish_later(bot, str(event["user"]))
+
     @app.event("message")
     def on_message(body, event, request):
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):

@@ -30,8 +30,15 @@ def register(app: App, bot: KpiBot) -> None:
 
     def submit_command(body: dict, sub: modals.Submission, after=None) -> None:
         assert sub.command is not None and sub.channel is not None
+        from bot import app_home
+
+        def done(reply) -> None:  # saved: the edit's old digest goes, the App Home shows the new one
+            if after is not None:
+                after(reply)
+            app_home.publish_later(bot, _user(body))
+
         bot.submit(Job(surface="modal", text=sub.command, user_id=_user(body), channel_id=sub.channel,
-                       team_id=(body.get("team") or {}).get("id"), after=after,
+                       team_id=(body.get("team") or {}).get("id"), after=done,
                        channel_type="im" if sub.channel.startswith("D") else None))
 
     @app.view(modals.DIGEST_VIEW)
