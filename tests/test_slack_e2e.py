@@ -610,6 +610,16 @@ def test_by_select_replaces_the_answer_in_place_through_the_same_gate(slack):
     assert "Asked by <@U0BOB> · `/kpi nps 2026-Q3 by touchpoint`" in update.text
     assert slack.bot.stats["jobs"] == jobs + 1  # submitted like a typed question
     assert len(posts_in(slack.fake, ch)) == 1  # nothing new in the channel
+    from bot import audit
+
+    def clicked() -> list[dict]:
+        audit.flush()  # the row is queued once the reply is out: wait for it
+        return [r for r in audit.latest(200) if r["channel_id"] == ch and r["surface"] == "click"]
+
+    wait_until(lambda: clicked(), what="the click's audit row")
+    [row] = clicked()
+    assert (row["user_id"], row["question"], row["kpi"], row["outcome"]) == (
+        "U0BOB", "nps 2026-Q3 by touchpoint", "nps", "answered")
 
 
 def test_trend_and_what_moved_it(slack):
