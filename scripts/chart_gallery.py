@@ -25,7 +25,11 @@ QUESTIONS = [  # (file name, question, what it shows)
     ("bars-diverging", "profit by industry last-quarter", "profit and loss: losses left of zero, in red"),
     ("bars-previous", "churn_rate by plan last-quarter", "current bars with the previous period's tick"),
 ]
-REPORTS = [("report-before-churn", "before churn last-quarter", "a cross-silo report (its own panels)")]
+REPORTS = [
+    ("report-before-churn", "before churn last-quarter", "a cross-silo report: one panel per unit"),
+    ("report-profitability", "profitability last-quarter", "profit per customer: losses left of zero"),
+    ("report-complaints", "complaints last-quarter", "tickets and their NPS effect, diverging"),
+]
 
 
 def main() -> int:
