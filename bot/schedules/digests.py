@@ -270,10 +270,16 @@ def sparklines(spec: DigestSpec, period: Period, settings: Settings, metrics_url
         query = Query(metric=line.metric_id, period=span, compare=compare, grain=unit, text=f"digest {line.metric_id}")
         try:
             result = api.run(query, url=metrics_url, settings=settings)
-        except DatabaseError:
+        except Exception:  # noqa: BLE001 - a KPI without a trend is left out of the picture, not the digest
             continue
         panels.append((CATALOGUE[line.metric_id], result.series[-SPARK_PERIODS:]))
-    return charts.sparklines_png(panels, title)
+    try:
+        return charts.sparklines_png(panels, title)
+    except Exception:  # noqa: BLE001 - the lines still go out without the picture
+        from bot.logging import event, get_logger
+
+        event(get_logger("kpibot.schedules"), "digest_chart_failed", level=40, exc_info=True)
+        return None
 
 
 # ---- the combined chart ---------------------------------------------------------------------------
