@@ -10,6 +10,7 @@ twice, then sent without the picture and the chart shared in the thread the old 
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,38 @@ if TYPE_CHECKING:
 
 log = get_logger("kpibot.app")
 NOT_READY_PAUSES = (0.5, 1.0)
+THREAD_MODE_AFTER = 3  # refusals in a row after which charts go to the thread for a while
+THREAD_MODE_SECONDS = 600.0
+
+
+class _BlockRefusals:
+    """A workspace that never shows channel-less uploads in image blocks (some refuse them
+    as "invalid slack file") should not cost every answer 1.5 s of retries: after a few
+    refusals in a row, charts go straight to the thread for ten minutes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_a_row = 0
+        self.until = 0.0
+
+    def thread_mode(self) -> bool:
+        with self.lock:
+            return time.monotonic() < self.until
+
+    def refused(self) -> None:
+        with self.lock:
+            self.in_a_row += 1
+            if self.in_a_row >= THREAD_MODE_AFTER:
+                self.until, self.in_a_row = time.monotonic() + THREAD_MODE_SECONDS, 0
+
+    def shown(self) -> None:
+        with self.lock:
+            self.in_a_row = 0
+
+
+def _refusals(bot: KpiBot) -> _BlockRefusals:
+    """One count per app (per workspace connection), kept on the bot."""
+    return bot.__dict__.setdefault("chart_block_refusals", _BlockRefusals())
 
 
 def upload_chart(bot: KpiBot, result: Result, png: bytes) -> tuple[str | None, str | None]:
@@ -45,7 +78,8 @@ def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_
     asked = blocks.asked_by(job.user_id, job.text) if job.surface in ("slash", "click", "shortcut") else None
     actions = answer_actions.actions_block(result)
     image = None
-    if png is not None:
+    in_thread = png is not None and not job.update_ts and _refusals(bot).thread_mode()
+    if png is not None and not in_thread:
         file_id, code = upload_chart(bot, result, png)
         if file_id:
             image = answer_actions.image_block(file_id, blocks.chart_alt_text(result), blocks.chart_title(result))
@@ -74,10 +108,11 @@ def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_
     except SlackApiError as exc:
         code = exc.response.get("error")
         if code == "invalid_blocks" and image is not None:  # the file never became usable
+            _refusals(bot).refused()
             log_event(log, "chart_block_refused", level=30, channel=job.channel_id, kpi=result.metric.id)
-            bot.client.chat_postMessage(channel=job.channel_id, thread_ts=job.thread_ts, unfurl_links=False,
-                                        unfurl_media=False, **message(False, chart_note))
-            _share_in_channel(bot, job, result, png)
+            plain = bot.client.chat_postMessage(channel=job.channel_id, thread_ts=job.thread_ts, unfurl_links=False,
+                                                unfurl_media=False, **message(False, chart_note))
+            _share_in_channel(bot, job, result, png, job.thread_ts or plain.get("ts"))
             return "chart_in_thread"
         if job.surface != "slash" or not job.response_url:
             raise
@@ -89,7 +124,11 @@ def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_
         if resp.status_code != 200:
             raise RuntimeError(f"response_url answered {resp.status_code}") from exc
         return "response_url"
-    del posted
+    if in_thread:  # the workspace refuses chart images for now: the chart follows in the thread
+        _share_in_channel(bot, job, result, png, job.thread_ts or posted.get("ts"))
+        return "chart_in_thread"
+    if image is not None:
+        _refusals(bot).shown()
     return "ok" if png is None or image is not None else "chart_failed"
 
 
@@ -111,11 +150,12 @@ def _post_waiting_for_file(bot: KpiBot, job: Job, body: dict, has_image: bool):
             time.sleep(pauses.pop(0))  # Slack is still processing the upload
 
 
-def _share_in_channel(bot: KpiBot, job: Job, result: Result, png: bytes | None) -> None:
+def _share_in_channel(bot: KpiBot, job: Job, result: Result, png: bytes | None, thread_ts: str | None) -> None:
+    """The chart as a file in the answer's thread (when an image block cannot show it)."""
     if png is None:
         return
     try:
-        bot.client.files_upload_v2(channel=job.channel_id, thread_ts=job.thread_ts, file=png,
+        bot.client.files_upload_v2(channel=job.channel_id, thread_ts=thread_ts, file=png,
                                    filename=blocks.chart_filename(result), title=blocks.chart_title(result),
                                    alt_txt=blocks.chart_alt_text(result))
     except (SlackApiError, SlackClientError, OSError) as exc:

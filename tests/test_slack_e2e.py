@@ -371,6 +371,30 @@ def test_a_chart_slack_is_still_processing_is_shown_once_it_is_ready(slack):
     assert not [b for b in post.blocks if b["type"] == "image"] and f"*{EXPECTED_NPS}*" in post.text
     [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
     assert slack.fake.uploads[shared.params["files"][0]["id"]].startswith(PNG_MAGIC)
+    assert shared.params["thread_ts"] == post.response["ts"]  # in the answer's thread
+    slack.bot.__dict__.pop("chart_block_refusals", None)  # the next tests start with none
+
+
+def test_a_workspace_refusing_chart_images_gets_charts_in_the_thread(slack):
+    """After three answers whose image blocks Slack refused, the next ones skip the attempt
+    (no 1.5 s of retries each) and put the chart in the answer's thread."""
+    slack.bot.__dict__.pop("chart_block_refusals", None)  # refusals counted by earlier tests
+    try:
+        for _ in range(3):
+            ch = channel()
+            slack.fake.fail("chat.postMessage", error="invalid_blocks", times=3,
+                            when=lambda p, ch=ch: p.get("channel") == ch)
+            slack.send.command(QUESTION, channel=ch)
+            slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+        ch = channel()
+        slack.send.command(QUESTION, channel=ch)
+        post = answer_in(slack, ch)
+        [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+        assert shared.params["thread_ts"] == post.response["ts"]
+        assert not slack.fake.calls("chat.postMessage", ok=False, where=slack.fake.in_channel(ch))
+        assert not [b for b in post.blocks if b["type"] == "image"] and post.blocks[-1]["type"] == "actions"
+    finally:
+        slack.bot.__dict__.pop("chart_block_refusals", None)  # the module's app: back to image blocks
 
 
 def test_slash_command_where_the_bot_is_not_a_member(slack):
