@@ -55,7 +55,7 @@ def test_alert_carries_its_buttons(fired):
     ids = [e["action_id"] for e in blocks[1]["elements"]]
     assert ids == ["alert_ack", "alert_snooze", "alert_mute", "answer_moved"]
     snooze = element(blocks, "alert_snooze")
-    assert [o["text"]["text"] for o in snooze["options"]] == ["1 hour", "1 day", "1 week", "until it recovers"]
+    assert [o["text"]["text"] for o in snooze["options"]] == ["1 hour", "1 day", "1 week", "until it recovers", "end the snooze"]
     moved = json.loads(element(blocks, "answer_moved")["value"])
     assert moved == {"k": "nps", "p": "2026-04-08..2026-04-14"}  # the rule's 7-day window
 
@@ -122,6 +122,11 @@ def test_mute_and_what_moved_it(fired, slack):
     send.click(held(alert), element(alert.params["blocks"], "alert_mute"), channel="C1", user="U1")
     [edit] = slack.wait_for("chat.update", where=lambda c: c.params["ts"] == alert.response["ts"])
     assert "😴 Snoozed until" in edit.text
+    unmute = dict(element(alert.params["blocks"], "alert_snooze"))
+    unmute["selected"] = unmute["options"][4]  # end the snooze
+    send.click(held(alert), unmute, channel="C1", user="U1")
+    [_, lifted] = slack.wait_for("chat.update", count=2, where=lambda c: c.params["ts"] == alert.response["ts"])
+    assert "Snoozed" not in lifted.text
     send.click(held(alert), element(alert.params["blocks"], "answer_moved"), channel="C1", user="U1")
     [reply] = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("thread_ts") == alert.response["ts"])
     assert "Net Promoter Score" in reply.text

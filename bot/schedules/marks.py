@@ -19,7 +19,8 @@ from .store import Rule
 ACK = "alert_ack"
 SNOOZE = "alert_snooze"
 MUTE = "alert_mute"
-SNOOZE_CHOICES = {"1h": "1 hour", "1d": "1 day", "1w": "1 week", "recovered": "until it recovers"}
+SNOOZE_CHOICES = {"1h": "1 hour", "1d": "1 day", "1w": "1 week", "recovered": "until it recovers",
+                  "off": "end the snooze"}
 MUTE_FOR = "90d"  # the longest snooze: muting is a snooze that lasts until someone lifts it
 ALERT_ACTIONS = (ACK, SNOOZE, MUTE)
 
