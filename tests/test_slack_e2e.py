@@ -686,3 +686,49 @@ def test_a_click_passes_the_policy_like_a_typed_question(slack):
     assert "KPI policy" in refusal.text and "`revenue`" in refusal.text
     assert slack.bot.stats["policy_refusals"] == before + 1
     assert not slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+
+
+def test_clicks_count_against_the_rate_limit(slack, monkeypatch):
+    """A button is a question like any other: a user clicking too fast is told to wait, and the
+    message is not changed for the refused click."""
+    from bot.ratelimit import Limits
+
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch, user="U0CLICKY")
+    post = answer_in(slack, ch)
+    monkeypatch.setenv("KPI_USER_BURST", "1")
+    monkeypatch.setenv("KPI_USER_PER_MINUTE", "1")
+    saved, slack.bot.limits = slack.bot.limits, Limits()
+    try:
+        for action in ("answer_trend", "answer_yoy"):
+            slack.send.click(as_held(post), element(post, action), channel=ch, user="U0CLICKY")
+        [limited] = slack.fake.wait_for("chat.postEphemeral", where=lambda c: c.params.get("channel") == ch
+                                        and c.params.get("user") == "U0CLICKY")
+        [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    finally:
+        slack.bot.limits = saved
+    assert "try again in" in limited.text
+    assert "Trend by week" in update.text  # the first click, answered; the second refused
+    assert len(slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))) == 1
+
+
+def test_socket_mode_click_is_acked_over_the_socket_and_updates_the_answer(socket_slack):
+    fake, ws, _ = socket_slack
+    ch = channel()
+    ws.send("slash_commands", {
+        "token": "x", "team_id": TEAM_ID, "channel_id": ch, "user_id": "U0ALICE", "user_name": "alice",
+        "command": "/kpi", "text": QUESTION, "response_url": fake.response_url(), "trigger_id": "7.8.9",
+        "api_app_id": "A0KPI", "is_enterprise_install": "false",
+    })
+    post = answer_in(fake, ch)
+    button = element(post, "answer_yoy")
+    envelope = ws.send("interactive", {
+        "type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": "U0ALICE"}, "api_app_id": "A0KPI",
+        "container": {"type": "message", "message_ts": post.response["ts"], "channel_id": ch},
+        "channel": {"id": ch}, "message": as_held(post), "trigger_id": "7.8.10",
+        "response_url": fake.response_url(), "actions": [{**button, "block_id": "answer_actions", "action_ts": "1"}],
+    })
+    elapsed, _ = ws.wait_ack(envelope)
+    assert elapsed < ACK_LIMIT
+    [update] = fake.wait_for("chat.update", where=fake.in_channel(ch))
+    assert update.params["ts"] == post.response["ts"] and "same period last year" in update.text
