@@ -30,8 +30,9 @@ ASK = "home_ask"
 EDIT_DIGEST = "home_digest_edit"
 REMOVE_DIGEST = "home_digest_remove"
 REMOVE_ALERT = "home_alert_remove"
+EDIT_ALERT = "home_alert_edit"
 REASK = "home_reask"
-HOME_ACTIONS = (NEW_DIGEST, NEW_ALERT, ASK, EDIT_DIGEST, REMOVE_DIGEST, REMOVE_ALERT, REASK)
+HOME_ACTIONS = (NEW_DIGEST, NEW_ALERT, ASK, EDIT_DIGEST, REMOVE_DIGEST, REMOVE_ALERT, EDIT_ALERT, REASK)
 RECENT = 5
 MAX_BLOCKS = 100
 
@@ -149,7 +150,7 @@ def home_view(bot: KpiBot, user_id: str) -> dict[str, Any]:
         log_event(log, "home_schedules_failed", level=30, exc_info=True)
         digests, rules = [], []
         blocks.append(_section("_Your schedules cannot be read right now._"))
-    for d in digests[:15]:
+    for d in digests[:12]:
         names = ", ".join(d.spec.metrics)
         blocks.append(_section(f"*#{d.id}* {d.spec.schedule_text()} in {mrkdwn.channel(d.channel_id)} — {names}",
                                _button("Edit", EDIT_DIGEST, {"d": d.id})))
@@ -159,11 +160,13 @@ def home_view(bot: KpiBot, user_id: str) -> dict[str, Any]:
     if not digests:
         blocks.append(_section("_None yet: “New digest” above, or `/kpi digest add weekly mon 09:00 nps`._"))
     blocks.append(_header("Your alerts"))
-    for r in rules[:15]:
+    for r in rules[:12]:
         snoozed = f" · 😴 until {when(r.snoozed_until, r.timezone)}" if r.snoozed_until and r.snoozed(now) else ""
         blocks.append(_section(f"*#{r.id}* {r.text} in {mrkdwn.channel(r.channel_id)}{snoozed}",
-                               _button("Remove", REMOVE_ALERT, {"a": r.id}, style="danger",
-                                       confirm=f"Alert #{r.id} stops being checked.")))
+                               _button("Edit", EDIT_ALERT, {"a": r.id}) if r.source != "file" else None))
+        blocks.append({"type": "actions", "elements": [
+            _button("Remove", REMOVE_ALERT, {"a": r.id}, style="danger",
+                    confirm=f"Alert #{r.id} stops being checked.")]})
     if not rules:
         blocks.append(_section("_None yet: “New alert” above, or `/kpi alert add nps below 30`._"))
     blocks.append(_header("Recent questions"))

@@ -112,27 +112,34 @@ def digest_view(*, kpis: list[str], channel: str | None, tz: str, digest_id: int
     }
 
 
-def alert_view(*, kpi: str | None, channel: str | None, tz: str) -> dict[str, Any]:
+def alert_view(*, kpi: str | None, channel: str | None, tz: str, rule_id: int | None = None,
+               condition: str = "below", threshold: str = "", window: int = 7,
+               keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``keep``: what the form does not show but an edit must not lose (``by`` a dimension,
+    ``for`` N windows in a row, ``min`` responses), carried in private_metadata."""
     kpi_element: dict[str, Any] = {"type": "static_select", "action_id": "kpi", "option_groups": kpi_option_groups()}
     option = _kpi_option(kpi) if kpi else None
     if option:
         kpi_element["initial_option"] = option
+    value: dict[str, Any] = {"type": "plain_text_input", "action_id": "threshold", "max_length": 20}
+    if threshold:
+        value["initial_value"] = threshold
+    windows = [_option(f"{d} day{'s' if d > 1 else ''}", str(d)) for d in sorted({*WINDOWS, window})]
     return {
         "type": "modal",
         "callback_id": ALERT_VIEW,
-        "private_metadata": json.dumps({"tz": tz}),
-        "title": _text("New alert"),
+        "private_metadata": json.dumps({"tz": tz, "id": rule_id, **(keep or {})}),
+        "title": _text("Edit alert" if rule_id else "New alert"),
         "submit": _text("Save"),
         "close": _text("Cancel"),
         "blocks": [
             _input("kpi", "KPI", kpi_element),
             _input("condition", "When it", _select("condition", [_option(v, k) for k, v in CONDITIONS.items()],
-                                                     "below")),
-            _input("threshold", "Value", {"type": "plain_text_input", "action_id": "threshold", "max_length": 20},
+                                                     condition)),
+            _input("threshold", "Value", value,
                    hint="In the KPI's own unit: 30 (a score), 5% (a rate), 1h (a time); for drops/rises the size "
                         "of the change, e.g. 10 or 10%."),
-            _input("window", "Over", _select("window", [_option(f"{d} day{'s' if d > 1 else ''}", str(d))
-                                                         for d in WINDOWS], "7")),
+            _input("window", "Over", _select("window", windows, str(window))),
             _input("channel", "Post in", _channel_select(channel)),
         ],
     }
@@ -146,6 +153,7 @@ class Submission:
     channel: str | None
     errors: dict[str, str]
     digest_id: int | None = None  # an edit: the digest this one replaces
+    replaces: int | None = None  # an alert edit: the rule this one replaces
 
 
 def _value(values: dict, block: str, action: str) -> Any:
@@ -209,22 +217,33 @@ def read_alert(view: dict[str, Any], default_tz: str) -> Submission:
     if not re.fullmatch(r"-?\d{1,12}(\.\d{1,6})?(%|pp|h|d|m|min|s|k|points?)?", threshold):
         errors["threshold"] = "Give a number, e.g. 30, 5% or 1h."
     window = (_value(values, "window", "window").get("selected_option") or {}).get("value")
-    if window not in [str(w) for w in WINDOWS]:
+    if not isinstance(window, str) or not window.isdigit() or not 1 <= int(window) <= 90:
         errors["window"] = "Pick a window."
     channel = _value(values, "channel", "channel").get("selected_conversation")
     if not isinstance(channel, str) or not _CHANNEL.match(channel):
         errors["channel"] = "Pick the channel to post in."
-    tz = str(_metadata(view).get("tz") or default_tz)
+    meta = _metadata(view)
+    tz = str(meta.get("tz") or default_tz)
     tz = tz if check_zone(tz) else default_tz
+    rule_id = meta.get("id") if isinstance(meta.get("id"), int) else None
     if errors:
         return Submission(None, None, errors)
     amount = re.sub(r"(\d)(points?|pp|%)$", r"\1 \2", threshold)
     words = [str(kpi), str(condition), *amount.split(), "over", f"{window}d", tz]
+    from metrics.catalogue import dimensions_for
+
+    by, times, least = meta.get("by"), meta.get("for"), meta.get("min")
+    if isinstance(by, str) and by in dimensions_for(CATALOGUE[str(kpi)]):
+        words += ["by", by]
+    if isinstance(times, int) and 1 < times <= 30:
+        words += ["for", str(times), "windows"]
+    if isinstance(least, int) and 0 < least <= 100_000:
+        words += ["min", str(least)]
     try:
         parse_alert(list(words), default_tz=default_tz)
     except CommandError as exc:
         return Submission(None, None, {"threshold": mrkdwn.plain(str(exc))[:150]})
-    return Submission("alert add " + " ".join(words), channel, {})
+    return Submission("alert add " + " ".join(words), channel, {}, replaces=rule_id)
 
 
 def ask_view(question: str = "") -> dict[str, Any]:

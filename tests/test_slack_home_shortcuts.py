@@ -126,3 +126,28 @@ def test_message_shortcut_answers_the_question_found_in_a_message(app):  # noqa:
     [post] = fake.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "C0CHAT")
     assert post.params["thread_ts"] == message["ts"]
     assert f"*{EXPECTED_NPS}*" in post.text and "`/kpi How is our nps for 2026-Q3`" in post.text
+
+
+def test_editing_an_alert_from_home_keeps_what_the_form_does_not_show(app):  # noqa: F811
+    fake, send, state = app
+    send.command("alert add first_response_time above 2 by priority for 3 windows", channel="C0OPS")
+    fake.wait_for("response_url", where=lambda c: "Alert #1 added" in c.text)
+    home_click(send, "home_alert_edit", {"a": 1})
+    [opened] = fake.wait_for("views.open")
+    view = opened.params["view"]
+    fields = {b["block_id"]: b["element"] for b in view["blocks"]}
+    assert view["callback_id"] == "alert_modal" and view["title"]["text"] == "Edit alert"
+    assert fields["kpi"]["initial_option"]["value"] == "first_response_time"
+    assert fields["condition"]["initial_option"]["value"] == "above"
+    assert fields["threshold"]["initial_value"] == "2" and fields["window"]["initial_option"]["value"] == "7"
+    values = {
+        "kpi": {"kpi": {"type": "static_select", "selected_option": {"value": "first_response_time"}}},
+        "condition": {"condition": {"type": "static_select", "selected_option": {"value": "above"}}},
+        "threshold": {"threshold": {"type": "plain_text_input", "value": "1.5"}},
+        "window": {"window": {"type": "static_select", "selected_option": {"value": "14"}}},
+        "channel": {"channel": {"type": "conversations_select", "selected_conversation": "C0OPS"}},
+    }
+    submit(send, view, values)
+    fake.wait_for("chat.postEphemeral", where=lambda c: "Alert #1" in c.text and "removed" in c.text)
+    [rule] = store.active_rules(state)
+    assert (rule.id, rule.threshold, rule.window_days, rule.dimension, rule.consecutive) == (2, 1.5, 14, "priority", 3)

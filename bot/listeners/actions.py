@@ -160,7 +160,7 @@ def register(app: App, bot: KpiBot) -> None:
                     else modals.alert_view(kpi=None, channel=None, tz=tz))
             open_view(bot, where["trigger_id"], view)
             return
-        key = {app_home.REMOVE_ALERT: "a", app_home.REASK: "q"}.get(action_id, "d")
+        key = {app_home.REMOVE_ALERT: "a", app_home.EDIT_ALERT: "a", app_home.REASK: "q"}.get(action_id, "d")
         try:
             item = app_home.decode(action.get("value"), key)
         except ValueError as exc:
@@ -175,6 +175,16 @@ def register(app: App, bot: KpiBot) -> None:
 
         if action_id == app_home.REASK:
             bot.pool.submit(reask, item, user)
+            return
+        if action_id == app_home.EDIT_ALERT:
+            rule = store.get_rule(get_state_engine(), item)
+            if rule is None or rule.owner != user or rule.source == "file":  # the edit removes the old one
+                return
+            threshold = f"{rule.threshold:g}" + ("%" if rule.relative else "")
+            open_view(bot, where["trigger_id"], modals.alert_view(
+                kpi=rule.metric, channel=rule.channel_id, tz=rule.timezone, rule_id=rule.id,
+                condition=rule.condition, threshold=threshold, window=rule.window_days,
+                keep={"by": rule.dimension, "for": rule.consecutive, "min": rule.min_sample}))
             return
         if action_id == app_home.REMOVE_ALERT:
             rule = store.get_rule(get_state_engine(), item)

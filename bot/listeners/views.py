@@ -69,7 +69,19 @@ def register(app: App, bot: KpiBot) -> None:
             ack(response_action="errors", errors=sub.errors)
             return
         ack()
-        submit_command(body, sub)
+        after = None
+        if sub.replaces is not None:  # an edit: the old rule goes once the new one is saved
+            old_id = sub.replaces
+
+            def after(_reply) -> None:
+                from bot.schedules import store
+                from storage.state import get_state_engine
+
+                old = store.get_rule(get_state_engine(), old_id)
+                if old is not None:
+                    bot.submit(Job(surface="modal", text=f"alert remove {old_id}", user_id=_user(body),
+                                   channel_id=old.channel_id))
+        submit_command(body, sub, after)
 
     @app.view(modals.ASK_VIEW)
     def on_ask(ack, body, view):
