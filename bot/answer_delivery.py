@@ -114,7 +114,7 @@ def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_
                                                 unfurl_media=False, **message(False, chart_note))
             _share_in_channel(bot, job, result, png, job.thread_ts or plain.get("ts"))
             return "chart_in_thread"
-        if job.surface != "slash" or not job.response_url:
+        if job.surface not in ("slash", "shortcut") or not job.response_url:
             raise
         # Not a member (or a DM between people): reply in the channel via the response_url.
         note = bot._not_member_note() if code in blocks_not_member() else chart_note

@@ -151,3 +151,16 @@ def test_editing_an_alert_from_home_keeps_what_the_form_does_not_show(app):  # n
     fake.wait_for("chat.postEphemeral", where=lambda c: "Alert #1" in c.text and "removed" in c.text)
     [rule] = store.active_rules(state)
     assert (rule.id, rule.threshold, rule.window_days, rule.dimension, rule.consecutive) == (2, 1.5, 14, "priority", 3)
+
+
+def test_message_shortcut_where_the_bot_is_not_a_member_answers_through_its_response_url(app):  # noqa: F811
+    fake, send, _ = app
+    fake.not_member.add("C0PRIVATE")
+    url = fake.response_url()
+    send.interactive({"type": "message_action", "callback_id": "answer_with_kpibot", "trigger_id": "6.7.msg",
+                      "user": {"id": "U0ALICE", "team_id": TEAM_ID}, "channel": {"id": "C0PRIVATE", "name": "p"},
+                      "message": {"type": "message", "user": "U0BOB", "ts": "1790000200.000100", "text": QUESTION},
+                      "response_url": url, "action_ts": "1.1"})
+    key = url.rsplit("/", 1)[1]
+    [reply] = fake.wait_for("response_url", where=lambda c: c.params["key"] == key)
+    assert reply.params["response_type"] == "in_channel" and f"*{EXPECTED_NPS}*" in reply.text

@@ -57,10 +57,13 @@ def register(app: App, bot: KpiBot) -> None:
         channel = str((body.get("channel") or {}).get("id") or "")
         user = str((body.get("user") or {}).get("id") or "")
         text = str(message.get("text") or "")
+        response_url = body.get("response_url")
+        if response_url and not bot.settings.response_url_allowed(response_url):
+            response_url = None
 
         def run() -> None:  # parsing reads the catalogue: off the listener thread
             bot.submit(Job(surface="shortcut", text=find_question(text), user_id=user, channel_id=channel,
-                           team_id=(body.get("team") or {}).get("id"),
+                           team_id=(body.get("team") or {}).get("id"), response_url=response_url,
                            thread_ts=message.get("thread_ts") or message.get("ts"),
                            channel_type="im" if channel.startswith("D") else None))
 
