@@ -32,7 +32,11 @@ REMOVE_DIGEST = "home_digest_remove"
 REMOVE_ALERT = "home_alert_remove"
 EDIT_ALERT = "home_alert_edit"
 REASK = "home_reask"
-HOME_ACTIONS = (NEW_DIGEST, NEW_ALERT, ASK, EDIT_DIGEST, REMOVE_DIGEST, REMOVE_ALERT, EDIT_ALERT, REASK)
+SAVE = "home_fav_save"  # a recent question (audit row id) kept as a favourite
+FAV_ASK = "home_fav_ask"
+FAV_REMOVE = "home_fav_remove"
+HOME_ACTIONS = (NEW_DIGEST, NEW_ALERT, ASK, EDIT_DIGEST, REMOVE_DIGEST, REMOVE_ALERT, EDIT_ALERT, REASK, SAVE,
+                FAV_ASK, FAV_REMOVE)
 RECENT = 5
 MAX_BLOCKS = 100
 
@@ -87,6 +91,16 @@ def recent_questions(user_id: str, limit: int = RECENT) -> list[tuple[int, str]]
             seen.add(key)
             out.append((row_id, question))
     return out[:limit]
+
+
+def _favourites(user_id: str) -> list[tuple[int, str]]:
+    from bot import favourites
+
+    try:
+        return favourites.of(user_id)
+    except Exception:  # noqa: BLE001 - the home tab shows without them
+        log_event(log, "home_favourites_failed", level=30, exc_info=True)
+        return []
 
 
 def question_of(row_id: int, user_id: str) -> str | None:
@@ -169,10 +183,20 @@ def home_view(bot: KpiBot, user_id: str) -> dict[str, Any]:
                     confirm=f"Alert #{r.id} stops being checked.")]})
     if not rules:
         blocks.append(_section("_None yet: “New alert” above, or `/kpi alert add nps below 30`._"))
+    blocks.append(_header("Favourites"))
+    saved = _favourites(user_id)
+    for fav_id, question in saved:
+        blocks.append(_section(f"⭐ `{question[:200].replace('`', ' ')}`", _button("Ask", FAV_ASK, {"f": fav_id})))
+        blocks.append({"type": "actions", "elements": [_button("Unsave", FAV_REMOVE, {"f": fav_id})]})
+    if not saved:
+        blocks.append(_section("_Save a recent question below to keep it here._"))
     blocks.append(_header("Recent questions"))
     recent = recent_questions(user_id)
+    kept = {q.strip().lower() for _, q in saved}
     for row_id, question in recent:
         blocks.append(_section(f"`{question[:200].replace('`', ' ')}`", _button("Ask again", REASK, {"q": row_id})))
+        if question.strip().lower() not in kept:
+            blocks.append({"type": "actions", "elements": [_button("Save ⭐", SAVE, {"q": row_id})]})
     if not recent:
         blocks.append(_section("_Your questions show here, one click to ask again._"))
     blocks.append({"type": "divider"})

@@ -164,3 +164,28 @@ def test_message_shortcut_where_the_bot_is_not_a_member_answers_through_its_resp
     key = url.rsplit("/", 1)[1]
     [reply] = fake.wait_for("response_url", where=lambda c: c.params["key"] == key)
     assert reply.params["response_type"] == "in_channel" and f"*{EXPECTED_NPS}*" in reply.text
+
+
+def test_save_a_recent_question_as_a_favourite_and_ask_it(app):  # noqa: F811
+    fake, send, _ = app
+    send.command(QUESTION, channel="C0TEAM")
+    fake.wait_for("chat.postMessage", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)
+    assert audit.flush()
+    home_opened(send)
+    [home] = fake.wait_for("views.publish")
+    save = json.loads(button(home.params["view"]["blocks"], "home_fav_save")["value"])
+    home_click(send, "home_fav_save", save, user="U0MALLORY")  # not theirs: nothing saved
+    home_click(send, "home_fav_save", save)
+    [_, saved] = fake.wait_for("views.publish", count=2, where=lambda c: c.params["user_id"] == "U0ALICE")
+    assert "⭐ `nps 2026-Q3`" in saved.text
+    assert not [b for b in saved.params["view"]["blocks"] if b["type"] == "actions"
+                and b["elements"][0]["action_id"] == "home_fav_save"]  # saved: no second Save button
+    fav = json.loads(button(saved.params["view"]["blocks"], "home_fav_ask")["value"])
+    home_click(send, "home_fav_ask", fav, user="U0MALLORY")
+    home_click(send, "home_fav_ask", fav)
+    [dm] = fake.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "D0ALICE")
+    assert f"*{EXPECTED_NPS}*" in dm.text
+    home_click(send, "home_fav_remove", fav)
+    [*_, last] = fake.wait_for("views.publish", count=3, where=lambda c: c.params["user_id"] == "U0ALICE")
+    assert "⭐ `nps 2026-Q3`" not in last.text and "Save ⭐" in last.text  # back among the recent ones
+    assert not fake.calls("conversations.open", where=lambda c: c.params.get("users") == "U0MALLORY")

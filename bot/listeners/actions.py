@@ -160,7 +160,8 @@ def register(app: App, bot: KpiBot) -> None:
                     else modals.alert_view(kpi=None, channel=None, tz=tz))
             open_view(bot, where["trigger_id"], view)
             return
-        key = {app_home.REMOVE_ALERT: "a", app_home.EDIT_ALERT: "a", app_home.REASK: "q"}.get(action_id, "d")
+        key = {app_home.REMOVE_ALERT: "a", app_home.EDIT_ALERT: "a", app_home.REASK: "q", app_home.SAVE: "q",
+               app_home.FAV_ASK: "f", app_home.FAV_REMOVE: "f"}.get(action_id, "d")
         try:
             item = app_home.decode(action.get("value"), key)
         except ValueError as exc:
@@ -173,8 +174,8 @@ def register(app: App, bot: KpiBot) -> None:
         def republish(_reply) -> None:
             app_home.publish(bot, user)
 
-        if action_id == app_home.REASK:
-            bot.pool.submit(reask, item, user)
+        if action_id in (app_home.REASK, app_home.SAVE, app_home.FAV_ASK, app_home.FAV_REMOVE):
+            bot.pool.submit(on_question, action_id, item, user)
             return
         if action_id == app_home.EDIT_ALERT:
             rule = store.get_rule(get_state_engine(), item)
@@ -208,11 +209,28 @@ def register(app: App, bot: KpiBot) -> None:
             kpis=list(spec.metrics), channel=digest.channel_id, tz=spec.timezone, digest_id=digest.id,
             frequency=spec.frequency, day=day, at_time=spec.at_time))
 
-    def reask(row_id: int, user: str) -> None:
-        """A recent question asked again, answered in the user's DM with the bot."""
-        question = app_home.question_of(row_id, user)
-        if question is None:
+    def on_question(action_id: str, item: int, user: str) -> None:
+        """Recent questions and favourites (a worker: these read the state database)."""
+        from bot import favourites
+
+        if action_id == app_home.FAV_REMOVE:
+            favourites.remove(item, user)
+            app_home.publish(bot, user)
             return
+        if action_id == app_home.FAV_ASK:
+            question = favourites.question(item, user)
+        else:
+            question = app_home.question_of(item, user)
+        if question is None:  # not theirs, or gone
+            return
+        if action_id == app_home.SAVE:
+            favourites.add(user, question)
+            app_home.publish(bot, user)
+            return
+        reask(question, user)
+
+    def reask(question: str, user: str) -> None:
+        """A recent or favourite question asked again, answered in the user's DM with the bot."""
         try:
             dm = bot.client.conversations_open(users=user)["channel"]["id"]
         except (SlackApiError, SlackClientError, OSError, KeyError, TypeError):
