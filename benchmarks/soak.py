@@ -3,6 +3,7 @@
     python benchmarks/soak.py                       # 10 minutes; PostgreSQL if one answers, else DuckDB
     python benchmarks/soak.py --minutes 3 --rate 3  # shorter, 3 commands a second
     python benchmarks/soak.py --db duckdb --json soak.json
+    python benchmarks/soak.py --trust                # 30 s: leaks, audit, a flood (benchmarks/trust_soak.py)
 
 What runs, in one process:
 
@@ -662,7 +663,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=180.0, help="most seconds to wait for deliveries at the end")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument("--trust", action="store_true",
+                        help="the trust soak instead (issue 15: leaks, audit, a flood of refused questions)")
+    from benchmarks import trust_soak
+
+    trust_soak.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.trust:
+        return trust_soak.run(args)
     if args.minutes < 2:
         parser.error("--minutes must be at least 2 (digests are scheduled on minute marks)")
     soak = Soak(args)

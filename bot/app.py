@@ -89,6 +89,8 @@ class Settings:
     app_token: str | None = None
     api_url: str | None = None  # SLACK_API_URL
     database_url: str | None = None  # KPI_DATABASE_URL (None: the metrics default)
+    model: str | None = None  # KPI_MODEL: the model file or folder (default ./kpibot.yml when present)
+    dbt_project: str | None = None  # KPI_DBT_PROJECT: a dbt project (its semantic manifest), merged with the model
     working_after: float = 1.5  # seconds before "Working on it…"
     workers: int = 8  # concurrent jobs (Slack calls, uploads: mostly waiting on the network)
     compute_slots: int = field(default_factory=lambda: _default_compute_slots())  # SQL + chart at once
@@ -113,6 +115,8 @@ class Settings:
             app_token=env.get("SLACK_APP_TOKEN") or None,
             api_url=env.get("SLACK_API_URL") or None,
             database_url=env.get("KPI_DATABASE_URL") or None,
+            model=_model_path(env),
+            dbt_project=(env.get("KPI_DBT_PROJECT") or "").strip() or None,
             working_after=_env_float(env, "KPI_WORKING_AFTER", 1.5),
             workers=_env_int(env, "KPI_WORKERS", 8),
             compute_slots=_env_int(env, "KPI_COMPUTE_SLOTS", _default_compute_slots()),
@@ -748,8 +752,21 @@ def _load_limits():
     return Limits()
 
 
+def _model_path(env) -> str | None:
+    from metrics.model import model_path
+
+    return model_path(env)
+
+
 def create_bot(settings: Settings | None = None, *, client: WebClient | None = None) -> KpiBot:
     settings = settings or Settings.from_env()
+    if settings.model or settings.dbt_project:
+        from metrics import model
+
+        loaded = model.read(settings.model, settings.dbt_project)
+        for error in loaded.errors:  # a bad entry is left out; the rest of the model answers
+            log.warning("model file: %s", error)
+        model.configure(loaded, settings.database_url)
     if not settings.app_token and not settings.signing_secret:
         raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET: unsigned requests must never be accepted")
     bot = KpiBot(settings, client=client)

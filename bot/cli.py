@@ -324,6 +324,55 @@ def _count(text: str) -> int:
     return value
 
 
+def _model(url: str | None):
+    """The model file the settings name (KPI_MODEL, or ./kpibot.yml), configured for ``url``."""
+    from metrics import model
+    from metrics.model.load import load_model
+
+    path, dbt = model.model_path(), model.dbt_project()
+    loaded = model.read(path, dbt) if path or dbt else load_model([])
+    model.configure(loaded if path or dbt else None, url)
+    return " + ".join(p for p in (path, dbt) if p) or None, loaded
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from metrics.model import check
+    from storage import database
+
+    path, loaded = _model(args.url)
+    print(f"Model: {path or '(none: set KPI_MODEL or add ./kpibot.yml)'}; "
+          f"{len(loaded.sources)} sources, {len(loaded.dimensions)} dimensions, {len(loaded.team)} team KPIs")
+    try:
+        report = check.run(loaded, database.get_engine(args.url))
+    except database.DatabaseError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DATABASE
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_define(args: argparse.Namespace) -> int:
+    from metrics import render
+    from metrics.catalogue import resolve
+    from metrics.errors import QueryError
+    from metrics.model import check
+    from storage import database
+
+    _model(args.url)
+    try:
+        metric = resolve(args.kpi)
+        print(_plain(render.define(metric.id)))
+        print("\nSQL (this month):")
+        print("\n\n".join(check.sql_of(metric.id, database.get_engine(args.url))))
+    except QueryError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_QUESTION
+    except database.DatabaseError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DATABASE
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kpibot", description="KPIs, explained, in Slack and in the terminal.")
     parser.add_argument("--url", help="metrics database URL (default: KPI_DATABASE_URL or the embedded DuckDB file)")
@@ -339,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("metrics", help="list the KPI catalogue with formulas")
     p.add_argument("--markdown", action="store_true", help="as the README's KPI table")
     p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("check", help="check the model file (KPI_MODEL) against the database")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("define", help="what a KPI means, and the SQL it runs")
+    p.add_argument("kpi")
+    p.set_defaults(func=cmd_define)
 
     p = sub.add_parser("chat", help="a local console that answers like the Slack bot")
     p.add_argument("--as-of", type=_date)
@@ -394,7 +450,17 @@ def _main(argv: list[str] | None) -> int:
                 os.environ["KPI_DATABASE_URL"] = ns.url
         return cmd_schedules(ns, argv[1:])
     args = parser.parse_args([*global_args, *argv])
+    if args.func not in (cmd_check, cmd_define) and _model_configured():
+        _, loaded = _model(args.url)
+        for error in loaded.errors:
+            print(f"model file: {error}", file=sys.stderr)
     return args.func(args) or 0
+
+
+def _model_configured() -> bool:
+    from metrics.model import dbt_project, model_path
+
+    return model_path() is not None or dbt_project() is not None
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import selectable
+from sqlalchemy.types import NullType
 
 from storage import database, sensitivity
 from storage.schema import metadata
@@ -53,6 +55,13 @@ Authorize = Callable[[Needs], None]
 
 # ---- derivation: a dry run on an empty schema ------------------------------------------------
 
+@compiles(NullType, "sqlite")
+def _typeless(_type, _compiler, **_kw) -> str:
+    """A model column of no known type (named like no rule in metrics.model.relations) is a
+    typeless column in the dry run's SQLite copy, which SQLite allows, not a DDL error."""
+    return ""
+
+
 _dry_engine: Engine | None = None
 _dry_lock = threading.RLock()
 _recorded: list | None = None
@@ -67,8 +76,18 @@ def _engine() -> Engine:
         engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_setup)
         metadata.create_all(engine)
+        tables = {t.name: t for t in metadata.sorted_tables}
+        from metrics.model import relations
+
+        model = relations.current()
+        if model is not None:  # the model's own sources, and kpibot's tables widened by its dimensions
+            for table in model.metadata.sorted_tables:
+                if table.name in tables:
+                    tables[table.name].drop(engine)
+                table.create(engine)
+                tables[table.name] = table
         with engine.begin() as conn:
-            for table in metadata.sorted_tables:
+            for table in tables.values():
                 conn.execute(table.insert(), [_row(table, i) for i in range(2)])
 
         @event.listens_for(engine, "before_execute")
@@ -78,6 +97,16 @@ def _engine() -> Engine:
 
         _dry_engine = engine
     return _dry_engine
+
+
+def forget() -> None:
+    """Derive again (a model file was configured: other tables, other KPIs)."""
+    global _dry_engine
+    with _dry_lock:
+        _derived.clear()
+        if _dry_engine is not None:
+            _dry_engine.dispose()
+        _dry_engine = None
 
 
 def _dry_run(key: tuple, run: Callable[[Engine], object]) -> frozenset[str]:

@@ -8,12 +8,12 @@ from rapidfuzz import fuzz, process
 
 from metrics.errors import UnknownDimension, UnknownMetric
 from metrics.kpis import MODULES
+from metrics.model import relations
 from metrics.spec import Custom, Derived, Measure, Metric
-from storage.schema import CUSTOMER_DIMENSIONS, TABLES
 
 GROUPS = (
     "satisfaction", "customers", "retention", "financial", "funnel",
-    "engagement", "support", "reliability", "upsell",
+    "engagement", "support", "reliability", "upsell", "custom",
 )
 
 
@@ -28,6 +28,7 @@ def _build() -> dict[str, Metric]:
 
 
 CATALOGUE: dict[str, Metric] = _build()
+BUILT_IN: dict[str, Metric] = dict(CATALOGUE)  # before a model file adds the team's KPIs
 
 
 def normalise(word: str) -> str:
@@ -35,9 +36,22 @@ def normalise(word: str) -> str:
 
 
 _NAMES: dict[str, str] = {}
-for _m in CATALOGUE.values():
-    for _name in (_m.id, *_m.synonyms, _m.label):
-        _NAMES.setdefault(normalise(_name), _m.id)
+
+
+def install(metrics: dict[str, Metric]) -> None:
+    """Makes ``metrics`` the catalogue (a model file's: built-ins + the team's), in place, so
+    every module holding ``CATALOGUE`` sees it; the name index follows."""
+    CATALOGUE.clear()
+    CATALOGUE.update(metrics)
+    _NAMES.clear()
+    for m in CATALOGUE.values():  # an id first: a team's KPI is found by its id even when it is
+        _NAMES.setdefault(normalise(m.id), m.id)  # another KPI's synonym
+    for m in CATALOGUE.values():
+        for name in (*m.synonyms, m.label):
+            _NAMES.setdefault(normalise(name), m.id)
+
+
+install(CATALOGUE.copy())
 
 
 def lookup(word: str) -> Metric | None:
@@ -102,13 +116,14 @@ def dimensions_for(metric: Metric) -> list[str]:
         common = set.intersection(*sets) if sets else set()
         return [d for d in dimensions_for(CATALOGUE[metric.measure.inputs[0]]) if d in common]
     dims = list(metric.dimensions)
+    customer_dims = relations.customer_dimensions()
     if isinstance(metric.measure, Custom):
-        return dims + [d for d in CUSTOMER_DIMENSIONS if d not in dims and metric.customer_dimensions]
+        return dims + [d for d in customer_dims if d not in dims and metric.customer_dimensions]
     table = base_table(metric)
     if metric.customer_dimensions and isinstance(metric.measure, Measure):
         key = metric.measure.customer_key
-        if table == "customers" or (key and (table is None or key in TABLES[table].c)):
-            dims += [d for d in CUSTOMER_DIMENSIONS if d not in dims]
+        if table == "customers" or (key and (table is None or key in relations.table(table).c)):
+            dims += [d for d in customer_dims if d not in dims]
     return dims
 
 
@@ -128,6 +143,6 @@ def resolve_dimension(metric: Metric, word: str) -> str:
 
 def is_dimension_word(word: str) -> bool:
     key = normalise(word)
-    if key in DIMENSION_ALIASES or key in CUSTOMER_DIMENSIONS or key == "channel":
+    if key in DIMENSION_ALIASES or key in relations.customer_dimensions() or key == "channel":
         return True
     return any(key in m.dimensions for m in CATALOGUE.values())

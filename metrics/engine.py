@@ -35,12 +35,12 @@ from sqlalchemy import (
 
 from metrics import freshness
 from metrics.catalogue import CATALOGUE, base_table
+from metrics.model import relations
 from metrics.periods import Period, Settings, buckets, span_label, step, to_utc, unit_start
 from metrics.query import Query
 from metrics.result import Group, PeriodValue, Point, Result
 from metrics.spec import Custom, Derived, Measure, Metric
 from storage import database
-from storage.schema import CUSTOMER_DIMENSIONS, TABLES, customers
 
 MAX_SEGMENTS = 1000  # fetched at most; the largest segments by row count win
 SHOWN_SEGMENTS = 25
@@ -110,8 +110,8 @@ def _column(metric: Metric, table, name: str):
     """A dimension column and whether it needs the customers join."""
     if name in table.c and (name in metric.dimensions or table.name == "customers"):
         return table.c[name], False
-    if name in CUSTOMER_DIMENSIONS:
-        return customers.c[name], True
+    if name in relations.customer_dimensions():
+        return relations.table("customers").c[name], True
     return table.c[name], False
 
 
@@ -130,7 +130,7 @@ def compile_measure(
     def bucket(source_table, column: str, dates: bool = False):
         return _bucketed(source_table, column, dates, layers, values, [])
 
-    table = TABLES[measure.table] if isinstance(measure.table, str) else _source(measure.table, w, bucket)
+    table = relations.table(measure.table) if isinstance(measure.table, str) else _source(measure.table, w, bucket)
     prune = []  # conditions on the measure's own rows
     if measure.where is not None:
         prune.append(measure.where(table))
@@ -157,6 +157,7 @@ def compile_measure(
         needs_customers |= via_customers
         conditions.append(func.lower(col) == value.lower())
     source = table.join(w, measure.join(table, w) if on is None else on)
+    customers = relations.table("customers")
     if needs_customers and table is not customers:
         # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
         assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
@@ -253,7 +254,7 @@ def compute(
 ) -> dict[Key, Cell]:
     """The KPI's cells per (window, segment). On a database kpibot did not create, a table the
     KPI reads that is not there, or a query the database refuses, is one line naming the KPI."""
-    database.check_tables(engine, reads(metric, dimension, filters), metric.id)
+    database.check_tables(engine, relations.unmapped_tables(reads(metric, dimension, filters)), metric.id)
     try:
         return _compute(metric, windows, settings, engine, dimension, filters)
     except database.Refused as exc:
@@ -265,7 +266,7 @@ def compute(
 def reads(metric: Metric, dimension: str | None = None, filters: Sequence[tuple[str, str]] = ()) -> tuple[str, ...]:
     """The tables answering ``metric`` (cut by ``dimension``, filtered by ``filters``) reads."""
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
-    via_customers = any(n in CUSTOMER_DIMENSIONS and n not in metric.dimensions for n in names)
+    via_customers = any(n in relations.customer_dimensions() and n not in metric.dimensions for n in names)
     return (*metric.tables, "customers") if via_customers and "customers" not in metric.tables else metric.tables
 
 
@@ -296,7 +297,8 @@ def _compute(
             most = max((c.rows for c in cells.values() if c), default=0)
             out[key] = Cell(value=value, extras={f"{i}": v for i, v in values.items()}, rows=most)
         return out
-    shape = (metric.id, tuple(filters), dimension, _layers(windows), len(windows), repr(settings), _env())
+    shape = (metric.id, tuple(filters), dimension, _layers(windows), len(windows), repr(settings), _env(),
+             relations.generation())
     stmt = _statements.get(shape)
     if stmt is None:
         stmt = compile_measure(metric, measure, windows, settings, dimension, filters)

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Date, Engine, func, select
 
+from metrics.model import relations
 from metrics.periods import Settings, to_utc
 from storage import database
-from storage.schema import TABLES
 
 #: The columns that say when a row happened, per table: the latest of them is how far a
 #: table's data reaches (a customer who churned yesterday makes customers fresh to yesterday).
@@ -49,11 +49,35 @@ def by_table(
 ) -> dict[str, date | None]:
     """The last local day each table has data for (None: the table is empty). With ``as_of``,
     rows dated after it (a cancellation booked for next month) do not count as fresh data."""
+    key = (tuple(tables), as_of, settings.timezone, relations.generation(), str(engine.url))
+    built = _built.get(key)
+    if built is None:
+        built = _statement(tables, engine, settings, as_of)
+        if len(_built) > 256:
+            _built.clear()
+        _built[key] = built  # the same statement object next time: its mapped form is cached too
+    stmt, names = built
+    out: dict[str, date | None] = {name: None for name in tables if relations.time_columns(name, TIME_COLUMNS.get(name, ()), engine)}
+    if stmt is None:
+        return out
+    with database.query(engine) as conn:
+        row = conn.execute(stmt).one()  # one round trip, each column its own type
+    for name, value in zip(names, row, strict=True):
+        day, current = _local_day(value, settings), out[name]
+        if day is not None and (current is None or day > current):
+            out[name] = day
+    return out
+
+
+_built: dict[tuple, tuple[Any, list[str]]] = {}
+
+
+def _statement(tables, engine: Engine, settings: Settings, as_of: date | None) -> tuple[Any, list[str]]:
     columns: list[Any] = []
     names: list[str] = []
     for name in tables:
-        for column in TIME_COLUMNS.get(name, ()):
-            table = TABLES[name]
+        for column in relations.time_columns(name, TIME_COLUMNS.get(name, ()), engine):
+            table = relations.table(name)
             col = table.c[column]
             latest = select(func.max(col))
             if as_of is not None:
@@ -61,16 +85,7 @@ def by_table(
                 latest = latest.where(col < (cap if isinstance(col.type, Date) else to_utc(cap, settings)))
             columns.append(latest.scalar_subquery().label(f"m{len(columns)}"))
             names.append(name)
-    out: dict[str, date | None] = {name: None for name in tables if TIME_COLUMNS.get(name)}
-    if not columns:
-        return out
-    with database.query(engine) as conn:
-        row = conn.execute(select(*columns)).one()  # one round trip, each column its own type
-    for name, value in zip(names, row, strict=True):
-        day, current = _local_day(value, settings), out[name]
-        if day is not None and (current is None or day > current):
-            out[name] = day
-    return out
+    return (select(*columns) if columns else None), names
 
 
 def data_through(

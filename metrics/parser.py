@@ -217,6 +217,12 @@ def parse(
 # ---- pass 0: misspellings and multi-word forms ------------------------------------------------
 
 
+def catalogue_changed() -> None:
+    """A model file changed the catalogue: the words and KPI names known are read again."""
+    _vocabulary.cache_clear()
+    _names.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _vocabulary() -> frozenset[str]:
     """Every word the parser knows: KPI names, dimensions, periods, grains, sort and filler."""
@@ -232,7 +238,7 @@ def _vocabulary() -> frozenset[str]:
     for m in catalogue.CATALOGUE.values():
         for name in (m.id, m.label, *m.synonyms, *m.dimensions):
             words |= set(re.findall(r"[a-z]+", name.lower()))
-    for d in {*catalogue.CUSTOMER_DIMENSIONS, *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
+    for d in {*catalogue.relations.customer_dimensions(), *(d for m in catalogue.CATALOGUE.values() for d in m.dimensions)}:
         words |= set(d.split("_"))
         words.add(d + "s")
     from metrics.periods import _NUMBER_WORDS
@@ -548,14 +554,16 @@ def _value_pairs(s: _State) -> None:
 def _names() -> dict[str, str]:
     """KPI names with filler words removed ("time to close" → "time close"), to metric id."""
     out: dict[str, str] = {}
-    for m in catalogue.CATALOGUE.values():
-        for name in (m.id, m.label, *m.synonyms):
-            full = [w for w in re.split(r"[\s_\-()]+", name.lower()) if w]
-            words = [w for w in full if w not in FILLER]
-            if len(words) == 1 < len(full) and catalogue.lookup(words[0]) is not m:
-                continue  # "up time" is not "time"
-            if words:
-                out.setdefault(" ".join(words), m.id)
+    # ids first, as in the catalogue's index: a KPI's id is never another KPI's synonym
+    names = [(m, m.id) for m in catalogue.CATALOGUE.values()]
+    names += [(m, name) for m in catalogue.CATALOGUE.values() for name in (m.label, *m.synonyms)]
+    for m, name in names:
+        full = [w for w in re.split(r"[\s_\-()]+", name.lower()) if w]
+        words = [w for w in full if w not in FILLER]
+        if len(words) == 1 < len(full) and catalogue.lookup(words[0]) is not m:
+            continue  # "up time" is not "time"
+        if words:
+            out.setdefault(" ".join(words), m.id)
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from metrics.errors import BadPeriod, QueryError, TooLarge
+from metrics.errors import BadPeriod, TooLarge
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 MAX_POINTS = 400  # a trend longer than this is refused: ten years by day is not a chart
@@ -174,6 +174,12 @@ def span_label(start: date, end: date) -> str:
     return f"{start:%-d %b %Y} – {last:%-d %b %Y}"
 
 
+def today_so_far(label: str, today: date) -> Period:
+    """A running period that began today has no complete day: it is today so far, said so
+    (the answer notes the day is not over and judges no change) rather than refused."""
+    return Period(today, today + timedelta(days=1), f"{label} so far (today, {today:%a %-d %b})", "day", True)
+
+
 def clip_running(period: Period, today: date) -> Period:
     """A named period that is still running ("2026" on 1 December, the current quarter or
     month) ends at the last complete day and is compared like for like ("2026 to 30 Nov vs
@@ -182,10 +188,7 @@ def clip_running(period: Period, today: date) -> Period:
     if period.to_date or period.end <= today or period.start > today:
         return period
     if period.start == today:
-        raise QueryError(
-            f"{period.label} has no complete day yet: it begins today ({today:%a %-d %b %Y}). "
-            "Ask for `today` (so far) or an earlier period."
-        )
+        return today_so_far(period.label, today)
     last = today - timedelta(days=1)
     if period.unit in ("day", "days"):
         label = f"{period.start.isoformat()} to {last.isoformat()} (so far)"
@@ -412,7 +415,7 @@ def _match_single(tokens: list[str], i: int, today: date, settings: Settings) ->
         if d > today:
             raise BadPeriod(f"{d.isoformat()} is in the future.")
         if d == today:
-            raise QueryError(f"`since {d.isoformat()}` has no complete day yet; ask for `today` (so far).")
+            return PeriodMatch(today_so_far(f"since {d.isoformat()}", today), 2)
         return PeriodMatch(Period(d, today, f"since {d.isoformat()}", "days", True), 2)
     d = _iso_date(t)
     if d is not None:
@@ -508,10 +511,7 @@ def _to_date(unit: str, today: date, settings: Settings, label: str) -> Period:
     """From the unit's start to the last complete day (yesterday): today is empty or partial."""
     start = unit_start(today, unit, settings)
     if start == today:
-        raise QueryError(
-            f"{label[0].upper()}{label[1:]} has no complete day yet: it began today ({today:%a %-d %b %Y}). "
-            f"Ask for `today` (so far) or `last {unit}`."
-        )
+        return today_so_far(label, today)
     return Period(start, today, label, unit, True)
 
 

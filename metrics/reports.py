@@ -33,6 +33,7 @@ from metrics.catalogue import CATALOGUE
 from metrics.errors import QueryError
 from metrics.kpis.common import count_if, div, when
 from metrics.kpis.financial import profit_rows
+from metrics.model import relations
 from metrics.parser import FILLER, tokenize
 from metrics.periods import Period, Settings, default_period, match_period, to_utc
 from metrics.render import currency
@@ -587,7 +588,7 @@ def run(name: str, period: Period, engine: Engine | None = None, settings: Setti
         raise QueryError(f"I don't know a report called `{name}`. Reports: {', '.join(REPORTS)}.")
     settings = settings or Settings.from_env()
     engine = engine or database.get_engine()
-    database.check_tables(engine, dict.fromkeys(spec.tables), spec.name)
+    database.check_tables(engine, relations.unmapped_tables(dict.fromkeys(spec.tables)), spec.name)
     try:
         return spec.build(period, engine, settings)
     except database.Refused as exc:

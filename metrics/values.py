@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, String, func, select
 
+from metrics.model import relations
 from storage import database
-from storage.schema import CUSTOMER_DIMENSIONS, TABLES
 
 MAX_VALUES = 200  # per dimension; the rest are not offered as words
 TTL = 600.0  # seconds: data loaded by other means shows up within this long
@@ -82,11 +82,11 @@ def columns() -> dict[str, list[tuple[str, str]]]:
     """dimension → the (table, column) pairs holding its values."""
     from metrics.catalogue import CATALOGUE  # the catalogue imports nothing from here
 
-    out: dict[str, list[tuple[str, str]]] = {d: [("customers", d)] for d in CUSTOMER_DIMENSIONS}
+    out: dict[str, list[tuple[str, str]]] = {d: [("customers", d)] for d in relations.customer_dimensions()}
     for metric in CATALOGUE.values():
         for dim in metric.dimensions:
             for table in metric.tables:
-                t = TABLES.get(table)
+                t = relations.table(table) if relations.has_table(table) else None
                 if t is not None and dim in t.c and isinstance(t.c[dim].type, String):
                     pairs = out.setdefault(dim, [])
                     if (table, dim) not in pairs:
@@ -102,7 +102,9 @@ def build(engine: Engine, cap: int = MAX_VALUES) -> ValueIndex:
         for dim, pairs in columns().items():
             seen: list[str] = values.setdefault(dim, [])
             for table, column in pairs:
-                col = TABLES[table].c[column]
+                if not relations.readable(engine, table, column):
+                    continue  # a model file that maps no such column: nothing to offer
+                col = relations.table(table).c[column]
                 stmt = (
                     select(col)
                     .where(col.is_not(None))

@@ -246,11 +246,15 @@ def insert_unique(conn: Connection, table: Table, values: dict) -> int | None:
 
 def insert_unique_key(conn: Connection, table: Table, values: dict) -> bool:
     """:func:`insert_unique` for a table whose primary key is given (no id comes back):
-    True if this INSERT created the row, False if the key was taken."""
+    True if this INSERT created the row, False if the key was taken.
+
+    The new row's key is read back with RETURNING, not ``rowcount``: SQLAlchemy 2.1 on
+    psycopg reports -1 for an INSERT, which made every key look taken."""
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
         insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
-        return conn.execute(insert.values(**values).on_conflict_do_nothing()).rowcount == 1
+        stmt = insert.values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+        return conn.execute(stmt).first() is not None
     savepoint = conn.begin_nested()
     try:
         conn.execute(table.insert().values(**values))

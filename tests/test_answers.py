@@ -51,7 +51,13 @@ def test_explanation_names_the_segment_for_a_real_change(company):
 
 
 def kpibot(*args, url: str, check=False, **kw):
-    env = {**os.environ, "KPI_DATABASE_URL": url}
+    """The CLI in its own process. This process lets go of the DuckDB file first (its engine
+    would otherwise hold the lock until idle) and the child waits for a lock as long as a
+    loaded machine may need."""
+    from storage import database
+
+    database.dispose_all()
+    env = {**os.environ, "KPI_DATABASE_URL": url, "KPI_BUSY_WAIT": "60"}
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, env=env, timeout=120, **kw
     )

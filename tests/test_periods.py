@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -130,9 +130,8 @@ def test_a_running_year_is_compared_like_for_like():
 
 
 @pytest.mark.parametrize("text", ["this week", "mtd", "since 2026-11-23"])
-def test_a_to_date_period_with_no_complete_day_says_so(text):
-    from metrics.errors import QueryError
-
+def test_a_to_date_period_with_no_complete_day_is_today_so_far_and_says_so(text):
     today = TODAY if text != "mtd" else D(2026, 12, 1)
-    with pytest.raises(QueryError, match="no complete day yet"):
-        parse(f"nps {text}", today=today)
+    q = parse(f"nps {text}", today=today)
+    assert (q.period.start, q.period.end) == (today, today + timedelta(days=1))
+    assert q.period.label.endswith(f"so far (today, {today:%a %-d %b})")

@@ -8,8 +8,9 @@ profitability per customer (the last two live in :mod:`metrics.kpis.financial`).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, func, or_, select
 
+from metrics.kpis import packaged
 from metrics.kpis.common import (
     DAY,
     MONTH_DAYS,
@@ -21,7 +22,7 @@ from metrics.kpis.common import (
     window_days,
     window_seconds,
 )
-from metrics.spec import Measure, Metric, active_at, in_window, single, started_by_end
+from metrics.spec import Measure, Metric, active_at, started_by_end
 from storage.schema import subscriptions
 from storage.sqlfuncs import median, seconds_between
 
@@ -31,16 +32,6 @@ def _retention(a) -> dict:
     if not start:
         return {"value": None}
     return {"value": 100.0 * ((end or 0) - (new or 0)) / start}
-
-
-def _active_customers(paying_only: bool) -> Measure:
-    return Measure(
-        table="customers",
-        join=started_by_end("signed_up_at"),
-        where=(lambda t: t.c.is_paying == true()) if paying_only else None,
-        aggregates={"active": lambda t, w: count_if(or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.we))},
-        finalize=single("active"),
-    )
 
 
 # ---- churn: the period's rate, and the same pace per month and per year ---------------------
@@ -139,61 +130,8 @@ def _alive_at_end(t, w):
 
 
 METRICS = [
-    Metric(
-        id="customers",
-        label="Customers",
-        group="customers",
-        unit="count",
-        formula="customers active at the period's end: signed up before it and not churned by then",
-        direction="higher",
-        synonyms=("customer count", "number of customers", "active customers", "accounts", "customer headcount", "headcount of customers"),
-        tables=("customers",),
-        snapshot=True,
-        split="sum",
-        measure=_active_customers(False),
-        description="Number of customers, now and over time; cut it by size, industry, region, "
-        "plan or acquisition channel (seed 000: 'whether you're finding traction in a particular market').",
-    ),
-    Metric(
-        id="paying_customers",
-        label="Paying customers",
-        group="customers",
-        unit="count",
-        formula="paying customers (is_paying) active at the period's end",
-        direction="higher",
-        synonyms=("paid customers", "paying accounts"),
-        tables=("customers",),
-        snapshot=True,
-        split="sum",
-        measure=_active_customers(True),
-    ),
-    Metric(
-        id="new_customers",
-        label="New customers",
-        group="customers",
-        unit="count",
-        formula="customers whose signed_up_at falls in the period (paying and free shown apart)",
-        direction="higher",
-        synonyms=("new customer", "signups", "sign ups", "new accounts", "acquisitions"),
-        tables=("customers",),
-        split="sum",
-        measure=Measure(
-            table="customers",
-            join=in_window("signed_up_at"),
-            time_column="signed_up_at",
-            aggregates={
-                "n": lambda t, w: func.count(),
-                "paying": lambda t, w: count_if(t.c.is_paying == true()),
-            },
-            finalize=lambda a: {
-                "value": a.get("n"),
-                "paying": a.get("paying"),
-                "free": None if a.get("n") is None else a["n"] - (a.get("paying") or 0),  # type: ignore[operator]  # checked
-            },
-        ),
-        description="Seed 003: 'If you work with subscriptions, make a split between paying and free new customers.'",
-        extras_doc={"paying": "new paying customers", "free": "new free customers"},
-    ),
+    *packaged.load("customers.yml", "customers", "paying_customers"),  # levels, kept as data
+    *packaged.load("customers.yml", "new_customers"),  # a count with its paying/free split, kept as data
     Metric(
         id="churn_rate",
         label="Customer churn rate",
@@ -210,30 +148,7 @@ METRICS = [
         extras_doc=CHURN_EXTRAS,
         extras_units=CHURN_UNITS,
     ),
-    Metric(
-        id="churned_customers",
-        label="Churned customers",
-        group="retention",
-        unit="count",
-        formula="customers whose churned_at falls in the period",
-        direction="lower",
-        synonyms=(
-            "churned customers", "lost customers", "customers lost", "customer losses",
-            "customers churned", "churned accounts", "lost accounts", "lost logos", "churn count",
-            "number of churned customers",
-        ),
-        tables=("customers",),
-        split="sum",
-        measure=Measure(
-            table="customers",
-            join=in_window("churned_at"),
-            time_column="churned_at",
-            aggregates={"n": lambda t, w: func.count()},
-            finalize=lambda a: {"value": a.get("n")},
-        ),
-        description="How many customers we lost: the count behind the churn rate, including customers "
-        "who joined and left within the period (ask `churned_mrr` for the revenue they took).",
-    ),
+    *packaged.load("customers.yml", "churned_customers"),  # a plain count, kept as data
     Metric(
         id="monthly_churn",
         label="Monthly churn rate",

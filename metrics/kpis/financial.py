@@ -7,20 +7,12 @@ matched with ``customers.acquisition_channel``, so both answer ``by channel``.
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
+from sqlalchemy import Integer, and_, func, literal, select, union_all
 
+from metrics.kpis import packaged
 from metrics.kpis.common import div, money_zero, num, per_month, window_seconds
 from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
 from storage.schema import costs, customers, marketing_spend, orders
-
-
-def _revenue(a) -> dict:
-    total = a.get("total")
-    if total is None:
-        return {"value": None}
-    recurring = a.get("recurring") or 0.0
-    return {"value": float(total), "recurring": float(recurring), "one_off": float(total) - float(recurring)}
-
 
 # ---- profit: revenue and cost to serve side by side ----------------------------------------
 
@@ -143,33 +135,7 @@ def _ltv_cac(v) -> float | None:
 
 
 METRICS = [
-    Metric(
-        id="revenue",
-        label="Revenue",
-        group="financial",
-        unit="currency",
-        formula="sum of orders.amount ordered in the period (recurring and one-off shown apart)",
-        direction="higher",
-        synonyms=("sales", "top line", "income", "turnover", "bookings"),
-        tables=("orders",),
-        dimensions=("product",),
-        split="sum",
-        measure=Measure(
-            table="orders",
-            join=in_window("ordered_at"),
-            time_column="ordered_at",
-            aggregates={
-                "total": lambda t, w: func.sum(t.c.amount),
-                "recurring": lambda t, w: func.sum(case((t.c.is_recurring == true(), t.c.amount), else_=0)),
-                "orders": lambda t, w: func.count(),
-            },
-            finalize=_revenue,
-        ),
-        description="Seed 003: 'from the beginning of the current year aka Year-to-Date (YTD), versus the "
-        "Year before aka Year-on-Year (YoY) … build separate metrics for Recurring revenue and One-Off revenue' "
-        "(ask `revenue ytd yoy`).",
-        extras_doc={"recurring": "recurring revenue", "one_off": "one-off revenue"},
-    ),
+    *packaged.load("financial.yml", "revenue"),  # a sum with its recurring/one-off split, kept as data
     Metric(
         id="mrr",
         label="Monthly recurring revenue",
@@ -293,26 +259,7 @@ METRICS = [
         description="Seed 000: 'Average value of customers and users (now and trend): tells you whether "
         "you're successfully attracting more valuable customers.'",
     ),
-    Metric(
-        id="aov",
-        label="Average order value",
-        group="financial",
-        unit="currency",
-        formula="revenue in the period ÷ orders in the period",
-        direction="higher",
-        synonyms=("average order value", "order value", "basket size", "average order"),
-        tables=("orders",),
-        dimensions=("product",),
-        split="mean",
-        measure=Measure(
-            table="orders",
-            join=in_window("ordered_at"),
-            time_column="ordered_at",
-            aggregates={"revenue": lambda t, w: func.sum(t.c.amount), "orders": lambda t, w: func.count()},
-            finalize=lambda a: {"value": div(a.get("revenue"), a.get("orders"))},
-            n="orders",
-        ),
-    ),
+    *packaged.load("financial.yml", "aov"),  # a plain ratio, kept as data
     Metric(
         id="repeat_transactions",
         label="Repeat transactions",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import and_, func
 
+from metrics.kpis import packaged
 from metrics.kpis.common import count_if, div
-from metrics.spec import Band, Measure, Metric, active_at, in_window
+from metrics.spec import Band, Measure, Metric, in_window
 from storage.sqlfuncs import hours_between, median
 
 TICKET_DIMS = ("category", "priority", "channel")
@@ -56,46 +57,7 @@ METRICS = [
         description="Seed 001: 'Average resolution time: The typical time for support tickets to reach an outcome. "
         "Look to resolve most inquiries under 24 hours.'",
     ),
-    Metric(
-        id="tickets",
-        split="sum",
-        label="Tickets opened",
-        group="support",
-        unit="count",
-        formula="support tickets opened in the period",
-        direction="neutral",
-        synonyms=("support tickets", "ticket volume", "ticket count", "tickets opened"),
-        description="Seed 001: 'Total tickets opened & backlog: Sudden support ticket spikes may indicate issues "
-        "requiring attention, like app bugs.'",
-        tables=("tickets",),
-        dimensions=TICKET_DIMS,
-        measure=Measure(
-            table="tickets",
-            join=in_window("opened_at"),
-            time_column="opened_at",
-            aggregates={"n": lambda t, w: func.count()},
-            finalize=lambda a: {"value": a.get("n")},
-        ),
-    ),
-    Metric(
-        id="backlog",
-        split="sum",
-        label="Ticket backlog",
-        group="support",
-        unit="count",
-        formula="tickets open at the period's end: opened before it and not resolved by then",
-        direction="lower",
-        synonyms=("open tickets", "ticket backlog", "queue", "support backlog", "ticket queue"),
-        tables=("tickets",),
-        dimensions=TICKET_DIMS,
-        snapshot=True,
-        measure=Measure(
-            table="tickets",
-            join=lambda t, w: active_at(t, "opened_at", "resolved_at", w.c.we),
-            aggregates={"n": lambda t, w: func.count()},
-            finalize=lambda a: {"value": a.get("n")},
-        ),
-    ),
+    *packaged.load("support.yml"),  # tickets, backlog: plain aggregations, kept as data
     Metric(
         id="net_resolution_rate",
         label="Net resolution rate",

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, and_, case, func, literal, select, union_all
 
+from metrics.kpis import packaged
 from metrics.kpis.common import alive_at, count_if, div, num
-from metrics.spec import Measure, Metric, active_at, in_window
+from metrics.spec import Measure, Metric, active_at
 from storage.schema import customers, subscriptions
 
 OPPORTUNITY_DIMS = ("kind", "product")
@@ -46,29 +47,7 @@ def _penetration(w):
 
 
 METRICS = [
-    Metric(
-        id="upsell_opportunities",
-        label="Up-sell and cross-sell opportunities",
-        group="upsell",
-        unit="count",
-        formula="opportunities created in the period (pipeline amount as an extra)",
-        direction="higher",
-        synonyms=("opportunities", "upsell opportunities", "cross sell opportunities", "cross-sell opportunities",
-                  "upsells", "expansion opportunities", "upsell pipeline"),
-        tables=("opportunities",),
-        dimensions=OPPORTUNITY_DIMS,
-        split="sum",
-        measure=Measure(
-            table="opportunities",
-            join=in_window("created_at"),
-            time_column="created_at",
-            aggregates={"n": lambda t, w: func.count(), "amount": lambda t, w: func.sum(t.c.amount)},
-            finalize=lambda a: {"value": a.get("n"), "pipeline": a.get("amount")},
-        ),
-        description="Seed 003: 'Total amount of Cross & Upselling opportunities'.",
-        extras_doc={"pipeline": "pipeline (sum of their amounts)"},
-        extras_units={"pipeline": "currency"},
-    ),
+    *packaged.load("upsell.yml"),  # upsell_opportunities: a count with its pipeline, kept as data
     Metric(
         id="upsell_conversion",
         label="Up-sell conversion rate",

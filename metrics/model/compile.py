@@ -1,0 +1,475 @@
+"""The team's metric entries as catalogue Metric objects (Measure / Derived), MetricFlow's five
+kinds: simple, ratio, derived, cumulative (a level at the period's end) and conversion.
+
+Compiled into the same shapes as the built-in KPIs, a team KPI gets what they get: periods,
+comparisons, breakdowns, filters, trends, charts, explanations, digests, alerts and the access
+policy (from the columns it reads).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
+
+from metrics.model import sqlexpr
+from metrics.model.relations import Relations, Source
+from metrics.spec import (
+    Aggs,
+    Band,
+    Derived,
+    Measure,
+    Metric,
+    date_in_window,
+    in_window,
+    ratio,
+    single,
+)
+from storage.schema import TABLES
+from storage.sqlfuncs import add_days
+
+
+class Invalid(ValueError):
+    """A metric entry that cannot be compiled; ``node``/``key`` locate it in the file."""
+
+    def __init__(self, message: str, node: Any = None, key: str | None = None):
+        super().__init__(message)
+        self.node, self.key = node, key
+
+
+@dataclass
+class Context:
+    relations: Relations
+    sources: Mapping[str, Source]
+    dimensions: Mapping[str, Any]
+    metrics: dict[str, Metric]  # built-ins and the team metrics compiled so far
+
+    def table(self, name: Any):
+        return self.relations.table(name)
+
+    def has(self, name: Any) -> bool:
+        return name in self.sources or name in TABLES
+
+    def columns(self, name: Any) -> list[str]:
+        return list(self.table(name).c.keys())
+
+
+def base_source(metric: Metric) -> str | None:
+    from metrics.catalogue import (
+        base_table,  # the catalogue loads its packaged entries through here
+    )
+
+    return base_table(metric)
+
+
+# ---- expressions over metrics (derived) -----------------------------------------------------
+
+
+def expression_names(expr: str) -> list[str]:
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return []
+    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+
+
+def _arithmetic(expr: str) -> Callable[[Mapping[str, float | None]], float | None]:
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise Invalid(f"`{expr}` is not an arithmetic expression of metric ids", key="expr") from exc
+    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load,
+               ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed) or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
+            raise Invalid(f"`{expr}`: only + - * / ( ), numbers and metric ids are allowed", key="expr")
+
+    def ev(node) -> float | None:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant):
+            return float(node.value)  # type: ignore[arg-type]  # numbers only (checked above)
+        if isinstance(node, ast.Name):
+            return values.get(node.id)
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+        a, b = ev(node.left), ev(node.right)
+        if a is None or b is None:
+            return None
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        return None if b == 0 else a / b
+
+    values: Mapping[str, float | None] = {}
+
+    def combine(v: Mapping[str, float | None]) -> float | None:
+        nonlocal values
+        values = v
+        return ev(tree)
+
+    return combine
+
+
+# ---- one aggregation over a source (simple metrics, ratio parts, cumulative) -------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    source: Any
+    agg: str
+    expr: Any
+    filter: Any
+    time: Any
+
+
+AGG: dict[str, Callable] = {
+    "sum": func.sum, "avg": func.avg, "min": func.min, "max": func.max,
+    "count": func.count, "count_distinct": lambda e: func.count(distinct(e)),
+}
+_NON_NUMERIC = ("DATETIME", "TIMESTAMP", "DATE", "BOOLEAN", "VARCHAR", "STRING", "TEXT")
+
+
+def _part(spec: Any, ctx: Context, node: Any, needs_time: bool = True) -> Part:
+    if not isinstance(spec, Mapping):
+        raise Invalid("expected a mapping with source, agg and expr", node)
+    source: str = str(spec.get("source"))
+    if not ctx.has(source):
+        raise Invalid(f"unknown source `{source}`{_close(source, [*ctx.sources, *TABLES])}", spec, "source")
+    agg = spec.get("agg", "count")
+    if agg not in AGG:
+        raise Invalid(f"bad agg `{agg}` (one of {', '.join(AGG)})", spec, "agg")
+    expr = spec.get("expr")
+    cols = ctx.columns(source)
+    if expr is None and agg not in ("count",):
+        raise Invalid(f"`{agg}` needs an `expr` (a column of `{source}`)", spec, "agg")
+    if expr is not None:
+        if not isinstance(expr, str) or sqlexpr.check(expr, cols):
+            raise Invalid(f"expr: {(sqlexpr.check(str(expr), cols) or ['must be text'])[0]}", spec, "expr")
+        bare = expr.strip()
+        if bare.isidentifier() and bare not in cols:
+            raise Invalid(f"unknown column `{bare}` of `{source}`{_close(bare, cols)}", spec, "expr")
+        if bare.isidentifier() and agg in ("sum", "avg"):
+            kind = ctx.table(source).c[bare].type
+            shown = str(kind.__class__.__name__).upper()
+            if any(k in shown for k in _NON_NUMERIC) or (isinstance(kind, Date)):
+                raise Invalid(f"cannot {agg} `{bare}`: it is not numeric ({shown.lower()})", spec, "expr")
+    filt = spec.get("filter")
+    if filt is not None and (not isinstance(filt, str) or sqlexpr.check(filt, cols)):
+        raise Invalid("filter: " + (sqlexpr.check(str(filt), cols) or ["must be text"])[0], spec, "filter")
+    time = spec.get("time") or (ctx.sources[source].time if source in ctx.sources else _default_time(source))
+    if needs_time:
+        if time is None:
+            raise Invalid(f"no time column: give `time:` here or on source `{source}`", spec, None)
+        if time not in cols:
+            raise Invalid(f"unknown time column `{time}` of `{source}`{_close(time, cols)}", spec, "time")
+    return Part(source, agg, expr, filt, time)
+
+
+def _default_time(source: Any) -> str | None:
+    from metrics.freshness import TIME_COLUMNS
+
+    cols = TIME_COLUMNS.get(source)
+    return cols[0] if cols else None
+
+
+def _close(word, names) -> str:
+    from metrics.model.load import close
+
+    return close(word, names)
+
+
+def _value(part: Part, conditional: bool) -> Callable:
+    """The part's aggregate over a table ``t``; with ``conditional`` its filter goes inside
+    (two parts of one ratio share rows but not filters). A filtered sum is 0, not NULL, when
+    there are rows but none match: "no recurring orders" is $0 of recurring revenue."""
+
+    def agg(t, w):
+        e = None if part.expr in (None, "*") else sqlexpr.build(part.expr, t, numeric=part.agg not in ("count", "count_distinct"))
+        if conditional and part.filter:
+            cond = sqlexpr.build(part.filter, t)
+            e = case((cond, 1 if e is None else e), else_=0) if part.agg == "sum" else case((cond, 1 if e is None else e))
+        if e is None:
+            return func.count()
+        return AGG[part.agg](e)
+
+    return agg
+
+
+def _join(part: Part, ctx: Context):
+    col = ctx.table(part.source).c[part.time]
+    return date_in_window(part.time) if isinstance(col.type, Date) else in_window(part.time)
+
+
+def _customer_key(source: str, ctx: Context) -> str | None:
+    if source in ctx.sources:
+        return ctx.sources[source].customer_key
+    return "customer_id" if "customer_id" in TABLES[source].c else None
+
+
+def _own_dimensions(sources: tuple[str, ...], ctx: Context) -> tuple[str, ...]:
+    return tuple(d.name for d in ctx.dimensions.values() if d.source in sources and d.source != "customers")
+
+
+def _agg_name(part: Part) -> str:
+    """The aggregate's column name in the SQL: ``n`` for a row count, as the Python entries
+    name theirs (so a KPI moved to a data file sends the same statement), else ``v``."""
+    return "n" if part.agg == "count" and part.expr in (None, "*") else "v"
+
+
+def _split(agg: str) -> str | None:
+    return "sum" if agg in ("sum", "count") else None
+
+
+def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
+    kind = entry["type"]
+    if kind == "simple":
+        part = _part(entry, ctx, entry)
+        name = _agg_name(part)
+        aggregates = {name: _value(part, False)}
+        n = None
+        if part.agg == "avg":
+            aggregates["n"] = _value(Part(part.source, "count", part.expr, None, part.time), False)
+            n = "n"
+        finalize, info = _extras(entry, part, ctx, aggregates, name)
+        where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
+        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=finalize,
+                          n=n, where=where, time_column=part.time, customer_key=_customer_key(part.source, ctx))
+        return measure, (part.source,), {"split": "mean" if part.agg == "avg" else _split(part.agg), **info}
+    if kind == "cumulative":
+        part = _part(entry, ctx, entry, needs_time=False)
+        start, end = entry.get("start"), entry.get("end")
+        cols = ctx.columns(part.source)
+        for key, col in (("start", start), ("end", end)):
+            if (key == "start" or col is not None) and col not in cols:
+                raise Invalid(f"{key}: unknown column `{col}` of `{part.source}`{_close(col, cols)}", entry, key)
+        dates = isinstance(ctx.table(part.source).c[start].type, Date)
+
+        def join(t, w):  # every row that exists by the end: a level of 0 is a value, not "no data"
+            return t.c[start] < (w.c.de if dates else w.c.we)
+
+        def level(t, w):
+            at = w.c.de if dates else w.c.we
+            alive = or_(t.c[end].is_(None), t.c[end] >= at) if end else None
+            if part.expr in (None, "*"):
+                return func.count() if alive is None else func.count(case((alive, 1)))
+            e = sqlexpr.build(part.expr, t, numeric=part.agg not in ("count", "count_distinct"))
+            value = AGG[part.agg](e if alive is None else case((alive, e)))
+            return func.coalesce(value, 0) if part.agg in ("sum", "count", "count_distinct") else value
+
+        where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
+        name = _agg_name(part)
+        measure = Measure(table=part.source, join=join, aggregates={name: level}, finalize=single(name),
+                          where=where, customer_key=_customer_key(part.source, ctx))
+        return measure, (part.source,), {"snapshot": True, "split": _split(part.agg)}
+    raise AssertionError(kind)
+
+
+def _extras(entry: Mapping, part: Part, ctx: Context, aggregates: dict, name: str) -> tuple[Callable, dict]:
+    """A simple metric's extra figures, shown beside its value (``recurring`` revenue): each
+    an aggregate over the metric's rows with its own filter, or arithmetic over ``value`` and
+    the extras before it (see :func:`_value` for a filtered sum)."""
+    spec = entry.get("extras") or {}
+    if not isinstance(spec, Mapping):
+        raise Invalid("`extras` maps names to {agg:, expr:, filter:} or {expr: arithmetic}", entry, "extras")
+    steps: list[tuple[str, Any]] = []
+    docs, units = {}, {}
+    for extra, x in spec.items():
+        if not isinstance(x, Mapping) or extra in ("value", name) or extra in aggregates:
+            raise Invalid(f"extra `{extra}`: expected a mapping, under a name of its own", spec, extra)
+        if "agg" in x:
+            sub = _part({**x, "source": part.source}, ctx, x, needs_time=False)
+            aggregates[extra] = _value(sub, True)
+            steps.append((extra, sub.agg))
+        else:
+            refs = expression_names(str(x.get("expr")))
+            known = {"value", *(n for n, _ in steps)}
+            if not refs or any(r not in known for r in refs):
+                raise Invalid(f"extra `{extra}`: arithmetic over value and the extras before it", spec, extra)
+            steps.append((extra, _arithmetic(str(x["expr"]))))
+        docs[extra] = str(x.get("label") or extra.replace("_", " "))
+        if x.get("unit"):
+            units[extra] = str(x["unit"])
+    plain = single(name)
+    if not steps:
+        return plain, {}
+
+    def finalize(a: Aggs) -> dict[str, Any]:
+        out = dict(plain(a))
+        if out.get("value") is None:
+            return out
+        values: dict[str, float | None] = {"value": out["value"]}
+        for extra, how in steps:
+            if callable(how):
+                values[extra] = how(values)
+                continue
+            v = a.get(extra)
+            values[extra] = None if v is None else (int(v) if how in ("count", "count_distinct") else float(v))
+        return {**out, **{k: v for k, v in values.items() if k != "value"}}
+
+    return finalize, {"extras_doc": docs, "extras_units": units}
+
+
+def _ratio(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
+    scale = entry.get("scale", 1)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise Invalid("scale must be a number", entry, "scale")
+    num, den = entry.get("numerator"), entry.get("denominator")
+    if num is None or den is None:
+        raise Invalid("a ratio needs `numerator` and `denominator`", entry)
+    if isinstance(num, str) and isinstance(den, str):
+        for key, ref in (("numerator", num), ("denominator", den)):
+            if ref not in ctx.metrics:
+                raise Invalid(f"unknown metric `{ref}`{_close(ref, ctx.metrics)}", entry, key)
+
+        def combine(v: Mapping[str, float | None]) -> float | None:
+            a, b = v.get(num), v.get(den)
+            return None if a is None or not b else float(scale) * a / b
+
+        tables = tuple(dict.fromkeys((*ctx.metrics[num].tables, *ctx.metrics[den].tables)))
+        return Derived((num, den), combine), tables, {}
+    if isinstance(num, Mapping) and isinstance(den, Mapping):
+        a, b = _part(num, ctx, entry.get("numerator")), _part(den, ctx, entry.get("denominator"))
+        if (a.source, a.time) != (b.source, b.time):
+            raise Invalid("inline numerator and denominator must share a source and time column "
+                          "(else define them as simple metrics and name their ids)", entry, "denominator")
+        measure = Measure(table=a.source, join=_join(a, ctx), aggregates={"num": _value(a, True), "den": _value(b, True)},
+                          finalize=ratio("num", "den", float(scale)), n="den", time_column=a.time,
+                          customer_key=_customer_key(a.source, ctx))
+        return measure, (a.source,), {"split": "mean"}
+    raise Invalid("numerator and denominator: both metric ids, or both inline {source:, agg:, expr:}", entry)
+
+
+def _conversion(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure, tuple[str, ...], dict]:
+    base, conv = entry.get("base"), entry.get("conversion")
+    for key, spec in (("base", base), ("conversion", conv)):
+        if not isinstance(spec, Mapping) or not ctx.has(spec.get("source")) or not spec.get("time"):
+            src = spec.get("source") if isinstance(spec, Mapping) else None
+            raise Invalid(f"{key}: give {{source:, time:}} of a known source"
+                          + (f"; unknown source `{src}`{_close(src, [*ctx.sources, *TABLES])}" if src else ""), entry, key)
+        if spec["time"] not in ctx.columns(spec["source"]):
+            raise Invalid(f"{key}: unknown time column `{spec['time']}` of `{spec['source']}`", spec, "time")
+    entity = entry.get("entity", "customer_id")
+    assert isinstance(base, Mapping) and isinstance(conv, Mapping)
+    for spec in (base, conv):
+        if entity not in ctx.columns(spec["source"]):
+            raise Invalid(f"entity `{entity}` is not a column of `{spec['source']}`", entry, "entity")
+    days = entry.get("window_days")
+    if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
+        raise Invalid("window_days must be a whole number of days above 0", entry, "window_days")
+    bsrc, btime, csrc, ctime = base["source"], base["time"], conv["source"], conv["time"]
+
+    def rows(w):
+        b, c = ctx.table(bsrc), ctx.table(csrc)
+        first = (
+            select(w.c.w, b.c[entity].label("entity"), func.min(b.c[btime]).label("t0"))
+            .select_from(b.join(w, and_(b.c[btime] >= w.c.ws, b.c[btime] < w.c.we)))
+            .where(b.c[entity].is_not(None))
+            .group_by(w.c.w, b.c[entity])
+            .subquery("first_" + bsrc)
+        )
+        hit = exists().where(c.c[entity] == first.c.entity, c.c[ctime] >= first.c.t0, c.c[ctime] < add_days(first.c.t0, days))
+        return select(first.c.w, first.c.entity.label(entity), case((hit, 1), else_=0).label("converted")).subquery(mid)
+
+    measure = Measure(
+        table=rows, join=lambda t, w: t.c.w == w.c.w,
+        aggregates={"n": lambda t, w: func.count(), "hits": lambda t, w: func.sum(t.c.converted)},
+        finalize=ratio("hits", "n", 100.0), n="n",
+        customer_key=entity if entity == "customer_id" or entity == _customer_key(bsrc, ctx) else None,
+    )
+    return measure, (bsrc, csrc), {"split": "mean"}
+
+
+def _derived(mid: str, entry: Mapping, ctx: Context) -> tuple[Derived, tuple[str, ...], dict]:
+    expr = entry.get("expr")
+    if not isinstance(expr, str):
+        raise Invalid("a derived metric needs `expr` (arithmetic over metric ids)", entry)
+    combine = _arithmetic(expr)
+    inputs = tuple(dict.fromkeys(expression_names(expr)))
+    if not inputs:
+        raise Invalid("`expr` names no metric", entry, "expr")
+    for ref in inputs:
+        if ref not in ctx.metrics:
+            raise Invalid(f"unknown metric `{ref}`{_close(ref, ctx.metrics)}", entry, "expr")
+    tables = tuple(dict.fromkeys(t for i in inputs for t in ctx.metrics[i].tables))
+    return Derived(inputs, combine), tables, {}
+
+
+def _bands(entry: Mapping) -> tuple[Band, ...]:
+    out = []
+    for b in entry.get("bands") or []:
+        if not isinstance(b, Mapping) or "label" not in b:
+            raise Invalid("each band needs a label (and low/high)", entry, "bands")
+        out.append(Band(str(b["label"]), b.get("low"), b.get("high"), bool(b.get("good", True))))
+    return tuple(out)
+
+
+def _part_words(spec: Mapping) -> str:
+    agg = {"sum": "sum", "count": "count", "count_distinct": "distinct count", "avg": "mean",
+           "min": "minimum", "max": "maximum"}.get(str(spec.get("agg", "count")), "count")
+    what = f"{agg} of {spec.get('source')}" + (f".{spec['expr']}" if spec.get("expr") not in (None, "*") else " rows")
+    return what + (f" where {spec['filter']}" if spec.get("filter") else "")
+
+
+def _formula(entry: Mapping) -> str:
+    """The entry in words, as the built-in KPIs' formulas read."""
+    kind = entry["type"]
+    if kind == "simple":
+        return _part_words(entry) + " in the period"
+    if kind == "cumulative":
+        end = f", {entry['end']} not by then" if entry.get("end") else ""
+        return f"{_part_words(entry)} at the period's end ({entry.get('start')} before it{end})"
+    if kind == "ratio":
+        num, den = (v if isinstance(v, str) else _part_words(v) for v in (entry["numerator"], entry["denominator"]))
+        scale = entry.get("scale", 1)
+        return f"{num} ÷ {den}" + (f" × {scale:g}" if scale != 1 else "")
+    if kind == "derived":
+        return str(entry["expr"])
+    base, conv = entry["base"], entry["conversion"]
+    return (f"share of {base['source']} ({entry.get('entity', 'customer_id')}) in the period with a "
+            f"{conv['source']} row within {entry['window_days']} days of their first {base['source']} row × 100")
+
+
+_BUILD = {"simple": _simple, "cumulative": _simple, "ratio": _ratio, "derived": _derived, "conversion": _conversion}
+
+
+def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
+    measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
+    default_unit = {"conversion": "percent", "ratio": "ratio"}.get(entry["type"], "count")
+    own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
+    listed = entry.get("dimensions") or []
+    if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+        if listed:
+            raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
+        listed = []
+    for dim in listed:
+        if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
+            raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
+    own = tuple(dict.fromkeys((*listed, *own)))
+    if "split" in entry:
+        if entry["split"] not in ("sum", "mean", None):
+            raise Invalid("split: sum, mean or null", entry, "split")
+        extra["split"] = entry["split"]
+    formula = str(entry.get("formula") or _formula(entry))
+    return Metric(
+        id=mid,
+        label=str(entry.get("label") or mid.replace("_", " ").capitalize()),
+        group=str(entry.get("group", "custom")),
+        unit=str(entry.get("unit", default_unit)),
+        formula=formula,
+        direction=str(entry.get("direction", "neutral")),
+        measure=measure,
+        tables=tables,
+        synonyms=tuple(entry.get("synonyms") or ()),
+        bands=_bands(entry),
+        dimensions=own,
+        description=str(entry.get("description", "")),
+        **extra,
+    )
