@@ -32,7 +32,7 @@ ANSWER_ACTIONS = (BY, TREND, YOY, MOVED, DIGEST, ALERT, REASK)
 IN_PLACE = {BY, TREND, YOY}  # the message itself changes; "what moved it" answers in the thread
 VALUE_MAX = 150  # an option's value (Slack's limit; buttons allow 2000)
 
-_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")  # then it must be in the catalogue
 _PERIOD = re.compile(r"^\d{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$|^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$")
 _VALUE = re.compile(r"^[\w .&/+-]{1,60}$")
 
