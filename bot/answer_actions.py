@@ -27,8 +27,7 @@ YOY = "answer_yoy"
 MOVED = "answer_moved"
 DIGEST = "answer_digest"
 ALERT = "answer_alert"
-REASK = "answer_reask"  # App Home: a recent question, asked again
-ANSWER_ACTIONS = (BY, TREND, YOY, MOVED, DIGEST, ALERT, REASK)
+ANSWER_ACTIONS = (BY, TREND, YOY, MOVED, DIGEST, ALERT)
 IN_PLACE = {BY, TREND, YOY}  # the message itself changes; "what moved it" answers in the thread
 VALUE_MAX = 150  # an option's value (Slack's limit; buttons allow 2000)
 
@@ -69,8 +68,6 @@ class AskState:
         elif action == YOY:
             text += (f" by {by}" if by else "") + " yoy"
         elif action in (BY, MOVED) and by:
-            text += f" by {by}"
-        elif action == REASK and by:
             text += f" by {by}"
         for dim, value in self.filters:
             text += f" where {dim}={value}"

@@ -61,7 +61,7 @@ def open_view(bot: KpiBot, trigger_id: str | None, view: dict) -> None:
 def register(app: App, bot: KpiBot) -> None:
     from bot.app import Job
 
-    @app.action(re.compile(f"^({'|'.join((aa.BY, aa.TREND, aa.YOY, aa.MOVED, aa.REASK))})$"))
+    @app.action(re.compile(f"^({'|'.join((aa.BY, aa.TREND, aa.YOY, aa.MOVED))})$"))
     def on_answer_click(ack, body, action, respond):
         ack()
         where = click_context(bot, body)
