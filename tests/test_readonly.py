@@ -303,11 +303,15 @@ def test_a_kpibot_database_from_before_the_marker_is_adopted(tmp_path):
 
 
 def test_a_database_holding_only_kpibots_state_is_empty(tmp_path):
+    from bot.audit import audit_metadata
+    from bot.dedupe import dedupe_metadata
+    from bot.favourites import fav_metadata
     from storage.state import metadata as state_metadata
 
     path = tmp_path / "shared.sqlite"
     shared = create_engine(f"sqlite:///{path}")
-    state_metadata.create_all(shared)
+    for meta in (state_metadata, audit_metadata, dedupe_metadata, fav_metadata):  # every state table kpibot keeps
+        meta.create_all(shared)
     shared.dispose()
     engine = database.get_engine(f"sqlite:///{path}")
     assert database.ownership_of(engine).reason == "empty"
