@@ -40,7 +40,8 @@ def _unit_label(metric: Metric) -> str:
 
 
 def _bands(ax, metric: Metric, horizontal: bool) -> None:
-    """Shade the seed's benchmark bands behind the data (only the lines inside the view)."""
+    """Shade the seed's benchmark bands behind the data and draw the KPI's reference line
+    (only what falls inside the view)."""
     lo, hi = ax.get_ylim() if horizontal else ax.get_xlim()
     for band in metric.bands:
         b_lo = lo if band.low is None else max(band.low, lo)
@@ -53,6 +54,10 @@ def _bands(ax, metric: Metric, horizontal: bool) -> None:
             ax.axhspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0, label=label)
         else:
             ax.axvspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0, label=label)
+    ref = metric.reference
+    if ref is not None and lo <= ref.value <= hi:  # only when the data comes near it: no squashed axis
+        line = ax.axhline if horizontal else ax.axvline
+        line(ref.value, color="#57606a", linestyle="--", linewidth=1.0, zorder=1, label=ref.label)
     if horizontal:
         ax.set_ylim(lo, hi)
     else:

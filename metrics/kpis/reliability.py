@@ -15,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, or_, select
 
 from metrics.kpis.common import count_if, num, window_seconds
-from metrics.spec import Measure, Metric, in_window
+from metrics.spec import Measure, Metric, Reference, in_window
 from storage.schema import incidents
 from storage.sqlfuncs import hours_between, median, seconds_between
 
@@ -218,6 +218,7 @@ METRICS = [
         dimensions=INCIDENT_DIMS,
         customer_dimensions=False,
         measure=_outage_measure(_uptime),
+        reference=Reference(99.9, "objective 99.9%"),
         extras_doc={"downtime_minutes": "downtime", "incidents": "outages"},
         extras_units={"downtime_minutes": "minutes", "incidents": "count"},
     ),
