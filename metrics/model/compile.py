@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
+from metrics.kpis.common import window_seconds
 from metrics.model import sqlexpr
 from metrics.model.relations import Relations, Source
 from metrics.spec import (
@@ -29,7 +30,7 @@ from metrics.spec import (
     single,
 )
 from storage.schema import TABLES
-from storage.sqlfuncs import add_days
+from storage.sqlfuncs import add_days, median
 
 
 class Invalid(ValueError):
@@ -228,8 +229,81 @@ def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
 
+def _aggregate(spec: Part) -> Callable:
+    """One of a function-finalized entry's named aggregates, written as a hand-built entry
+    would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere, any other
+    filtered aggregate reads NULL elsewhere."""
+    if spec.agg == "window_seconds":
+        return window_seconds
+
+    def agg(t, w):
+        e = None if spec.expr in (None, "*") else sqlexpr.build(spec.expr, t)
+        cond = sqlexpr.build(spec.filter, t) if spec.filter else None
+        if cond is not None:
+            if e is None and spec.agg == "count":
+                return func.sum(case((cond, 1), else_=0))
+            e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" else case((cond, e))
+        if e is None:
+            return func.count()
+        return median(e) if spec.agg == "median" else AGG[spec.agg](e)
+
+    return agg
+
+
+def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Callable], Callable, dict]:
+    """``aggregates:`` (name -> {agg, expr, filter}) and ``finalize:`` (a function of
+    metrics.kpis.functions, by name or {function:, options}) of a simple metric."""
+    from metrics.kpis.functions import FINALIZERS, referenced  # the catalogue loads through here
+
+    specs = entry.get("aggregates")
+    if not isinstance(specs, Mapping) or not specs:
+        raise Invalid("`aggregates` maps names to {agg:, expr:, filter:}", entry, "aggregates")
+    aggregates: dict[str, Callable] = {}
+    for name, x in specs.items():
+        if not isinstance(x, Mapping):
+            raise Invalid(f"aggregate `{name}`: expected {{agg:, expr:, filter:}}", specs, name)
+        if x.get("agg") == "window_seconds":
+            aggregates[str(name)] = _aggregate(Part(part.source, "window_seconds", None, None, None))
+            continue
+        agg = x.get("agg", "count")
+        sub = _part({**x, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
+        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None))
+    spec = entry.get("finalize")
+    name, args = (spec, {}) if isinstance(spec, str) else (
+        (spec.get("function"), {k: v for k, v in spec.items() if k != "function"}) if isinstance(spec, Mapping) else (None, {}))
+    if name not in FINALIZERS:
+        raise Invalid(f"unknown finalize function `{name}`{_close(name, FINALIZERS)} (one of {', '.join(FINALIZERS)})",
+                      entry, "finalize")
+    fin = FINALIZERS[name]
+    for key in args:
+        if key not in fin.args:
+            raise Invalid(f"finalize `{name}`: unknown option `{key}`" + (f" (one of {', '.join(fin.args)})" if fin.args else " (it takes none)"),
+                          spec, key)
+    for ref in referenced(args, fin):
+        if ref not in aggregates:
+            raise Invalid(f"finalize `{name}` reads aggregate `{ref}`, which `aggregates` does not declare"
+                          f"{_close(ref, aggregates)}", entry, "aggregates")
+    n = entry.get("n")
+    if n is not None and n not in aggregates:
+        raise Invalid(f"n: unknown aggregate `{n}`{_close(n, aggregates)}", entry, "n")
+    fn = fin.fn
+
+    def finalize(a: Aggs) -> dict[str, Any]:
+        return fn(a, **args)
+
+    return aggregates, finalize, {"split": None}
+
+
 def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
     kind = entry["type"]
+    if kind == "simple" and ("aggregates" in entry or "finalize" in entry):
+        part = _part({k: v for k, v in entry.items() if k in ("source", "time", "filter")}, ctx, entry)
+        aggregates, finalize, info = _finalized(entry, part, ctx)
+        where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
+        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=finalize,
+                          n=entry.get("n"), where=where, time_column=part.time,
+                          customer_key=_customer_key(part.source, ctx))
+        return measure, (part.source,), info
     if kind == "simple":
         part = _part(entry, ctx, entry)
         name = _agg_name(part)
@@ -458,6 +532,22 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
             raise Invalid("split: sum, mean or null", entry, "split")
         extra["split"] = entry["split"]
     formula = str(entry.get("formula") or _formula(entry))
+    for key, kinds in (("extra_labels", str), ("extra_units", str)):
+        value = entry.get(key) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, kinds) for v in value.values()):
+            raise Invalid(f"`{key}` maps extras to words", entry, key)
+    if entry.get("extra_labels"):
+        extra["extras_doc"] = {**extra.get("extras_doc", {}), **entry["extra_labels"]}
+    if entry.get("extra_units"):
+        extra["extras_units"] = {**extra.get("extras_units", {}), **entry["extra_units"]}
+    if "survey" in entry:
+        extra["survey"] = str(entry["survey"])
+    if "min_sample" in entry:
+        if isinstance(entry["min_sample"], bool) or not isinstance(entry["min_sample"], int) or entry["min_sample"] < 0:
+            raise Invalid("min_sample: a whole number of answers, 0 or more", entry, "min_sample")
+        extra["min_sample"] = entry["min_sample"]
+    if "customer_dimensions" in entry:
+        extra["customer_dimensions"] = bool(entry["customer_dimensions"])
     return Metric(
         id=mid,
         label=str(entry.get("label") or mid.replace("_", " ").capitalize()),

@@ -33,9 +33,10 @@ AGGS = ("sum", "count", "count_distinct", "avg", "min", "max")
 TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "description", "group", "formula",
-               "dimensions", "split", "format")
+               "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
+               "extra_units")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr",),
     "cumulative": ("source", "agg", "expr", "filter", "start", "end"),

@@ -9,11 +9,15 @@ team's admin writes, never from a Slack user.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Float, literal_column, type_coerce
+from sqlalchemy import Float, and_, func, literal_column, type_coerce
 from sqlalchemy.sql import elements
+
+from storage.sqlfuncs import hours_between, seconds_between
 
 # quoted strings first, so that words inside them are left alone
 _TOKENS = re.compile(r"('(?:[^']|'')*')|(\"[^\"]+\")|([A-Za-z_][A-Za-z0-9_]*)|(\s+)|(.)", re.S)
@@ -39,8 +43,63 @@ def check(snippet: str, columns: Iterable[str]) -> list[str]:
     return []
 
 
+_OPS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, "<>": operator.ne,
+        "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_TERM = re.compile(r"\s*(?:(lower)\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))\s*"
+                   r"(?:(=|==|!=|<>|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?|'(?:[^']|'')*')"
+                   r"|is\s+(not\s+)?(null|true|false))\s*\Z", re.I | re.S)
+_ARITH = re.compile(r"\s*([A-Za-z_]\w*)\s*([-+*])\s*([A-Za-z_]\w*)\s*\Z")
+_MATH = {"+": operator.add, "-": operator.sub, "*": operator.mul}  # no /: SQLAlchemy may cast it
+_DURATION = re.compile(r"\s*(hours|seconds)_between\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s*\)\s*\Z", re.I)
+
+
+def _structured(snippet: str, table):
+    """The common shapes as SQLAlchemy expressions with bound values, as a hand-written
+    catalogue entry would build them: ``col <+-*> col``, ``col <op> literal`` (or ``lower(col) = 'x'``), ``col is
+    [not] null|true|false``, those joined by ``and``, and the portable durations
+    ``hours_between(end, start)`` / ``seconds_between(end, start)``. None: not one of them."""
+    both = _ARITH.match(snippet)
+    if both and both.group(1) in table.c and both.group(3) in table.c:
+        return _MATH[both.group(2)](table.c[both.group(1)], table.c[both.group(3)])
+    duration = _DURATION.match(snippet)
+    if duration:
+        unit, end, start = duration.groups()
+        if end in table.c and start in table.c:
+            fn = hours_between if unit.lower() == "hours" else seconds_between
+            return fn(table.c[end], table.c[start])
+        return None
+    parts, current = [], ""
+    for m in _TOKENS.finditer(snippet):  # split on `and` outside quoted values
+        if m.group(3) and m.group(3).lower() == "and":
+            parts.append(current)
+            current = ""
+        else:
+            current += m.group(0)
+    terms = []
+    for part in [*parts, current]:
+        term = _TERM.match(part)
+        if not term:
+            return None
+        lower, lcol, col, op, value, negated, keyword = term.groups()
+        name = lcol or col
+        if name not in table.c:
+            return None
+        column = func.lower(table.c[name]) if lower else table.c[name]
+        if op:
+            literal: Any = value[1:-1].replace("''", "'") if value.startswith("'") else (
+                float(value) if "." in value else int(value))
+            terms.append(_OPS[op](column, literal))
+        else:
+            target = {"null": None, "true": True, "false": False}[keyword.lower()]
+            terms.append(column.is_not(target) if negated else column.is_(target))
+    return terms[0] if len(terms) == 1 else and_(*terms)
+
+
 def build(snippet: str, table, numeric: bool = False):
     """``snippet`` with each logical column name of ``table`` as a column of ``table``."""
+    shaped = _structured(snippet, table)
+    if shaped is not None:
+        return type_coerce(shaped, Float()) if numeric else shaped
     parts: list = []
     text: list[str] = []
     for m in _TOKENS.finditer(snippet):

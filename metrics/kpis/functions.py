@@ -1,0 +1,116 @@
+"""Named finalizers a data entry refers to (``finalize: nps``): the few sums no arithmetic
+expression states, such as a margin of error, each tested by hand (tests/test_kpi_functions.py).
+
+A finalizer turns the aggregates an entry declares (``aggregates:``, one SQL aggregate each)
+into the KPI's value and extras. ``needs`` lists the aggregate names it reads; ``args`` the
+options an entry may pass (``finalize: {function: ratio, num: hits, den: n, scale: 100}``),
+those naming aggregates in ``refs``. The loader checks names, arguments and aggregates, so a
+typo is a load error with file and line, never a wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from metrics.kpis.common import div, per_week
+from metrics.spec import Aggs
+
+Z95 = 1.96
+
+
+@dataclass(frozen=True)
+class Finalizer:
+    fn: Callable[..., dict[str, Any]]
+    needs: tuple[str, ...] = ()  # aggregates it always reads
+    args: tuple[str, ...] = ()  # options an entry may pass
+    refs: tuple[str, ...] = ()  # the options that name aggregates
+
+
+def nps(a: Aggs) -> dict[str, Any]:
+    """100 × (promoters − detractors) ÷ n, with the 95% margin of error of that difference."""
+    n = a.get("n") or 0
+    if not n:
+        return {"value": None}
+    p, d = (a["promoters"] or 0) / n, (a["detractors"] or 0) / n
+    variance = p + d - (p - d) ** 2
+    return {
+        "value": 100.0 * (p - d),
+        "moe": 100.0 * Z95 * math.sqrt(max(variance, 0.0) / n),
+        "promoters_pct": 100.0 * p,
+        "detractors_pct": 100.0 * d,
+        "passives_pct": 100.0 * (1 - p - d),
+    }
+
+
+def share_with_moe(a: Aggs) -> dict[str, Any]:
+    """Percent of the n answers that are hits, with its 95% margin of error (CSAT-style)."""
+    n = a.get("n") or 0
+    if not n:
+        return {"value": None}
+    p = (a["hits"] or 0) / n
+    return {"value": 100.0 * p, "moe": 100.0 * Z95 * math.sqrt(p * (1 - p) / n)}
+
+
+def mean_with_moe(a: Aggs) -> dict[str, Any]:
+    """Mean of n answers from their sum and sum of squares, with its 95% margin of error."""
+    n = a.get("n") or 0
+    if not n:
+        return {"value": None}
+    mean = (a["total"] or 0) / n
+    var = max(((a["squares"] or 0) - n * mean * mean) / (n - 1), 0.0) if n > 1 else 0.0
+    return {"value": mean, "moe": Z95 * math.sqrt(var / n)}
+
+
+def _shown(a: Aggs, show: Any, rates: Any) -> dict[str, Any]:
+    """Extras: aggregates as they are (``show``: names, or output name -> aggregate) and
+    percentages (``rates``: output name -> [numerator, denominator], × 100)."""
+    pairs = show.items() if isinstance(show, Mapping) else ((s, s) for s in show or ())
+    out: dict[str, Any] = {name: a.get(agg) for name, agg in pairs}
+    for name, (num, den) in (rates or {}).items():
+        out[name] = div(a.get(num), a.get(den), 100.0)
+    return out
+
+
+def value(a: Aggs, of: str, show: Any = (), rates: Any = None, exact: bool = False) -> dict[str, Any]:
+    """One aggregate as the value (a float, or as counted with ``exact``), plus extras."""
+    v = a.get(of)
+    return {"value": v if exact or v is None else float(v), **_shown(a, show, rates)}
+
+
+def ratio(a: Aggs, num: str, den: str, scale: float = 1.0, show: Any = (), rates: Any = None) -> dict[str, Any]:
+    """num ÷ den × scale (no data when den is 0 or missing), plus extras."""
+    return {"value": div(a.get(num), a.get(den), float(scale)), **_shown(a, show, rates)}
+
+
+def weekly(a: Aggs, of: str, show: Any = ()) -> dict[str, Any]:
+    """A count over the window as a weekly average (needs ``window_seconds``), plus extras."""
+    return {"value": per_week(a.get(of), a), **_shown(a, show, None)}
+
+
+_EXTRAS = ("show", "rates")
+FINALIZERS: dict[str, Finalizer] = {
+    "nps": Finalizer(nps, needs=("n", "promoters", "detractors")),
+    "share_with_moe": Finalizer(share_with_moe, needs=("n", "hits")),
+    "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
+    "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS)),
+    "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS), refs=("num", "den", *_EXTRAS)),
+    "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show")),
+}
+
+
+def referenced(args: Mapping[str, Any], fin: Finalizer) -> list[str]:
+    """The aggregate names an entry's finalize options point at."""
+    out: list[str] = list(fin.needs)
+    for key in fin.refs:
+        v = args.get(key)
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, Mapping):
+            for item in v.values():
+                out.extend(item if isinstance(item, list) else [item])
+        elif isinstance(v, list):
+            out.extend(v)
+    return [str(x) for x in out]

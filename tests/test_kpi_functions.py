@@ -1,0 +1,103 @@
+"""The named finalizers data entries refer to (metrics/kpis/functions.py), computed by hand,
+and the loader's checks on ``aggregates`` / ``finalize`` (a typo is a file:line error)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from metrics.kpis.functions import FINALIZERS
+from metrics.model.document import parse
+from metrics.model.load import load_model
+from metrics.model.sqlexpr import build
+from storage.schema import TABLES
+
+
+def run(name: str, aggs: dict, **args) -> dict:
+    return FINALIZERS[name].fn(aggs, **args)
+
+
+def test_nps_with_its_margin_of_error():
+    # 10 answers: 5 promoters, 2 detractors -> p = .5, d = .2; variance p + d - (p - d)^2 = .61
+    out = run("nps", {"n": 10, "promoters": 5, "detractors": 2})
+    assert out["value"] == pytest.approx(30.0)
+    assert out["moe"] == pytest.approx(100 * 1.96 * math.sqrt(0.061))  # 48.41
+    assert (out["promoters_pct"], out["detractors_pct"], out["passives_pct"]) == pytest.approx((50.0, 20.0, 30.0))
+    assert run("nps", {"n": 0, "promoters": None, "detractors": None}) == {"value": None}
+
+
+def test_share_and_mean_with_margin_of_error():
+    out = run("share_with_moe", {"n": 4, "hits": 3})  # 3 of 4 satisfied
+    assert out["value"] == pytest.approx(75.0)
+    assert out["moe"] == pytest.approx(196 * math.sqrt(0.75 * 0.25 / 4))  # 42.44
+    # answers 1, 2, 3: mean 2, sample variance ((1+4+9) - 3*4) / 2 = 1
+    out = run("mean_with_moe", {"n": 3, "total": 6, "squares": 14})
+    assert out["value"] == pytest.approx(2.0)
+    assert out["moe"] == pytest.approx(1.96 / math.sqrt(3))
+    assert run("mean_with_moe", {"n": 1, "total": 4, "squares": 16}) == {"value": 4.0, "moe": 0.0}
+    assert run("share_with_moe", {"n": None, "hits": None}) == {"value": None}
+
+
+def test_value_ratio_and_weekly_with_extras():
+    aggs = {"resolved": 8, "one_touch": 2, "window_seconds": 14 * 86400.0}
+    assert run("value", aggs, of="one_touch", show=["resolved"], rates={"pct": ["one_touch", "resolved"]},
+               exact=True) == {"value": 2, "resolved": 8, "pct": 25.0}
+    assert run("ratio", aggs, num="one_touch", den="resolved", scale=100) == {"value": 25.0}
+    assert run("ratio", {"a": 3, "b": 0}, num="a", den="b") == {"value": None}  # no data, never a division by 0
+    assert run("weekly", aggs, of="resolved", show={"tickets": "resolved"}) == {"value": 4.0, "tickets": 8}
+    assert run("value", {"m": None}, of="m") == {"value": None}
+
+
+def test_snippets_become_bound_comparisons():
+    t = TABLES["survey_responses"]
+    assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (
+        "survey_responses.survey = :survey_1 AND lower(survey_responses.touchpoint) = :lower_1")
+    assert str(build("score * score", t)) == "survey_responses.score * survey_responses.score"
+    assert "= 'a and b'" not in str(build("survey = 'a and b'", t))  # the whole value is one bound parameter
+    assert str(build("comment is not null", t)) == "survey_responses.comment IS NOT NULL"
+
+
+BAD = """\
+version: 1
+metrics:
+  good_share:
+    type: simple
+    source: survey_responses
+    time: responded_at
+    aggregates:
+      n: {agg: count}
+      hits: {agg: count, filter: "score >= 4"}
+    finalize: share_with_moe
+    n: n
+  typo:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: share_with_mo
+  missing:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: ratio, num: hits, den: n}
+  bad_option:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: value, of: n, scale: 2}
+"""
+
+
+def test_unknown_function_option_or_aggregate_is_a_file_line_error():
+    doc, errors = parse(BAD, "team.yml")
+    assert errors == [] and doc is not None
+    loaded = load_model([("team.yml", doc)])
+    assert sorted(str(e) for e in loaded.errors) == [
+        "team.yml:16: metric `typo`: unknown finalize function `share_with_mo` (did you mean `share_with_moe`?) "
+        "(one of " + ", ".join(FINALIZERS) + ")",
+        "team.yml:20: metric `missing`: finalize `ratio` reads aggregate `hits`, which `aggregates` does not declare",
+        "team.yml:26: metric `bad_option`: finalize `value`: unknown option `scale` (one of of, show, rates, exact)",
+    ]
+    assert loaded.team == ("good_share",)
+    metric = loaded.metrics["good_share"]
+    assert metric.measure.n == "n" and metric.measure.finalize({"n": 4, "hits": 3})["value"] == pytest.approx(75.0)
