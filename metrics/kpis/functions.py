@@ -67,10 +67,9 @@ def mean_with_moe(a: Aggs) -> dict[str, Any]:
 def _shown(a: Aggs, show: Any, rates: Any) -> dict[str, Any]:
     """Extras: aggregates as they are (``show``: names, or output name -> aggregate) and
     percentages (``rates``: output name -> [numerator, denominator], × 100)."""
+    out: dict[str, Any] = {name: div(a.get(num), a.get(den), 100.0) for name, (num, den) in (rates or {}).items()}
     pairs = show.items() if isinstance(show, Mapping) else ((s, s) for s in show or ())
-    out: dict[str, Any] = {name: a.get(agg) for name, agg in pairs}
-    for name, (num, den) in (rates or {}).items():
-        out[name] = div(a.get(num), a.get(den), 100.0)
+    out.update({name: a.get(agg) for name, agg in pairs})
     return out
 
 
