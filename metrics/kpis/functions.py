@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.kpis.common import div, per_week
+from metrics.kpis.common import div, per_month, per_week
 from metrics.spec import Aggs
 
 Z95 = 1.96
@@ -27,6 +27,7 @@ class Finalizer:
     needs: tuple[str, ...] = ()  # aggregates it always reads
     args: tuple[str, ...] = ()  # options an entry may pass
     refs: tuple[str, ...] = ()  # the options that name aggregates
+    check: Callable[[Mapping[str, Any]], str | None] | None = None  # options -> a problem, or None
 
 
 def nps(a: Aggs) -> dict[str, Any]:
@@ -79,14 +80,29 @@ def value(a: Aggs, of: str, show: Any = (), rates: Any = None, exact: bool = Fal
     return {"value": v if exact or v is None else float(v), **_shown(a, show, rates)}
 
 
-def ratio(a: Aggs, num: str, den: str, scale: float = 1.0, show: Any = (), rates: Any = None) -> dict[str, Any]:
-    """num ÷ den × scale (no data when den is 0 or missing), plus extras."""
-    return {"value": div(a.get(num), a.get(den), float(scale)), **_shown(a, show, rates)}
+def ratio(a: Aggs, num: str, den: str, scale: float = 1.0, show: Any = (), rates: Any = None,
+          per: str | None = None) -> dict[str, Any]:
+    """num ÷ den × scale (no data when den is 0 or missing), plus extras; ``per: month`` or
+    ``week`` turns it into a monthly or weekly average over the window (needs window_seconds)."""
+    v = div(a.get(num), a.get(den), float(scale))
+    if per is not None:
+        v = (per_month if per == "month" else per_week)(v, a)
+    return {"value": v, **_shown(a, show, rates)}
 
 
 def weekly(a: Aggs, of: str, show: Any = ()) -> dict[str, Any]:
     """A count over the window as a weekly average (needs ``window_seconds``), plus extras."""
     return {"value": per_week(a.get(of), a), **_shown(a, show, None)}
+
+
+def _check_ratio(args: Mapping[str, Any]) -> str | None:
+    per = args.get("per")
+    if per is not None and per not in ("week", "month"):
+        return f"per: `{per}` (week or month)"
+    scale = args.get("scale", 1)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        return "scale must be a number"
+    return None
 
 
 _EXTRAS = ("show", "rates")
@@ -95,14 +111,15 @@ FINALIZERS: dict[str, Finalizer] = {
     "share_with_moe": Finalizer(share_with_moe, needs=("n", "hits")),
     "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
     "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS)),
-    "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS), refs=("num", "den", *_EXTRAS)),
+    "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per"), refs=("num", "den", *_EXTRAS),
+                       check=_check_ratio),
     "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show")),
 }
 
 
 def referenced(args: Mapping[str, Any], fin: Finalizer) -> list[str]:
     """The aggregate names an entry's finalize options point at."""
-    out: list[str] = list(fin.needs)
+    out: list[str] = list(fin.needs) + (["window_seconds"] if args.get("per") else [])
     for key in fin.refs:
         v = args.get(key)
         if isinstance(v, str):

@@ -70,11 +70,13 @@ def base_source(metric: Metric) -> str | None:
 
 
 def expression_names(expr: str) -> list[str]:
+    """The names in ``expr``, in the order they are written."""
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
         return []
-    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    return [n.id for n in sorted(names, key=lambda n: (n.lineno, n.col_offset))]
 
 
 def _arithmetic(expr: str) -> Callable[[Mapping[str, float | None]], float | None]:
@@ -279,6 +281,9 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
         if key not in fin.args:
             raise Invalid(f"finalize `{name}`: unknown option `{key}`" + (f" (one of {', '.join(fin.args)})" if fin.args else " (it takes none)"),
                           spec, key)
+    problem = fin.check(args) if fin.check else None
+    if problem:
+        raise Invalid(f"finalize `{name}`: {problem}", entry, "finalize")
     for ref in referenced(args, fin):
         if ref not in aggregates:
             raise Invalid(f"finalize `{name}` reads aggregate `{ref}`, which `aggregates` does not declare"
@@ -519,11 +524,15 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     default_unit = {"conversion": "percent", "ratio": "ratio"}.get(entry["type"], "count")
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
     listed = entry.get("dimensions") or []
-    if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+    if isinstance(measure, Derived) and isinstance(listed, list):
+        for dim in listed:  # a derivation is cut by what all its inputs are cut by
+            if not all(dim in ctx.metrics[i].dimensions for i in measure.inputs):
+                raise Invalid(f"dimension `{dim}`: not every input of this metric has it", entry, "dimensions")
+    elif not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
         if listed:
             raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
         listed = []
-    for dim in listed:
+    for dim in listed if isinstance(measure, Measure) else ():
         if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
             raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
     own = tuple(dict.fromkeys((*listed, *own)))
@@ -546,6 +555,8 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
         if isinstance(entry["min_sample"], bool) or not isinstance(entry["min_sample"], int) or entry["min_sample"] < 0:
             raise Invalid("min_sample: a whole number of answers, 0 or more", entry, "min_sample")
         extra["min_sample"] = entry["min_sample"]
+    if "snapshot" in entry:
+        extra["snapshot"] = bool(entry["snapshot"])
     if "customer_dimensions" in entry:
         extra["customer_dimensions"] = bool(entry["customer_dimensions"])
     return Metric(

@@ -34,7 +34,7 @@ TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "description", "group", "formula",
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
-               "extra_units")
+               "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
     "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n"),
     "ratio": ("numerator", "denominator", "scale"),
