@@ -49,6 +49,14 @@ def test_value_ratio_and_weekly_with_extras():
     assert run("value", {"m": None}, of="m") == {"value": None}
 
 
+def test_mean_of_durations_with_median():
+    # 3 sessions of 60, 120 and 360 seconds: mean 180 s = 3 minutes, median 120 s = 2 minutes
+    out = run("mean_of", {"sessions": 3, "total": 540, "median": 120}, total="total", n="sessions",
+              median="median", divide=60, count_as="sessions")
+    assert out == {"value": 3.0, "median": 2.0, "sessions": 3}
+    assert run("mean_of", {"n": 0, "total": None}, total="total", n="n") == {"value": None}
+
+
 def test_snippets_become_bound_comparisons():
     t = TABLES["survey_responses"]
     assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (
@@ -56,6 +64,7 @@ def test_snippets_become_bound_comparisons():
     assert str(build("score * score", t)) == "survey_responses.score * survey_responses.score"
     assert "= 'a and b'" not in str(build("survey = 'a and b'", t))  # the whole value is one bound parameter
     assert str(build("comment is not null", t)) == "survey_responses.comment IS NOT NULL"
+    assert str(build("is_core = true", TABLES["usage_events"])) == "usage_events.is_core = true"
 
 
 BAD = """\
@@ -85,6 +94,11 @@ metrics:
     source: survey_responses
     aggregates: {n: {agg: count}}
     finalize: {function: value, of: n, scale: 2}
+  no_of:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: ratio, num: n, per: day}
 """
 
 
@@ -97,6 +111,7 @@ def test_unknown_function_option_or_aggregate_is_a_file_line_error():
         "(one of " + ", ".join(FINALIZERS) + ")",
         "team.yml:20: metric `missing`: finalize `ratio` reads aggregate `hits`, which `aggregates` does not declare",
         "team.yml:26: metric `bad_option`: finalize `value`: unknown option `scale` (one of of, show, rates, exact)",
+        "team.yml:31: metric `no_of`: finalize `ratio`: give `den`",
     ]
     assert loaded.team == ("good_share",)
     metric = loaded.metrics["good_share"]

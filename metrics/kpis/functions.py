@@ -28,6 +28,7 @@ class Finalizer:
     args: tuple[str, ...] = ()  # options an entry may pass
     refs: tuple[str, ...] = ()  # the options that name aggregates
     check: Callable[[Mapping[str, Any]], str | None] | None = None  # options -> a problem, or None
+    required: tuple[str, ...] = ()  # options an entry must give
 
 
 def nps(a: Aggs) -> dict[str, Any]:
@@ -95,6 +96,22 @@ def weekly(a: Aggs, of: str, show: Any = ()) -> dict[str, Any]:
     return {"value": per_week(a.get(of), a), **_shown(a, show, None)}
 
 
+def mean_of(a: Aggs, total: str, n: str, median: str | None = None, divide: float = 1,
+            count_as: str | None = None) -> dict[str, Any]:
+    """total ÷ n ÷ ``divide`` (e.g. 60: seconds to minutes), the median ÷ ``divide`` and n
+    (named ``count_as``) as extras; no data without rows. A missing total with rows is 0."""
+    count = a.get(n)
+    if not count:
+        return {"value": None}
+    out: dict[str, Any] = {"value": float(a.get(total) or 0) / count / divide}
+    if median is not None:
+        med = a.get(median)
+        out["median"] = None if med is None else float(med) / divide
+    if count_as is not None:
+        out[count_as] = count
+    return out
+
+
 def _check_ratio(args: Mapping[str, Any]) -> str | None:
     per = args.get("per")
     if per is not None and per not in ("week", "month"):
@@ -110,10 +127,13 @@ FINALIZERS: dict[str, Finalizer] = {
     "nps": Finalizer(nps, needs=("n", "promoters", "detractors")),
     "share_with_moe": Finalizer(share_with_moe, needs=("n", "hits")),
     "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
-    "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS)),
+    "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS), required=("of",)),
     "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per"), refs=("num", "den", *_EXTRAS),
-                       check=_check_ratio),
-    "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show")),
+                       check=_check_ratio, required=("num", "den")),
+    "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
+                         required=("total", "n")),
+    "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show"),
+                        required=("of",)),
 }
 
 

@@ -281,7 +281,8 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
         if key not in fin.args:
             raise Invalid(f"finalize `{name}`: unknown option `{key}`" + (f" (one of {', '.join(fin.args)})" if fin.args else " (it takes none)"),
                           spec, key)
-    problem = fin.check(args) if fin.check else None
+    missing = [key for key in fin.required if key not in args]
+    problem = f"give `{missing[0]}`" if missing else (fin.check(args) if fin.check else None)
     if problem:
         raise Invalid(f"finalize `{name}`: {problem}", entry, "finalize")
     for ref in referenced(args, fin):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Float, and_, func, literal_column, type_coerce
+from sqlalchemy import Float, and_, false, func, literal_column, true, type_coerce
 from sqlalchemy.sql import elements
 
 from storage.sqlfuncs import hours_between, seconds_between
@@ -46,7 +46,7 @@ def check(snippet: str, columns: Iterable[str]) -> list[str]:
 _OPS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, "<>": operator.ne,
         "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _TERM = re.compile(r"\s*(?:(lower)\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))\s*"
-                   r"(?:(=|==|!=|<>|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?|'(?:[^']|'')*')"
+                   r"(?:(=|==|!=|<>|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?|'(?:[^']|'')*'|true\b|false\b)"
                    r"|is\s+(not\s+)?(null|true|false))\s*\Z", re.I | re.S)
 _ARITH = re.compile(r"\s*([A-Za-z_]\w*)\s*([-+*])\s*([A-Za-z_]\w*)\s*\Z")
 _MATH = {"+": operator.add, "-": operator.sub, "*": operator.mul}  # no /: SQLAlchemy may cast it
@@ -55,7 +55,7 @@ _DURATION = re.compile(r"\s*(hours|seconds)_between\(\s*([A-Za-z_]\w*)\s*,\s*([A
 
 def _structured(snippet: str, table):
     """The common shapes as SQLAlchemy expressions with bound values, as a hand-written
-    catalogue entry would build them: ``col <+-*> col``, ``col <op> literal`` (or ``lower(col) = 'x'``), ``col is
+    catalogue entry would build them: ``col <+-*> col``, ``col <op> number|'text'|true|false`` (or ``lower(col) = 'x'``), ``col is
     [not] null|true|false``, those joined by ``and``, and the portable durations
     ``hours_between(end, start)`` / ``seconds_between(end, start)``. None: not one of them."""
     both = _ARITH.match(snippet)
@@ -86,8 +86,13 @@ def _structured(snippet: str, table):
             return None
         column = func.lower(table.c[name]) if lower else table.c[name]
         if op:
-            literal: Any = value[1:-1].replace("''", "'") if value.startswith("'") else (
-                float(value) if "." in value else int(value))
+            literal: Any
+            if value.lower() in ("true", "false"):
+                literal = true() if value.lower() == "true" else false()
+            elif value.startswith("'"):
+                literal = value[1:-1].replace("''", "'")
+            else:
+                literal = float(value) if "." in value else int(value)
             terms.append(_OPS[op](column, literal))
         else:
             target = {"null": None, "true": True, "false": False}[keyword.lower()]
