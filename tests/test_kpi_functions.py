@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from sqlalchemy import literal, select
 
 from metrics.kpis.functions import FINALIZERS
 from metrics.model.document import parse
@@ -57,6 +58,12 @@ def test_mean_of_durations_with_median():
     assert run("mean_of", {"n": 0, "total": None}, total="total", n="n") == {"value": None}
 
 
+def test_retention_from_counts_at_the_window_bounds():
+    # 10 active at the start, 12 at the end of which 4 are new: (12 - 4) / 10 = 80%
+    assert run("retention", {"active_start": 10, "active_end": 12, "new": 4}) == {"value": 80.0}
+    assert run("retention", {"active_start": 0, "active_end": 3, "new": 3}) == {"value": None}
+
+
 def test_snippets_become_bound_comparisons():
     t = TABLES["survey_responses"]
     assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (
@@ -65,6 +72,11 @@ def test_snippets_become_bound_comparisons():
     assert "= 'a and b'" not in str(build("survey = 'a and b'", t))  # the whole value is one bound parameter
     assert str(build("comment is not null", t)) == "survey_responses.comment IS NOT NULL"
     assert str(build("is_core = true", TABLES["usage_events"])) == "usage_events.is_core = true"
+    d = TABLES["defects"]
+    w = select(literal(0).label("w"), literal(0).label("ws"), literal(0).label("we")).subquery("w")
+    assert str(build("resolved_at is null or (resolved_at >= period_end and severity <> 'low')", d, window=w)) == (
+        "defects.resolved_at IS NULL OR defects.resolved_at >= w.we AND defects.severity != :severity_1")
+    assert "period_end" in str(build("resolved_at >= period_end", d))  # no windows: left as written
 
 
 BAD = """\

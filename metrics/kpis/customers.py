@@ -15,24 +15,15 @@ from metrics.kpis.common import (
     DAY,
     MONTH_DAYS,
     YEAR_DAYS,
-    alive_at,
     count_if,
     div,
     when,
     window_days,
     window_seconds,
 )
-from metrics.spec import Measure, Metric, active_at, started_by_end
+from metrics.spec import Measure, Metric, active_at
 from storage.schema import subscriptions
 from storage.sqlfuncs import median, seconds_between
-
-
-def _retention(a) -> dict:
-    start, end, new = a.get("active_start"), a.get("active_end"), a.get("new")
-    if not start:
-        return {"value": None}
-    return {"value": 100.0 * ((end or 0) - (new or 0)) / start}
-
 
 # ---- churn: the period's rate, and the same pace per month and per year ---------------------
 
@@ -175,29 +166,7 @@ METRICS = [
         extras_doc={"period": "churn over the whole period", **CHURN_EXTRAS},
         extras_units=CHURN_UNITS,
     ),
-    Metric(
-        id="retention_rate",
-        label="Customer retention rate",
-        group="retention",
-        unit="percent",
-        formula="(customers active at the end − new customers in the period) ÷ customers active at the start × 100",
-        direction="higher",
-        synonyms=("retention", "crr", "customer retention", "customer retention rate"),
-        tables=("customers",),
-        split="mean",
-        measure=Measure(
-            table="customers",
-            join=started_by_end("signed_up_at"),
-            aggregates={
-                "active_start": lambda t, w: count_if(alive_at(t, w.c.ws)),
-                "active_end": lambda t, w: count_if(or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.we)),
-                "new": lambda t, w: count_if(t.c.signed_up_at >= w.c.ws),
-            },
-            finalize=_retention,
-            n="active_start",
-        ),
-        description="Seed 000: 'Percentage of customers retained (now and trend)'.",
-    ),
+    *packaged.load("customers.yml", "retention_rate"),  # counts by window bounds, finalized by name: data
     Metric(
         id="seats_per_customer",
         label="Seats per customer",

@@ -66,6 +66,14 @@ def mean_with_moe(a: Aggs) -> dict[str, Any]:
     return {"value": mean, "moe": Z95 * math.sqrt(var / n)}
 
 
+def retention(a: Aggs) -> dict[str, Any]:
+    """(customers active at the end − new customers) ÷ customers active at the start × 100."""
+    start = a.get("active_start")
+    if not start:
+        return {"value": None}
+    return {"value": 100.0 * ((a.get("active_end") or 0) - (a.get("new") or 0)) / start}
+
+
 def _shown(a: Aggs, show: Any, rates: Any) -> dict[str, Any]:
     """Extras: aggregates as they are (``show``: names, or output name -> aggregate) and
     percentages (``rates``: output name -> [numerator, denominator], × 100)."""
@@ -127,6 +135,7 @@ FINALIZERS: dict[str, Finalizer] = {
     "nps": Finalizer(nps, needs=("n", "promoters", "detractors")),
     "share_with_moe": Finalizer(share_with_moe, needs=("n", "hits")),
     "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
+    "retention": Finalizer(retention, needs=("active_start", "active_end", "new")),
     "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS), required=("of",)),
     "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per"), refs=("num", "den", *_EXTRAS),
                        check=_check_ratio, required=("num", "den")),

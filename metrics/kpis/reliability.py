@@ -15,8 +15,8 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, or_, select
 
 from metrics.kpis import packaged
-from metrics.kpis.common import count_if, num, window_seconds
-from metrics.spec import Measure, Metric, in_window
+from metrics.kpis.common import num, window_seconds
+from metrics.spec import Measure, Metric
 from storage.schema import incidents
 from storage.sqlfuncs import seconds_between
 
@@ -125,33 +125,7 @@ def _outage_measure(finalize) -> Measure:
 
 
 METRICS = [
-    Metric(
-        id="defects",
-        label="New defects",
-        group="reliability",
-        unit="count",
-        formula="defects opened in the period (by severity)",
-        direction="lower",
-        synonyms=("new defects", "bugs", "new bugs", "defect count", "bug count"),
-        tables=("defects",),
-        dimensions=("severity",),
-        customer_dimensions=False,
-        split="sum",
-        measure=Measure(
-            table="defects",
-            join=in_window("opened_at"),
-            time_column="opened_at",
-            aggregates={
-                "n": lambda t, w: func.count(),
-                "open": lambda t, w: count_if(or_(t.c.resolved_at.is_(None), t.c.resolved_at >= w.c.we)),
-            },
-            finalize=lambda a: {"value": a.get("n"), "still_open": a.get("open")},
-            customer_key=None,
-        ),
-        description="Seed 003: 'number of new defects … segment & qualified by criticality'. Ask `defects by severity`.",
-        extras_doc={"still_open": "of those, still open at the period's end"},
-    ),
-    *packaged.load("reliability.yml"),  # defect_resolution_time: a mean with its median, data
+    *packaged.load("reliability.yml"),  # defects, defect_resolution_time: data
     Metric(
         id="downtime",
         label="Downtime",

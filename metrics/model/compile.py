@@ -239,8 +239,8 @@ def _aggregate(spec: Part) -> Callable:
         return window_seconds
 
     def agg(t, w):
-        e = None if spec.expr in (None, "*") else sqlexpr.build(spec.expr, t)
-        cond = sqlexpr.build(spec.filter, t) if spec.filter else None
+        e = None if spec.expr in (None, "*") else sqlexpr.build(spec.expr, t, window=w)
+        cond = sqlexpr.build(spec.filter, t, window=w) if spec.filter else None
         if cond is not None:
             if e is None and spec.agg == "count":
                 return func.sum(case((cond, 1), else_=0))
@@ -326,6 +326,19 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
     if kind == "cumulative":
         part = _part(entry, ctx, entry, needs_time=False)
         start, end = entry.get("start"), entry.get("end")
+        if "aggregates" in entry or "finalize" in entry:  # the rows that exist by the end, own aggregates
+            if start not in ctx.columns(part.source):
+                raise Invalid(f"start: unknown column `{start}` of `{part.source}`", entry, "start")
+            if end is not None:
+                raise Invalid("with `aggregates`, say in their filters which rows count (period_start, period_end)",
+                              entry, "end")
+            aggregates, finalize, info = _finalized(entry, part, ctx)
+            dated = isinstance(ctx.table(part.source).c[start].type, Date)
+            measure = Measure(table=part.source, join=lambda t, w: t.c[start] < (w.c.de if dated else w.c.we),
+                              aggregates=aggregates, finalize=finalize, n=entry.get("n"),
+                              where=(lambda t: sqlexpr.build(part.filter, t)) if part.filter else None,
+                              customer_key=_customer_key(part.source, ctx))
+            return measure, (part.source,), {"snapshot": True, **info}
         cols = ctx.columns(part.source)
         for key, col in (("start", start), ("end", end)):
             if (key == "start" or col is not None) and col not in cols:

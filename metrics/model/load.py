@@ -39,7 +39,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr",),
-    "cumulative": ("source", "agg", "expr", "filter", "start", "end"),
+    "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
     "conversion": ("base", "conversion", "entity", "window_days"),
 }
 

@@ -12,9 +12,18 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import Float, and_, false, func, literal_column, true, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    false,
+    func,
+    literal_column,
+    or_,
+    true,
+    type_coerce,
+)
 from sqlalchemy.sql import elements
 
 from storage.sqlfuncs import hours_between, seconds_between
@@ -45,75 +54,140 @@ def check(snippet: str, columns: Iterable[str]) -> list[str]:
 
 _OPS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, "<>": operator.ne,
         "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_TERM = re.compile(r"\s*(?:(lower)\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))\s*"
-                   r"(?:(=|==|!=|<>|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?|'(?:[^']|'')*'|true\b|false\b)"
-                   r"|is\s+(not\s+)?(null|true|false))\s*\Z", re.I | re.S)
-_ARITH = re.compile(r"\s*([A-Za-z_]\w*)\s*([-+*])\s*([A-Za-z_]\w*)\s*\Z")
 _MATH = {"+": operator.add, "-": operator.sub, "*": operator.mul}  # no /: SQLAlchemy may cast it
-_DURATION = re.compile(r"\s*(hours|seconds)_between\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s*\)\s*\Z", re.I)
+_LEX = re.compile(r"\s*('(?:[^']|'')*'|\d+(?:\.\d+)?|[A-Za-z_]\w*|<=|>=|<>|!=|==|[=<>()*+,-]|\S)")
+#: window bounds a snippet may name (an aggregate of a function-finalized metric only)
+WINDOW = {"period_start": "ws", "period_end": "we"}
 
 
-def _structured(snippet: str, table):
+class _Unsupported(Exception):
+    """Not one of the shapes :func:`_structured` builds: the snippet goes to the database as text."""
+
+
+class _Parser:
+    """``or`` of ``and`` of comparisons (parentheses allowed); a comparison is ``operand <op>
+    operand``, ``operand is [not] null|true|false`` or a boolean column; an operand a column,
+    a window bound, a number, 'text', true/false, ``lower(col)``, ``hours_between(end, start)``
+    / ``seconds_between(end, start)``, or those joined by + - *."""
+
+    def __init__(self, snippet: str, table, window) -> None:
+        self.tokens = [m.group(1) for m in _LEX.finditer(snippet)]
+        self.at, self.table, self.window = 0, table, window
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self, *expected: str) -> str:
+        tok = self.peek()
+        if tok is None or (expected and tok.lower() not in expected):
+            raise _Unsupported
+        self.at += 1
+        return tok
+
+    def parse(self):
+        expr = self.disjunction()
+        if self.peek() is not None:
+            raise _Unsupported
+        return expr
+
+    def disjunction(self):
+        terms = [self.conjunction()]
+        while (self.peek() or "").lower() == "or":
+            self.take()
+            terms.append(self.conjunction())
+        return terms[0] if len(terms) == 1 else or_(*terms)
+
+    def conjunction(self):
+        terms = [self.comparison()]
+        while (self.peek() or "").lower() == "and":
+            self.take()
+            terms.append(self.comparison())
+        return terms[0] if len(terms) == 1 else and_(*terms)
+
+    def comparison(self):
+        if self.peek() == "(":
+            self.take()
+            inner = self.disjunction()
+            self.take(")")
+            return inner
+        left = self.operand()
+        tok = (self.peek() or "").lower()
+        if tok == "is":
+            self.take()
+            negated = (self.peek() or "").lower() == "not"
+            if negated:
+                self.take()
+            target = {"null": None, "true": True, "false": False}[self.take("null", "true", "false").lower()]
+            return left.is_not(target) if negated else left.is_(target)
+        if tok in _OPS:
+            self.take()
+            return _OPS[tok](left, self.operand())
+        return left
+
+    def operand(self):
+        value = self.atom()
+        while self.peek() in _MATH:
+            value = _MATH[self.take()](value, self.atom())
+        return value
+
+    def atom(self):
+        tok = self.take()
+        low = tok.lower()
+        if tok.startswith("'"):
+            return tok[1:-1].replace("''", "'")
+        if tok[0].isdigit():
+            return float(tok) if "." in tok else int(tok)
+        if low in ("true", "false"):
+            return true() if low == "true" else false()
+        if low in ("lower", "hours_between", "seconds_between") and self.peek() == "(":
+            self.take("(")
+            args = [self.column()]
+            while self.peek() == ",":
+                self.take()
+                args.append(self.column())
+            self.take(")")
+            if low == "lower" and len(args) == 1:
+                return func.lower(args[0])
+            if low != "lower" and len(args) == 2:
+                return (hours_between if low == "hours_between" else seconds_between)(args[0], args[1])
+            raise _Unsupported
+        self.at -= 1
+        return self.column()
+
+    def column(self):
+        tok = self.take()
+        if tok in self.table.c:
+            return self.table.c[tok]
+        if self.window is not None and tok in WINDOW:
+            return self.window.c[WINDOW[tok]]
+        raise _Unsupported
+
+
+def _structured(snippet: str, table, window=None):
     """The common shapes as SQLAlchemy expressions with bound values, as a hand-written
-    catalogue entry would build them: ``col <+-*> col``, ``col <op> number|'text'|true|false`` (or ``lower(col) = 'x'``), ``col is
-    [not] null|true|false``, those joined by ``and``, and the portable durations
-    ``hours_between(end, start)`` / ``seconds_between(end, start)``. None: not one of them."""
-    both = _ARITH.match(snippet)
-    if both and both.group(1) in table.c and both.group(3) in table.c:
-        return _MATH[both.group(2)](table.c[both.group(1)], table.c[both.group(3)])
-    duration = _DURATION.match(snippet)
-    if duration:
-        unit, end, start = duration.groups()
-        if end in table.c and start in table.c:
-            fn = hours_between if unit.lower() == "hours" else seconds_between
-            return fn(table.c[end], table.c[start])
+    catalogue entry would build them (see :class:`_Parser`). None: not one of them."""
+    try:
+        expr = _Parser(snippet, table, window).parse()
+    except (_Unsupported, KeyError):
         return None
-    parts, current = [], ""
-    for m in _TOKENS.finditer(snippet):  # split on `and` outside quoted values
-        if m.group(3) and m.group(3).lower() == "and":
-            parts.append(current)
-            current = ""
-        else:
-            current += m.group(0)
-    terms = []
-    for part in [*parts, current]:
-        term = _TERM.match(part)
-        if not term:
-            return None
-        lower, lcol, col, op, value, negated, keyword = term.groups()
-        name = lcol or col
-        if name not in table.c:
-            return None
-        column = func.lower(table.c[name]) if lower else table.c[name]
-        if op:
-            literal: Any
-            if value.lower() in ("true", "false"):
-                literal = true() if value.lower() == "true" else false()
-            elif value.startswith("'"):
-                literal = value[1:-1].replace("''", "'")
-            else:
-                literal = float(value) if "." in value else int(value)
-            terms.append(_OPS[op](column, literal))
-        else:
-            target = {"null": None, "true": True, "false": False}[keyword.lower()]
-            terms.append(column.is_not(target) if negated else column.is_(target))
-    return terms[0] if len(terms) == 1 else and_(*terms)
+    return expr if isinstance(expr, ColumnElement) else None
 
 
-def build(snippet: str, table, numeric: bool = False):
-    """``snippet`` with each logical column name of ``table`` as a column of ``table``."""
-    shaped = _structured(snippet, table)
+def build(snippet: str, table, numeric: bool = False, window=None):
+    """``snippet`` with each logical column name of ``table`` as a column of ``table`` (and,
+    given the windows ``window``, ``period_start`` / ``period_end`` as the window's bounds)."""
+    shaped = _structured(snippet, table, window)
     if shaped is not None:
         return type_coerce(shaped, Float()) if numeric else shaped
     parts: list = []
     text: list[str] = []
     for m in _TOKENS.finditer(snippet):
         word = m.group(3)
-        if word is not None and word in table.c:
+        if word is not None and (word in table.c or (window is not None and word in WINDOW)):
             if text:
                 parts.append(literal_column("".join(text)))
                 text = []
-            parts.append(table.c[word])
+            parts.append(table.c[word] if word in table.c else window.c[WINDOW[word]])
         else:
             text.append(m.group(0))
     if text:
