@@ -167,36 +167,7 @@ METRICS = [
         extras_units=CHURN_UNITS,
     ),
     *packaged.load("customers.yml", "retention_rate"),  # counts by window bounds, finalized by name: data
-    Metric(
-        id="seats_per_customer",
-        label="Seats per customer",
-        group="customers",
-        unit="count",
-        formula="seats of subscriptions active at the period's end ÷ customers holding them (subscriptions with a seat count)",
-        direction="higher",
-        synonyms=(
-            "seats", "licences", "licenses", "licences per customer", "licenses per customer",
-            "users per customer", "seats per account",
-        ),
-        tables=("subscriptions",),
-        dimensions=("product",),
-        snapshot=True,
-        split="mean",
-        measure=Measure(
-            table="subscriptions",
-            join=lambda t, w: active_at(t, "started_at", "ended_at", w.c.we),
-            where=lambda t: t.c.seats.is_not(None),
-            aggregates={
-                "seats": lambda t, w: func.sum(t.c.seats),
-                "customers": lambda t, w: func.count(t.c.customer_id.distinct()),
-            },
-            finalize=lambda a: {"value": div(a.get("seats"), a.get("customers")), "seats": a.get("seats")},
-            n="customers",
-        ),
-        description="Seed 000: 'Number of products / users / licences per customer … whether you're "
-        "broadening your sales footprint within those customers'.",
-        extras_doc={"seats": "seats in total"},
-    ),
+    *packaged.load("customers.yml", "seats_per_customer"),  # a ratio over active subscriptions: data
     Metric(
         id="products_per_customer",
         label="Products per customer",

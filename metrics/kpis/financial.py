@@ -12,7 +12,7 @@ from sqlalchemy import Integer, and_, func, literal, select, union_all
 from metrics.kpis import customers as customer_kpis
 from metrics.kpis import packaged
 from metrics.kpis.common import div, money_zero, num
-from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
+from metrics.spec import Band, Derived, Measure, Metric, in_window
 from storage.schema import costs, customers, marketing_spend, orders
 
 # ---- profit: revenue and cost to serve side by side ----------------------------------------
@@ -111,25 +111,6 @@ def _payback(v) -> float | None:
 
 
 _PYTHON = [
-    Metric(
-        id="mrr",
-        label="Monthly recurring revenue",
-        group="financial",
-        unit="currency",
-        formula="sum of mrr over subscriptions active at the period's end (started before it, not ended by then)",
-        direction="higher",
-        synonyms=("monthly recurring revenue", "recurring revenue", "arr run rate"),
-        tables=("subscriptions",),
-        dimensions=("product",),
-        snapshot=True,
-        split="sum",
-        measure=Measure(
-            table="subscriptions",
-            join=lambda t, w: active_at(t, "started_at", "ended_at", w.c.we),
-            aggregates={"mrr": lambda t, w: func.sum(t.c.mrr)},
-            finalize=lambda a: {"value": None if a.get("mrr") is None else float(a["mrr"])},  # type: ignore[arg-type]  # not None: checked
-        ),
-    ),
     Metric(
         id="margin",
         label="Margin",

@@ -303,11 +303,20 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
 def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
     kind = entry["type"]
     if kind == "simple" and ("aggregates" in entry or "finalize" in entry):
-        part = _part({k: v for k, v in entry.items() if k in ("source", "time", "filter")}, ctx, entry)
+        rows = entry.get("in_window")
+        if rows is not None and (not isinstance(rows, str) or sqlexpr.check(rows, ())
+                                 or not set(sqlexpr.names(rows)) & set(sqlexpr.WINDOW)):
+            raise Invalid("in_window: a condition naming period_start or period_end (which rows belong to a "
+                          "period, instead of `time`)", entry, "in_window")
+        if rows is not None and "time" in entry:
+            raise Invalid("give `time` or `in_window`, not both", entry, "in_window")
+        keys = ("source", "filter") if rows is not None else ("source", "time", "filter")
+        part = _part({k: v for k, v in entry.items() if k in keys}, ctx, entry, needs_time=rows is None)
         aggregates, finalize, info = _finalized(entry, part, ctx)
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        measure = Measure(table=part.source, join=_join(part, ctx), aggregates=aggregates, finalize=finalize,
-                          n=entry.get("n"), where=where, time_column=part.time,
+        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else _join(part, ctx)
+        measure = Measure(table=part.source, join=join, aggregates=aggregates, finalize=finalize,
+                          n=entry.get("n"), where=where, time_column=None if rows is not None else part.time,
                           customer_key=_customer_key(part.source, ctx))
         return measure, (part.source,), info
     if kind == "simple":

@@ -36,7 +36,7 @@ COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "descr
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
                "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr",),
     "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
