@@ -46,6 +46,10 @@ def test_value_ratio_and_weekly_with_extras():
                exact=True) == {"value": 2, "resolved": 8, "pct": 25.0}
     assert run("ratio", aggs, num="one_touch", den="resolved", scale=100) == {"value": 25.0}
     assert run("ratio", {"a": 3, "b": 0}, num="a", den="b") == {"value": None}  # no data, never a division by 0
+    # 1 of 4 closed opportunities won, for 250.50; no amount won reads 0, not "no data"
+    assert run("ratio", {"won": 1, "closed": 4, "amt": 250.5}, num="won", den="closed", scale=100,
+               amounts=["amt"]) == {"value": 25.0, "amt": 250.5}
+    assert run("ratio", {"won": 0, "closed": 4, "amt": None}, num="won", den="closed", amounts=["amt"])["amt"] == 0.0
     assert run("weekly", aggs, of="resolved", show={"tickets": "resolved"}) == {"value": 4.0, "tickets": 8}
     assert run("value", {"m": None}, of="m") == {"value": None}
 
@@ -77,6 +81,9 @@ def test_snippets_become_bound_comparisons():
     assert str(build("resolved_at is null or (resolved_at >= period_end and severity <> 'low')", d, window=w)) == (
         "defects.resolved_at IS NULL OR defects.resolved_at >= w.we AND defects.severity != :severity_1")
     assert "period_end" in str(build("resolved_at >= period_end", d))  # no windows: left as written
+    o = TABLES["opportunities"]
+    assert str(build("coalesce(won_at, lost_at) < period_end", o, window=w)) == (
+        "coalesce(opportunities.won_at, opportunities.lost_at) < w.we")
 
 
 BAD = """\

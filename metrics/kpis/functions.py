@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metrics.kpis.common import div, per_month, per_week
+from metrics.kpis.common import num as num_or_zero
 from metrics.spec import Aggs
 
 Z95 = 1.96
@@ -74,12 +75,14 @@ def retention(a: Aggs) -> dict[str, Any]:
     return {"value": 100.0 * ((a.get("active_end") or 0) - (a.get("new") or 0)) / start}
 
 
-def _shown(a: Aggs, show: Any, rates: Any) -> dict[str, Any]:
-    """Extras: aggregates as they are (``show``: names, or output name -> aggregate) and
-    percentages (``rates``: output name -> [numerator, denominator], × 100)."""
+def _shown(a: Aggs, show: Any, rates: Any, amounts: Any = ()) -> dict[str, Any]:
+    """Extras: aggregates as they are (``show``: names, or output name -> aggregate),
+    percentages (``rates``: output name -> [numerator, denominator], × 100) and sums as
+    numbers, 0 when there is none (``amounts``: names)."""
     out: dict[str, Any] = {name: div(a.get(num), a.get(den), 100.0) for name, (num, den) in (rates or {}).items()}
     pairs = show.items() if isinstance(show, Mapping) else ((s, s) for s in show or ())
     out.update({name: a.get(agg) for name, agg in pairs})
+    out.update({name: num_or_zero(a, name) for name in amounts or ()})
     return out
 
 
@@ -90,13 +93,13 @@ def value(a: Aggs, of: str, show: Any = (), rates: Any = None, exact: bool = Fal
 
 
 def ratio(a: Aggs, num: str, den: str, scale: float = 1.0, show: Any = (), rates: Any = None,
-          per: str | None = None) -> dict[str, Any]:
+          per: str | None = None, amounts: Any = ()) -> dict[str, Any]:
     """num ÷ den × scale (no data when den is 0 or missing), plus extras; ``per: month`` or
     ``week`` turns it into a monthly or weekly average over the window (needs window_seconds)."""
     v = div(a.get(num), a.get(den), float(scale))
     if per is not None:
         v = (per_month if per == "month" else per_week)(v, a)
-    return {"value": v, **_shown(a, show, rates)}
+    return {"value": v, **_shown(a, show, rates, amounts)}
 
 
 def weekly(a: Aggs, of: str, show: Any = ()) -> dict[str, Any]:
@@ -137,7 +140,8 @@ FINALIZERS: dict[str, Finalizer] = {
     "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
     "retention": Finalizer(retention, needs=("active_start", "active_end", "new")),
     "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS), required=("of",)),
-    "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per"), refs=("num", "den", *_EXTRAS),
+    "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per", "amounts"),
+                       refs=("num", "den", *_EXTRAS, "amounts"),
                        check=_check_ratio, required=("num", "den")),
     "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
                          required=("total", "n")),

@@ -67,7 +67,7 @@ class _Unsupported(Exception):
 class _Parser:
     """``or`` of ``and`` of comparisons (parentheses allowed); a comparison is ``operand <op>
     operand``, ``operand is [not] null|true|false`` or a boolean column; an operand a column,
-    a window bound, a number, 'text', true/false, ``lower(col)``, ``hours_between(end, start)``
+    a window bound, a number, 'text', true/false, ``lower(col)``, ``coalesce(col, …)``, ``hours_between(end, start)``
     / ``seconds_between(end, start)``, or those joined by + - *."""
 
     def __init__(self, snippet: str, table, window) -> None:
@@ -139,7 +139,7 @@ class _Parser:
             return float(tok) if "." in tok else int(tok)
         if low in ("true", "false"):
             return true() if low == "true" else false()
-        if low in ("lower", "hours_between", "seconds_between") and self.peek() == "(":
+        if low in ("lower", "coalesce", "hours_between", "seconds_between") and self.peek() == "(":
             self.take("(")
             args = [self.column()]
             while self.peek() == ",":
@@ -148,6 +148,8 @@ class _Parser:
             self.take(")")
             if low == "lower" and len(args) == 1:
                 return func.lower(args[0])
+            if low == "coalesce":
+                return func.coalesce(*args)
             if low != "lower" and len(args) == 2:
                 return (hours_between if low == "hours_between" else seconds_between)(args[0], args[1])
             raise _Unsupported
