@@ -81,6 +81,9 @@ def test_snippets_become_bound_comparisons():
     assert str(build("resolved_at is null or (resolved_at >= period_end and severity <> 'low')", d, window=w)) == (
         "defects.resolved_at IS NULL OR defects.resolved_at >= w.we AND defects.severity != :severity_1")
     assert "period_end" in str(build("resolved_at >= period_end", d))  # no windows: left as written
+    # a value a driver would not bind with the column's type stays text, for the database to read
+    assert "'2024-01-01'" in str(build("ordered_at >= '2024-01-01'", TABLES["orders"]))
+    assert str(build("amount > 0", TABLES["orders"])) == "orders.amount > :amount_1"  # money binds a number
     o = TABLES["opportunities"]
     assert str(build("coalesce(won_at, lost_at) < period_end", o, window=w)) == (
         "coalesce(opportunities.won_at, opportunities.lost_at) < w.we")

@@ -24,7 +24,8 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.sql import elements
+from sqlalchemy.sql import elements, sqltypes
+from sqlalchemy.types import TypeDecorator
 
 from storage.sqlfuncs import hours_between, seconds_between
 
@@ -121,7 +122,11 @@ class _Parser:
             return left.is_not(target) if negated else left.is_(target)
         if tok in _OPS:
             self.take()
-            return _OPS[tok](left, self.operand())
+            right = self.operand()
+            for side, other in ((left, right), (right, left)):
+                if isinstance(other, (str, int, float)) and not _binds(side, other):
+                    raise _Unsupported  # e.g. a date column against '2024-01-01': the database reads it
+            return _OPS[tok](left, right)
         return left
 
     def operand(self):
@@ -163,6 +168,19 @@ class _Parser:
         if self.window is not None and tok in WINDOW:
             return self.window.c[WINDOW[tok]]
         raise _Unsupported
+
+
+def _binds(expr, value) -> bool:
+    """Whether ``value`` may be bound with ``expr``'s type (text to text, numbers to numbers;
+    a driver would refuse '2024-01-01' for a timestamp column, or 2 for a boolean one)."""
+    kind = getattr(expr, "type", None)
+    if isinstance(kind, TypeDecorator):  # e.g. money: judged by the type it stores as
+        kind = kind.impl_instance
+    if kind is None or isinstance(kind, sqltypes.NullType):
+        return True
+    if isinstance(value, str):
+        return isinstance(kind, sqltypes.String)
+    return isinstance(kind, (sqltypes.Integer, sqltypes.Numeric)) and not isinstance(kind, sqltypes.Boolean)
 
 
 def _structured(snippet: str, table, window=None):
