@@ -68,6 +68,18 @@ def test_retention_from_counts_at_the_window_bounds():
     assert run("retention", {"active_start": 0, "active_end": 3, "new": 3}) == {"value": None}
 
 
+def test_churn_pace_per_month_and_year():
+    # 100 customers at the start of a 61-day period, 10 of them churned: c = 10%; 2 more joined and left
+    aggs = {"active_start": 100, "churned": 10, "churned_new": 2, "window_seconds": 61 * 86400.0}
+    out = run("churn_pace", aggs, pace="monthly")
+    assert out["value"] == pytest.approx(100 * (1 - 0.9 ** (30.4375 / 61)))  # 5.11% a month
+    assert out["period"] == pytest.approx(10.0)
+    assert out["yearly"] == pytest.approx(100 * (1 - 0.9 ** (365.25 / 61)))
+    assert (out["churned"], out["churned_new"]) == (10, 2)
+    assert run("churn_pace", {**aggs, "churned_new": 0})["churned_new"] is None  # nothing to reconcile
+    assert run("churn_pace", {**aggs, "active_start": 0}) == {"value": None}
+
+
 def test_snippets_become_bound_comparisons():
     t = TABLES["survey_responses"]
     assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.kpis.common import div, per_month, per_week
+from metrics.kpis.common import MONTH_DAYS, YEAR_DAYS, div, per_month, per_week, window_days
 from metrics.kpis.common import num as num_or_zero
 from metrics.spec import Aggs
 
@@ -73,6 +73,35 @@ def retention(a: Aggs) -> dict[str, Any]:
     if not start:
         return {"value": None}
     return {"value": 100.0 * ((a.get("active_end") or 0) - (a.get("new") or 0)) / start}
+
+
+def churn_rates(a: Aggs) -> dict[str, float] | None:
+    """Period churn c, and its monthly / yearly equivalents at the same pace:
+    1 − (1 − c)^(30.4375 / days) and 1 − (1 − c)^(365.25 / days)."""
+    start, churned, days = a.get("active_start"), a.get("churned"), window_days(a)
+    if not start or not days:
+        return None
+    c = min(float(churned or 0) / float(start), 1.0)
+    return {
+        "period": 100.0 * c,
+        "monthly": 100.0 * (1.0 - (1.0 - c) ** (MONTH_DAYS / days)),
+        "yearly": 100.0 * (1.0 - (1.0 - c) ** (YEAR_DAYS / days)),
+    }
+
+
+def churn_pace(a: Aggs, pace: str = "period") -> dict[str, Any]:
+    """Churn of the customers active at the start, over the period or at the same pace per
+    month or year (the others as extras); ``churned_new`` (joined and left within the period,
+    not in the rate) beside it, so the before-churn report reconciles."""
+    rates = churn_rates(a)
+    if rates is None:
+        return {"value": None}
+    return {
+        "value": rates[pace],
+        **{k: v for k, v in rates.items() if k != pace},
+        "churned": a.get("churned"),
+        "churned_new": a.get("churned_new") or None,  # None: nothing to reconcile, not shown
+    }
 
 
 def _shown(a: Aggs, show: Any, rates: Any, amounts: Any = ()) -> dict[str, Any]:
@@ -138,6 +167,9 @@ FINALIZERS: dict[str, Finalizer] = {
     "nps": Finalizer(nps, needs=("n", "promoters", "detractors")),
     "share_with_moe": Finalizer(share_with_moe, needs=("n", "hits")),
     "mean_with_moe": Finalizer(mean_with_moe, needs=("n", "total", "squares")),
+    "churn_pace": Finalizer(churn_pace, needs=("active_start", "churned", "churned_new", "window_seconds"),
+                            args=("pace",), check=lambda args: None if args.get("pace", "period") in (
+                                "period", "monthly", "yearly") else "pace: period, monthly or yearly"),
     "retention": Finalizer(retention, needs=("active_start", "active_end", "new")),
     "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS), required=("of",)),
     "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per", "amounts"),
