@@ -80,6 +80,16 @@ def test_churn_pace_per_month_and_year():
     assert run("churn_pace", {**aggs, "active_start": 0}) == {"value": None}
 
 
+def test_tenure_in_months():
+    # 2 customers active at the end, 30.4375 and 91.3125 days in (1 and 3 months); 1 churned after 60.875 days
+    month = 30.4375 * 86400
+    aggs = {"active_end": 2, "tenure_seconds": 4 * month, "median_seconds": 2 * month, "churned": 1,
+            "churned_seconds": 2 * month}
+    out = run("tenure", aggs)
+    assert (out["value"], out["median"], out["churned_lifetime"], out["churned"]) == pytest.approx((2.0, 2.0, 2.0, 1))
+    assert run("tenure", {**aggs, "churned": 0, "churned_seconds": None})["churned_lifetime"] is None
+
+
 def test_snippets_become_bound_comparisons():
     t = TABLES["survey_responses"]
     assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (

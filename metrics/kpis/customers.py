@@ -8,19 +8,14 @@ profitability per customer (the last two live in :mod:`metrics.kpis.financial`).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from metrics.kpis import packaged
 from metrics.kpis.common import (
-    DAY,
-    MONTH_DAYS,
-    count_if,
     div,
-    when,
 )
 from metrics.spec import Measure, Metric, active_at
 from storage.schema import subscriptions
-from storage.sqlfuncs import median, seconds_between
 
 # ---- footprint: seats and products per customer ----------------------------------------------
 
@@ -37,24 +32,6 @@ def _held_products(w):
 
 
 # ---- tenure -----------------------------------------------------------------------------------
-
-
-def _tenure(a) -> dict:
-    n = a.get("active_end")
-    if not n:
-        return {"value": None}
-    churned = a.get("churned") or 0
-    med = a.get("median_seconds")
-    return {
-        "value": float(a["tenure_seconds"] or 0) / n / DAY / MONTH_DAYS,
-        "median": None if med is None else float(med) / DAY / MONTH_DAYS,
-        "churned_lifetime": div(a.get("churned_seconds"), churned, 1 / DAY / MONTH_DAYS),
-        "churned": churned,
-    }
-
-
-def _alive_at_end(t, w):
-    return or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.we)
 
 
 METRICS = [
@@ -88,48 +65,5 @@ METRICS = [
         ),
         description="Seed 000: 'Number of products / users / licences per customer (now and trend)'.",
     ),
-    Metric(
-        id="tenure",
-        label="Customer tenure",
-        group="customers",
-        unit="months",
-        formula="mean months (of 30.4375 days) from signed_up_at to the period's end over customers active at the end "
-        "(median, and the lifetime of customers who churned in the period, as extras)",
-        direction="higher",
-        synonyms=(
-            "customer lifetime", "customer tenure", "length of relationship", "relationship length",
-            "customer lifespan", "average tenure", "lifetime",
-        ),
-        tables=("customers",),
-        snapshot=True,
-        split="mean",
-        measure=Measure(
-            table="customers",
-            join=lambda t, w: and_(
-                t.c.signed_up_at < w.c.we, or_(t.c.churned_at.is_(None), t.c.churned_at >= w.c.ws)
-            ),
-            aggregates={
-                "active_end": lambda t, w: count_if(_alive_at_end(t, w)),
-                "tenure_seconds": lambda t, w: func.sum(
-                    when(_alive_at_end(t, w), seconds_between(w.c.we, t.c.signed_up_at))
-                ),
-                "median_seconds": lambda t, w: median(
-                    when(_alive_at_end(t, w), seconds_between(w.c.we, t.c.signed_up_at))
-                ),
-                "churned": lambda t, w: count_if(t.c.churned_at < w.c.we),
-                "churned_seconds": lambda t, w: func.sum(
-                    when(t.c.churned_at < w.c.we, seconds_between(t.c.churned_at, t.c.signed_up_at))
-                ),
-            },
-            finalize=_tenure,
-            n="active_end",
-        ),
-        description="Seed 000: 'Length of customer relationship with your firm'; seed 001: "
-        "'Customer lifetime: the average lifespan of a customer'.",
-        extras_doc={
-            "median": "median tenure",
-            "churned_lifetime": "mean lifetime of customers who churned in the period",
-        },
-        extras_units={"median": "months", "churned_lifetime": "months"},
-    ),
+    *packaged.load("customers.yml", "tenure"),  # two means at the period's end, finalized by name: data
 ]

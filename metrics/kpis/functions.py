@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.kpis.common import MONTH_DAYS, YEAR_DAYS, div, per_month, per_week, window_days
+from metrics.kpis.common import DAY, MONTH_DAYS, YEAR_DAYS, div, per_month, per_week, window_days
 from metrics.kpis.common import num as num_or_zero
 from metrics.spec import Aggs
 
@@ -104,6 +104,22 @@ def churn_pace(a: Aggs, pace: str = "period") -> dict[str, Any]:
     }
 
 
+def tenure(a: Aggs) -> dict[str, Any]:
+    """Mean months (of 30.4375 days) from sign-up to the period's end over customers active
+    then, their median, and the mean lifetime of those who churned in the period."""
+    n = a.get("active_end")
+    if not n:
+        return {"value": None}
+    churned = a.get("churned") or 0
+    med = a.get("median_seconds")
+    return {
+        "value": float(a.get("tenure_seconds") or 0) / n / DAY / MONTH_DAYS,
+        "median": None if med is None else float(med) / DAY / MONTH_DAYS,
+        "churned_lifetime": div(a.get("churned_seconds"), churned, 1 / DAY / MONTH_DAYS),
+        "churned": churned,
+    }
+
+
 def _shown(a: Aggs, show: Any, rates: Any, amounts: Any = ()) -> dict[str, Any]:
     """Extras: aggregates as they are (``show``: names, or output name -> aggregate),
     percentages (``rates``: output name -> [numerator, denominator], × 100) and sums as
@@ -170,6 +186,7 @@ FINALIZERS: dict[str, Finalizer] = {
     "churn_pace": Finalizer(churn_pace, needs=("active_start", "churned", "churned_new", "window_seconds"),
                             args=("pace",), check=lambda args: None if args.get("pace", "period") in (
                                 "period", "monthly", "yearly") else "pace: period, monthly or yearly"),
+    "tenure": Finalizer(tenure, needs=("active_end", "tenure_seconds", "median_seconds", "churned", "churned_seconds")),
     "retention": Finalizer(retention, needs=("active_start", "active_end", "new")),
     "value": Finalizer(value, args=("of", *_EXTRAS, "exact"), refs=("of", *_EXTRAS), required=("of",)),
     "ratio": Finalizer(ratio, args=("num", "den", "scale", *_EXTRAS, "per", "amounts"),

@@ -231,10 +231,10 @@ def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
 
-def _aggregate(spec: Part) -> Callable:
+def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
     """One of a function-finalized entry's named aggregates, written as a hand-built entry
-    would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere, any other
-    filtered aggregate reads NULL elsewhere."""
+    would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere (NULL with
+    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL."""
     if spec.agg == "window_seconds":
         return window_seconds
 
@@ -244,7 +244,7 @@ def _aggregate(spec: Part) -> Callable:
         if cond is not None:
             if e is None and spec.agg == "count":
                 return func.sum(case((cond, 1), else_=0))
-            e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" else case((cond, e))
+            e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" and not empty_null else case((cond, e))
         if e is None:
             return func.count()
         return median(e) if spec.agg == "median" else AGG[spec.agg](e)
@@ -268,8 +268,12 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
             aggregates[str(name)] = _aggregate(Part(part.source, "window_seconds", None, None, None))
             continue
         agg = x.get("agg", "count")
-        sub = _part({**x, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
-        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None))
+        if x.get("empty") not in (None, 0, "null"):  # what a filtered sum reads when no row matches
+            raise Invalid(f"aggregate `{name}`: empty: 0 or null", x, "empty")
+        empty_null = "empty" in x and x["empty"] in (None, "null")
+        spec = {k: v for k, v in x.items() if k != "empty"}
+        sub = _part({**spec, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
+        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null)
     spec = entry.get("finalize")
     name, args = (spec, {}) if isinstance(spec, str) else (
         (spec.get("function"), {k: v for k, v in spec.items() if k != "function"}) if isinstance(spec, Mapping) else (None, {}))
