@@ -271,8 +271,8 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
         if x.get("empty") not in (None, 0, "null"):  # what a filtered sum reads when no row matches
             raise Invalid(f"aggregate `{name}`: empty: 0 or null", x, "empty")
         empty_null = "empty" in x and x["empty"] in (None, "null")
-        spec = {k: v for k, v in x.items() if k != "empty"}
-        sub = _part({**spec, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
+        given = {k: v for k, v in x.items() if k != "empty"}
+        sub = _part({**given, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
         aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null)
     spec = entry.get("finalize")
     name, args = (spec, {}) if isinstance(spec, str) else (
