@@ -145,6 +145,11 @@ metrics:
     in_window: "responded_at < period_end"
     aggregates: {n: {agg: count}}
     finalize: {function: value, of: n}
+  typo_inside:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}, hits: {agg: count, filtr: "score >= 4"}}
+    finalize: share_with_moe
   no_of:
     type: simple
     source: survey_responses
@@ -163,7 +168,8 @@ def test_unknown_function_option_or_aggregate_is_a_file_line_error():
         "team.yml:20: metric `missing`: finalize `ratio` reads aggregate `hits`, which `aggregates` does not declare",
         "team.yml:26: metric `bad_option`: finalize `value`: unknown option `scale` (one of of, show, rates, exact)",
         "team.yml:31: metric `two_clocks`: give `time` or `in_window`, not both",
-        "team.yml:38: metric `no_of`: finalize `ratio`: give `den`",
+        "team.yml:37: metric `typo_inside`: aggregate `hits`: unknown key `filtr` (did you mean `filter`?)",
+        "team.yml:43: metric `no_of`: finalize `ratio`: give `den`",
     ]
     assert loaded.team == ("good_share",)
     metric = loaded.metrics["good_share"]

@@ -264,6 +264,10 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
     for name, x in specs.items():
         if not isinstance(x, Mapping):
             raise Invalid(f"aggregate `{name}`: expected {{agg:, expr:, filter:}}", specs, name)
+        unknown = [k for k in x if k not in ("agg", "expr", "filter", "empty")]
+        if unknown:
+            raise Invalid(f"aggregate `{name}`: unknown key `{unknown[0]}`"
+                          f"{_close(unknown[0], ('agg', 'expr', 'filter', 'empty'))}", x, unknown[0])
         if x.get("agg") == "window_seconds":
             aggregates[str(name)] = _aggregate(Part(part.source, "window_seconds", None, None, None))
             continue
