@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -49,7 +48,7 @@ from bot import audit, blocks
 from bot.dedupe import Deduper, make_deduper
 from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
-from bot.router import Context, Reply, clean_text, internal_error, is_instant, route
+from bot.router import Context, Reply, internal_error, is_instant, route
 from bot.slack_client import make_client, make_webhook
 from metrics.result import Result
 from storage import database
@@ -187,6 +186,8 @@ class Job:
     in_flight: bool = False  # counted in its user's questions in flight
     channel_type: str | None = None  # im | mpim | channel | group (events), from channel_name for commands
     restricted: bool = False  # the policy governs what it reads: audited before it is posted
+    update_ts: str | None = None  # a click on an answer: the message its new answer replaces
+    after: Callable[[Reply], None] | None = None  # a click: what to change once it succeeded
 
 
 class WorkingNotice:
@@ -274,88 +275,10 @@ class KpiBot:
     # ---- listeners (run before / right after the ack: keep them tiny) ----------------------
 
     def _register(self, app: App) -> None:
-        @app.command("/kpi")
-        def on_command(ack, command):
-            ack()
-            trigger = command.get("trigger_id")
-            if trigger and not self.seen.first_time(f"slash:{trigger}"):
-                self._count("duplicate_commands")  # a replayed request: answered already
-                log_event(log, "duplicate_command_dropped", trigger_id=str(trigger)[:64])
-                return
-            response_url = command.get("response_url")
-            if response_url and not self.settings.response_url_allowed(response_url):
-                self._count("foreign_response_urls")
-                log_event(log, "response_url_refused", level=30, host=_host_of(response_url),
-                          user=command.get("user_id"), channel=command.get("channel_id"))
-                response_url = None  # replies go through the Web API instead
-            self.submit(
-                Job(
-                    surface="slash",
-                    text=clean_text(command.get("text")),
-                    user_id=command.get("user_id", ""),
-                    channel_id=command.get("channel_id", ""),
-                    team_id=command.get("team_id"),
-                    response_url=response_url,
-                    channel_type=_command_channel_type(command),
-                )
-            )
+        """Every route, by kind, as in Slack's bolt-python template (:mod:`bot.listeners`)."""
+        from bot.listeners import register
 
-        @app.event("app_mention")
-        def on_mention(body, event, request):
-            if not self._first_delivery(body, request):
-                return
-            self.submit(
-                Job(
-                    surface="mention",
-                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
-                    user_id=event.get("user", ""),
-                    channel_id=event.get("channel", ""),
-                    team_id=body.get("team_id"),
-                    thread_ts=event.get("thread_ts") or event.get("ts"),
-                    event_id=body.get("event_id"),
-                    channel_type=event.get("channel_type"),
-                )
-            )
-
-        @app.event("message")
-        def on_message(body, event, request):
-            if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
-                return
-            if not event.get("user"):
-                return
-            if not self._first_delivery(body, request):
-                return
-            self.submit(
-                Job(
-                    surface="dm",
-                    text=clean_text(event.get("text"), self._bot_user_id_cached()),
-                    user_id=event["user"],
-                    channel_id=event.get("channel", ""),
-                    team_id=body.get("team_id"),
-                    thread_ts=event.get("thread_ts"),
-                    event_id=body.get("event_id"),
-                    channel_type="im",
-                )
-            )
-
-        @app.action(re.compile(".*"))
-        def on_action(ack):
-            ack()  # no interactive elements yet; answer clicks so Slack shows no error
-
-        @app.view(re.compile(".*"))
-        def on_view(ack):
-            ack()  # no modals yet; a submission (signed, so Slack's) is closed without error
-
-        @app.view_closed(re.compile(".*"))
-        def on_view_closed(ack):
-            ack()
-
-        @app.error
-        def on_error(error, body):
-            error_id = new_error_id()
-            log_event(log, "listener_error", level=40, error_id=error_id,
-                  exc_info=(type(error), error, error.__traceback__),
-                  type=body.get("type") if isinstance(body, dict) else None)
+        register(app, self)
 
     def _first_delivery(self, body: dict, request) -> bool:
         event_id = body.get("event_id")
@@ -463,6 +386,11 @@ class KpiBot:
                           user=job.user_id, channel=job.channel_id)
                 reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
         outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note)
+        if job.after is not None and reply.kind != "error" and reply.reason is None:
+            try:  # e.g. an alert message showing "Acknowledged by …"
+                job.after(reply)
+            except Exception:  # noqa: BLE001 - the reply went out; the message keeps its old state
+                log_event(log, "after_click_failed", level=40, exc_info=True, error_id=new_error_id())
         self._count(f"reply_{reply.kind}")
         log_event(
             log,
@@ -642,58 +570,10 @@ class KpiBot:
         )
 
     def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-        asked = blocks.asked_by(job.user_id, job.text) if job.surface == "slash" else None
-        try:
-            posted = self.client.chat_postMessage(
-                channel=job.channel_id,
-                thread_ts=job.thread_ts,
-                text=blocks.answer_text(result, chart_note=chart_note),
-                blocks=blocks.answer_blocks(result, chart_note=chart_note, asked=asked),
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:
-            code = exc.response.get("error")
-            if job.surface != "slash" or not job.response_url:
-                raise
-            # Not a member (or a DM between people): reply in the channel via the response_url.
-            note = self._not_member_note() if code in NOT_MEMBER_ERRORS else f"The chart could not be attached ({code})."
-            if png is None:
-                note = chart_note  # type: ignore[assignment]  # None: no note
-            log_event(log, "post_fallback_response_url", level=30, error=code, channel=job.channel_id)
-            resp = make_webhook(job.response_url).send(
-                text=blocks.answer_text(result, chart_note=note),
-                blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
-                response_type="in_channel",
-                replace_original=False,
-            )
-            if resp.status_code != 200:
-                raise RuntimeError(f"response_url answered {resp.status_code}") from exc
-            return "response_url"
-        if png is None:
-            return "ok"
-        channel, ts = posted.get("channel") or job.channel_id, posted.get("ts")
-        try:
-            self.client.files_upload_v2(
-                channel=channel,
-                thread_ts=job.thread_ts,
-                file=png,
-                filename=blocks.chart_filename(result),
-                title=blocks.chart_title(result),
-                alt_txt=blocks.chart_alt_text(result),
-            )
-            return "ok"
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
-            note = self._upload_failure_note(code)
-            log_event(log, "chart_upload_failed", level=30, error=code, channel=channel, kpi=result.metric.id)
-        self.client.chat_update(
-            channel=channel,
-            ts=ts,  # type: ignore[arg-type]  # chat.postMessage answered ok: it has a ts
-            text=blocks.answer_text(result, chart_note=note),
-            blocks=blocks.answer_blocks(result, chart_note=note, asked=asked),
-        )
-        return "chart_failed"
+        """One message with the chart and its buttons (:mod:`bot.answer_delivery`)."""
+        from bot.answer_delivery import send_answer
+
+        return send_answer(self, job, result, png, chart_note)
 
     def send_report(self, job: Job, report, png: bytes | None, chart_note: str | None) -> str:
         """A cross-silo report: its text in the channel (or thread), then its chart."""

@@ -154,8 +154,10 @@ def trend_text(result: Result) -> str | None:
     return f"{render.trend_summary(result)}\n`{spark}`"
 
 
-def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str | None = None) -> list[Block]:
-    """The whole answer. ``chart_note`` explains a missing chart; ``asked`` credits the asker."""
+def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str | None = None,
+                  image: Block | None = None, actions: Block | None = None) -> list[Block]:
+    """The whole answer. ``chart_note`` explains a missing chart; ``asked`` credits the asker;
+    ``image`` shows the uploaded chart in the message; ``actions`` are its buttons."""
     blocks: list[Block] = [{"type": "header", "text": _plain_text(header_text(result))}]
     lines = [value_text(result)]
     for line in (change_text(result), result.explanation, sample_text(result), render.extras_line(result)):
@@ -168,12 +170,16 @@ def answer_blocks(result: Result, *, chart_note: str | None = None, asked: str |
     trend = trend_text(result)
     if trend:
         blocks.append(section(trend))
+    if image:
+        blocks.append(image)
     if result.notes:
         blocks.append(context(*(f":warning: {note}" for note in result.notes)))
     blocks.append(context(*(t for t in (render.freshness_line(result), render.context_line(result)) if t)))
     tail = [t for t in (chart_note and f":frame_with_picture: {chart_note}", asked) if t]
     if tail:
         blocks.append(context(*tail))
+    if actions:
+        blocks.append(actions)
     return blocks[:50]
 
 

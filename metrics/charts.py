@@ -9,7 +9,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from metrics.render import format_value, scope
+from metrics import chart_style as style
+from metrics.render import scope
 from metrics.result import Result
 from metrics.spec import Metric
 
@@ -35,11 +36,12 @@ def _png(fig: Figure) -> bytes:
 
 
 def _unit_label(metric: Metric) -> str:
-    return {"percent": "%", "currency": "currency", "score": "score", "count": "count"}.get(metric.unit, metric.unit)
+    return style.axis_label(metric)
 
 
 def _bands(ax, metric: Metric, horizontal: bool) -> None:
-    """Shade the seed's benchmark bands behind the data (only the lines inside the view)."""
+    """Shade the seed's benchmark bands behind the data and draw the KPI's reference line
+    (only what falls inside the view)."""
     lo, hi = ax.get_ylim() if horizontal else ax.get_xlim()
     for band in metric.bands:
         b_lo = lo if band.low is None else max(band.low, lo)
@@ -47,10 +49,15 @@ def _bands(ax, metric: Metric, horizontal: bool) -> None:
         if b_lo >= b_hi:
             continue
         color = GOOD if band.good else BAD
+        label = f"benchmark: {band.label}"  # shading is explained in the legend
         if horizontal:
-            ax.axhspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0)
+            ax.axhspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0, label=label)
         else:
-            ax.axvspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0)
+            ax.axvspan(b_lo, b_hi, color=color, alpha=0.06, zorder=0, label=label)
+    ref = metric.reference
+    if ref is not None and lo <= ref.value <= hi:  # only when the data comes near it: no squashed axis
+        line = ax.axhline if horizontal else ax.axvline
+        line(ref.value, color="#57606a", linestyle="--", linewidth=1.0, zorder=1, label=ref.label)
     if horizontal:
         ax.set_ylim(lo, hi)
     else:
@@ -59,7 +66,7 @@ def _bands(ax, metric: Metric, horizontal: bool) -> None:
 
 def _legend(fig: Figure, ax) -> None:
     """Below the plot, where it never covers data."""
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9, frameon=False)
 
 
 def render_png(result: Result, *, threshold: float | None = None) -> bytes | None:
@@ -77,14 +84,35 @@ def render_png(result: Result, *, threshold: float | None = None) -> bytes | Non
     xs = [0, 1]
     heights = [v or 0.0 for v in values]
     colors = [PREVIOUS, CURRENT]
-    ax.bar(xs, heights, color=colors, width=0.55)
-    for x, v in zip(xs, values, strict=True):
-        ax.annotate(format_value(metric, v), (x, v or 0.0), ha="center", va="bottom", fontsize=12, xytext=(0, 3), textcoords="offset points")
+    ns = [result.previous.n if result.previous else None, result.n]
+    small = [bool(metric.min_sample and n is not None and n < metric.min_sample) for n in ns]
+    bars = ax.bar(xs, heights, color=colors, width=0.55)
+    for bar, faint in zip(bars, small, strict=True):
+        if faint:  # too few answers to trust: drawn hatched, said in the label
+            bar.set_hatch("//")
+            bar.set_alpha(0.6)
+    if metric.survey and result.moe is not None and result.value is not None:
+        ax.errorbar([1], [result.value], yerr=[result.moe], color="#24292f", capsize=6, linewidth=1.2,
+                    label=f"±{result.moe:.1f} (95% margin of error)")
+    lo, hi = style.value_range(metric, [h for h in heights] + [
+        (result.value or 0.0) + (result.moe or 0.0), (result.value or 0.0) - (result.moe or 0.0)], bars=True)
+    ax.set_ylim(lo - (0.1 * (hi - lo) if lo < 0 else 0.0), hi + 0.12 * (hi - lo))  # room for two-line labels
+    for x, v, n, faint in zip(xs, values, ns, small, strict=True):
+        text = style.compact(metric.unit, v) + (f"\nn = {n:,}" if metric.survey and n is not None else "")
+        text += "\nsmall sample" if faint else ""
+        moe = result.moe or 0.0 if x == 1 and metric.survey else 0.0
+        at = (v or 0.0) + moe if (v or 0.0) >= 0 else (v or 0.0) - moe  # beyond the bar and its error bar
+        ax.annotate(text, (x, at), ha="center", va="bottom" if (v or 0.0) >= 0 else "top", fontsize=11,
+                    xytext=(0, 4 if (v or 0.0) >= 0 else -4), textcoords="offset points")
     ax.set_xticks(xs, [label[:32] for label in labels])
     ax.set_ylabel(_unit_label(metric))
+    style.format_axis(ax.yaxis, metric)
+    ax.axhline(0, color="#d0d7de", linewidth=0.8)
     _bands(ax, metric, True)
     if threshold is not None:
         ax.axhline(threshold, color=BAD, linestyle=":", linewidth=1.5, label="threshold")
+    if ax.get_legend_handles_labels()[0]:
+        _legend(fig, ax)
     ax.set_title(title(result, "compare"), fontsize=13, loc="left")
     return _png(fig)
 
@@ -122,6 +150,10 @@ def _trend(result: Result, threshold: float | None) -> bytes:
     locator = AutoDateLocator(maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    shown = [p.value for p in [*result.series, *result.previous_series] if p.value is not None]
+    if shown:
+        ax.set_ylim(*style.value_range(metric, shown, result.moe if metric.survey else None))
+    style.format_axis(ax.yaxis, metric)
     ax.set_ylabel(_unit_label(metric))
     _bands(ax, metric, True)
     if threshold is not None:
@@ -138,15 +170,33 @@ def _bars(result: Result, threshold: float | None) -> bytes:
     fig, ax = _figure()
     fig.set_size_inches(8, max(3.0, 0.38 * len(groups) + 1.5))
     ys = list(range(len(groups)))
-    ax.barh(ys, [g.value for g in groups], color=CURRENT, height=0.6, label=result.period.label)
+    values = [float(g.value) for g in groups]  # type: ignore[arg-type]  # filtered: not None
+    small = [bool(metric.min_sample and g.n is not None and g.n < metric.min_sample) for g in groups]
+    # diverging: a loss is red and drawn left of zero, so it shows next to a large gain
+    colors = [style.SMALL if faint else (BAD if v < 0 and metric.unit == "currency" else CURRENT)
+              for v, faint in zip(values, small, strict=True)]
+    ax.barh(ys, values, color=colors, height=0.6, label=result.period.label)
     prev = [(y, g.previous) for y, g in zip(ys, groups, strict=True) if g.previous is not None]
     if prev:
         ax.scatter([p for _, p in prev], [y for y, _ in prev], marker="|", s=200, color=PREVIOUS, zorder=3, label="previous period")
-    for y, g in zip(ys, groups, strict=True):
-        ax.annotate(format_value(metric, g.value), (g.value, y), va="center", fontsize=9, xytext=(4, 0), textcoords="offset points")
-    ax.set_yticks(ys, [g.group[:24] for g in groups])
+    lo, hi = style.value_range(metric, values + [p for _, p in prev], bars=True)
+    span = hi - lo
+    ax.set_xlim(lo - (0.25 * span if lo < 0 else 0.0), hi + 0.3 * span)  # room for the labels
+    for y, g, v, faint in zip(ys, groups, values, small, strict=True):
+        # the label goes beyond both the bar and the previous-period tick, never through them
+        edge = max(v, g.previous if g.previous is not None else v) if v >= 0 else min(
+            v, g.previous if g.previous is not None else v)
+        text = style.compact(metric.unit, v) + (f" (n = {g.n:,}{', small' if faint else ''})"
+                                                if metric.survey and g.n is not None else "")
+        ax.annotate(text, (edge, y), va="center", ha="left" if v >= 0 else "right", fontsize=9,
+                    xytext=(6 if v >= 0 else -6, 0), textcoords="offset points")
+    if any(small):
+        ax.barh([], [], color=style.SMALL, label=f"fewer than {metric.min_sample} answers")
+    ax.axvline(0, color="#57606a", linewidth=0.8)
+    ax.set_yticks(ys, [style.human(g.group)[:28] for g in groups])
     ax.grid(axis="x", alpha=0.3)
     ax.grid(axis="y", visible=False)
+    style.format_axis(ax.xaxis, metric)
     ax.set_xlabel(_unit_label(metric))
     _bands(ax, metric, False)
     if threshold is not None:
@@ -162,7 +212,46 @@ def title(result: Result, kind: str) -> str:
     query = result.query
     filters = " · where " + ", ".join(f"{d} = {v}" for d, v in query.filters) if query.filters else ""
     if kind == "bars":
-        return f"{result.metric.label}{scope(query)} — {result.period.label}"
+        return f"{result.metric.label}{scope(query).replace('_', ' ')} — {result.period.label}"
     if kind == "trend":
         return f"{result.metric.label} by {query.grain}{filters} — {result.period.label}"
     return f"{result.metric.label}{filters} — {result.period.label}"
+
+
+def sparklines_png(panels: list[tuple[Metric, list]], title: str) -> bytes | None:
+    """Small multiples for a digest: one sparkline per KPI over its last periods (``Point``
+    lists), the latest value labelled, partial periods hollow, each panel on its own scale
+    with its range printed, so no KPI's wiggle is read against another's."""
+    shown = [(m, pts) for m, pts in panels if any(p.value is not None for p in pts)]
+    if not shown:
+        return None
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(3.2 * cols, 1.55 * rows + 0.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    for i, (metric, points) in enumerate(shown):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        xs = list(range(len(points)))
+        full = [None if p.partial else p.value for p in points]
+        ax.plot(xs, full, color=CURRENT, linewidth=1.8)
+        for x, p in zip(xs, points, strict=True):
+            if p.partial and p.value is not None:
+                ax.plot([x], [p.value], marker="o", markersize=4, markerfacecolor="white",
+                        markeredgecolor=CURRENT, linestyle="none")
+        known = [(x, p) for x, p in zip(xs, points, strict=True) if p.value is not None]
+        x_last, last = known[-1]
+        ax.plot([x_last], [last.value], marker="o", markersize=4.5, color=CURRENT)
+        values = [p.value for _, p in known]
+        lo, hi = min(values), max(values)  # type: ignore[type-var]  # known: values not None
+        pad = (hi - lo) * 0.25 or abs(hi) * 0.05 or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title(f"{metric.label[:34]}  {style.compact(metric.unit, last.value)}", fontsize=9, loc="left")
+        ax.text(0.0, -0.02, f"{style.compact(metric.unit, lo)} – {style.compact(metric.unit, hi)}", transform=ax.transAxes,
+                fontsize=7, color=PREVIOUS, va="top")
+    return _png(fig)

@@ -819,12 +819,26 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _hbars(ax, labels: list[str], values: list[float], title: str, colors=None) -> None:
+def _hbars(ax, labels: list[str], values: list[float], title: str, colors=None, unit: str = "count") -> None:
+    """Bars in the house style (:mod:`metrics.chart_style`): human names, values labelled
+    beyond each bar ($300k, 12.5k), losses left of zero."""
+    from matplotlib.ticker import FuncFormatter
+
+    from metrics import chart_style as style
+
     ys = list(range(len(labels)))[::-1]
     ax.barh(ys, values, color=colors or CURRENT, height=0.6)
-    ax.set_yticks(ys, [label[:20] for label in labels])
+    ax.set_yticks(ys, [style.human(label)[:22] for label in labels])
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: style.tick(unit, v)))
+    if values:
+        lo, hi = min(0.0, *values), max(0.0, *values)
+        span = (hi - lo) or 1.0
+        ax.set_xlim(lo - (0.3 * span if lo < 0 else 0.0), hi + 0.3 * span)
+    for y, v in zip(ys, values, strict=True):
+        ax.annotate(style.compact(unit, v), (v, y), va="center", ha="left" if v >= 0 else "right", fontsize=8,
+                    xytext=(4 if v >= 0 else -4, 0), textcoords="offset points")
 
 
 def render_png(report: Report) -> bytes | None:
@@ -847,28 +861,43 @@ def render_png(report: Report) -> bytes | None:
         effects = [c.nps_effect for c in with_effect if c.nps_effect is not None]
         _hbars(
             right, [c.category for c in with_effect], effects, "NPS with vs without a ticket (points)",
-            [BAD if e < 0 else GOOD for e in effects],
+            [BAD if e < 0 else GOOD for e in effects], unit="score",
         )
         right.axvline(0, color=PREVIOUS, linewidth=1)
     elif isinstance(report, BeforeChurnReport):
         if not report.churned.customers:
             return None
         fig, (left, right) = _figure(2)
+        right.remove()  # three measures in three units: a panel each, never one shared axis
+        grid = right.get_subplotspec().subgridspec(3, 1, hspace=0.15)
         xs = ["days 90-61", "days 60-31", "days 30-0"]
         for cohort, label, color in ((report.churned, "churned", BAD), (report.retained, "stayed", CURRENT)):
             ys = [v if v is not None else float("nan") for v in cohort.usage_per_customer]
             left.plot(xs, ys, marker="o", color=color, label=label)
         left.set_title("Usage events per customer", fontsize=11, loc="left")
+        left.set_ylim(bottom=0)  # counts from zero
         left.legend(frameon=False, fontsize=9)
-        names = ["tickets", "mean NPS answer", "mean CSAT answer"]
-        churned = [report.churned.tickets_per_customer, report.churned.nps_mean, report.churned.csat_mean]
-        stayed = [report.retained.tickets_per_customer, report.retained.nps_mean, report.retained.csat_mean]
-        ticks = list(range(len(names)))[::-1]
-        right.barh([y + 0.2 for y in ticks], [v or 0.0 for v in churned], height=0.38, color=BAD, label="churned")
-        right.barh([y - 0.2 for y in ticks], [v or 0.0 for v in stayed], height=0.38, color=CURRENT, label="stayed")
-        right.set_yticks(ticks, names)
-        right.set_title(f"Per customer, last {report.days} days", fontsize=11, loc="left")
-        right.legend(frameon=False, fontsize=9)
+        panels = [
+            (f"Tickets per customer, last {report.days} days", report.churned.tickets_per_customer,
+             report.retained.tickets_per_customer, None),
+            ("Mean NPS answer (0-10)", report.churned.nps_mean, report.retained.nps_mean, (0.0, 10.0)),
+            ("Mean CSAT answer (1-5)", report.churned.csat_mean, report.retained.csat_mean, (1.0, 5.0)),
+        ]
+        for k, (name, churned_value, stayed_value, scale) in enumerate(panels):
+            ax = fig.add_subplot(grid[k])
+            ax.spines[["top", "right"]].set_visible(False)
+            shown = [(lbl, v, c) for lbl, v, c in (("churned", churned_value, BAD), ("stayed", stayed_value, CURRENT))]
+            base = scale[0] if scale else 0.0
+            ax.barh([1, 0], [0.0 if v is None else v - base for _, v, _ in shown], color=[c for _, _, c in shown],
+                    height=0.6, left=base)
+            ax.set_yticks([1, 0], [lbl for lbl, _, _ in shown], fontsize=8)
+            for y, (_, v, _) in zip([1, 0], shown, strict=True):
+                ax.annotate("no data" if v is None else f"{v:.2f}", (base if v is None else v, y),
+                            va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+            if scale:  # the whole answer scale, so a 0.1 gap looks like one
+                ax.set_xlim(scale[0], scale[1])
+            ax.set_title(name, fontsize=9, loc="left")
+            ax.tick_params(axis="x", labelsize=8)
     elif isinstance(report, ProfitabilityReport):
         ranked = report.best + [p for p in report.worst if p not in report.best]
         if not ranked:
@@ -877,7 +906,7 @@ def render_png(report: Report) -> bytes | None:
         fig, (ax,) = _figure(1)
         _hbars(
             ax, [p.name or p.customer_id for p in ranked], [p.profit for p in ranked], "Profit per customer (revenue − cost to serve)",
-            [GOOD if p.profit >= 0 else BAD for p in ranked],
+            [GOOD if p.profit >= 0 else BAD for p in ranked], unit="currency",
         )
         ax.axvline(0, color=PREVIOUS, linewidth=1)
     else:

@@ -37,6 +37,15 @@ class Band:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A line that means something on the KPI's charts (100% net revenue retention: the
+    customers of the period's start brought as much as before; an uptime objective)."""
+
+    value: float
+    label: str
+
+
+@dataclass(frozen=True)
 class Measure:
     """Aggregates over the rows of ``table`` that ``join`` assigns to each window."""
 
@@ -87,6 +96,7 @@ class Metric:
     tables: tuple[str, ...]
     synonyms: tuple[str, ...] = ()
     bands: tuple[Band, ...] = ()
+    reference: Reference | None = None  # drawn as a labelled line on the KPI's charts
     dimensions: tuple[str, ...] = ()  # the KPI's own columns it can be cut by
     customer_dimensions: bool = True
     survey: str | None = None  # nps, csat, ces, ppr: sample-size rules apply

@@ -39,7 +39,8 @@ kpibot_meta = Table(
 
 #: kpibot's own state tables (storage.state, bot.audit): a metrics URL shared with the state
 #: database is still "empty" of anybody else's data when these are all it holds.
-_STATE_TABLES = frozenset({"digests", "alert_rules", "alert_states", "deliveries", "audit_log"})
+_STATE_TABLES = frozenset({"digests", "alert_rules", "alert_states", "alert_marks", "deliveries", "audit_log",
+                           "dedupe_keys", "favourites"})
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,20 @@ alert_states = Table(
     Column("updated_at", DateTime),
 )
 
+#: What people did to one alert message from its buttons (or ``alert ack``): who acknowledged
+#: it, and whether its follow-ups are quiet until it recovers. Keyed by the message, so a
+#: grouped alert (one message for many segments) has one mark.
+alert_marks = Table(
+    "alert_marks",
+    metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=False),
+    Column("message_ts", String(32), primary_key=True),
+    Column("acked_by", String(64)),
+    Column("acked_at", DateTime),
+    Column("quiet_by", String(64)),  # "snooze until recovered"
+    Column("quiet_at", DateTime),
+)
+
 #: One row per thing kpibot posts on its own (digest slot, preview, alert event, failure
 #: report). ``key`` is UNIQUE: inserting it is how a process claims the right to post.
 deliveries = Table(

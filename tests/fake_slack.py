@@ -8,7 +8,9 @@ Served:
 * ``POST /api/<method>``: ``auth.test``, ``users.info`` (tz from :attr:`FakeSlack.users`),
   ``chat.postMessage``, ``chat.postEphemeral``, ``chat.update``, ``chat.delete``,
   ``conversations.open``, ``conversations.history`` (the posts it has taken, with their
-  ``metadata``), ``files.getUploadURLExternal``, ``files.completeUploadExternal``;
+  ``metadata``), ``files.getUploadURLExternal``, ``files.completeUploadExternal`` (with or
+  without a channel), ``views.open`` / ``push`` / ``update`` / ``publish``; an image block's
+  ``slack_file`` must name a completed PNG upload (else ``invalid_blocks``, as Slack);
   other methods answer ``{"ok": false, "error": "unknown_method"}``. Bodies may be form or
   JSON encoded, as the SDK sends them; the bearer token is checked when ``token`` is given.
 * ``POST /upload/<file_id>``: step 2 of ``files_upload_v2`` (raw bytes, kept in
@@ -81,7 +83,7 @@ class Call:
     def text(self) -> str:
         """Every human-readable string in the call (text, blocks, attachments), one per line."""
         out: list[str] = []
-        for key in ("text", "blocks", "attachments", "initial_comment"):
+        for key in ("text", "blocks", "attachments", "initial_comment", "view"):
             _strings(self.params.get(key), out)
         return "\n".join(out)
 
@@ -96,7 +98,7 @@ def _strings(value: Any, out: list[str]) -> None:
         out.append(value)
     elif isinstance(value, dict):
         for k, v in value.items():
-            if k not in ("type", "emoji", "verbatim", "block_id", "action_id"):
+            if k not in ("type", "emoji", "verbatim", "block_id", "action_id", "value"):
                 _strings(v, out)
     elif isinstance(value, list):
         for v in value:
@@ -140,6 +142,8 @@ class FakeSlack:
         self.members: dict[str, list[str]] = {}  # conversation id -> member ids (conversations.members)
         self.uploads: dict[str, bytes] = {}
         self.pending_files: dict[str, dict[str, Any]] = {}
+        self.completed: set[str] = set()  # uploads completed (files.completeUploadExternal)
+        self.not_ready: set[str] = set()  # file ids an image block may not show yet
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
         self._cond = threading.Condition()
@@ -186,6 +190,8 @@ class FakeSlack:
             self._faults.clear()
             self.uploads.clear()
             self.pending_files.clear()
+            self.completed.clear()
+            self.not_ready.clear()
             self.not_member.clear()
 
     # ---- faults ------------------------------------------------------------------------
@@ -362,6 +368,10 @@ class FakeSlack:
             user = p.get("user", "")
             tz = self.users.get(user, self.default_tz)
             return 200, {"ok": True, "user": {"id": user, "name": user.lower(), "tz": tz, "tz_offset": 0, "is_bot": False}}
+        if method in ("chat.postMessage", "chat.postEphemeral", "chat.update") and not self._files_ready(p):
+            return 200, {"ok": False, "error": "invalid_blocks", "errors": ["invalid slack file"]}
+        if method.startswith("views."):
+            return self._view(method, p)
         if method in ("chat.postMessage", "chat.postEphemeral"):
             if not channel:
                 return 200, {"ok": False, "error": "channel_not_found"}
@@ -414,6 +424,8 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "file_not_found"}
             if channel in self.not_member:
                 return 200, {"ok": False, "error": "not_in_channel"}
+            with self._cond:
+                self.completed.update(f["id"] for f in files if self.uploads[f["id"]].startswith(PNG_MAGIC))
             out = [
                 {"id": f["id"], "title": f.get("title"), "name": self.pending_files[f["id"]]["filename"],
                  "mimetype": "image/png" if self.uploads[f["id"]].startswith(PNG_MAGIC) else "application/octet-stream",
@@ -426,6 +438,43 @@ class FakeSlack:
         if method == "response_url":
             return 200, "ok"
         return 200, {"ok": False, "error": "unknown_method"}
+
+    def _files_ready(self, p: dict[str, Any]) -> bool:
+        """An image block's ``slack_file`` must name a file whose upload was completed (and is a
+        PNG), as Slack checks; ``not_ready`` holds ids Slack is "still processing"."""
+        blocks = p.get("blocks")
+        if isinstance(blocks, str):
+            try:
+                blocks = json.loads(blocks)
+            except ValueError:
+                return True
+        for block in blocks or []:
+            if isinstance(block, dict) and block.get("type") == "image" and "slack_file" in block:
+                file_id = (block["slack_file"] or {}).get("id")
+                if file_id not in self.completed or file_id in self.not_ready:
+                    return False
+                if not block.get("alt_text"):
+                    return False
+        return True
+
+    def _view(self, method: str, p: dict[str, Any]) -> tuple[int, Any]:
+        """``views.open`` / ``push`` (a ``trigger_id``), ``views.update`` (a ``view_id``),
+        ``views.publish`` (a ``user_id``): the view is kept and returned with an id."""
+        view = p.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+            return 200, {"ok": False, "error": "invalid_arguments"}
+        if len(view.get("blocks") or []) > 100:
+            return 200, {"ok": False, "error": "invalid_blocks"}
+        if method in ("views.open", "views.push") and not p.get("trigger_id"):
+            return 200, {"ok": False, "error": "invalid_trigger_id"}
+        if method == "views.publish" and not p.get("user_id"):
+            return 200, {"ok": False, "error": "invalid_arguments"}
+        if method == "views.update" and not (p.get("view_id") or p.get("external_id")):
+            return 200, {"ok": False, "error": "not_found"}
+        view_id = p.get("view_id") or f"V{next(self._file_ids):08d}"
+        return 200, {"ok": True, "view": {**view, "id": view_id, "state": {"values": {}}}}
 
     def _history(self, channel: str | None, p: dict[str, Any]) -> list[dict[str, Any]]:
         """Top-level messages posted to ``channel`` (newest first), with their metadata when
@@ -618,7 +667,7 @@ def _parse(body: bytes, content_type: str, query: str) -> dict[str, Any]:
     if "multipart/form-data" in content_type:
         return params  # files.upload v1; not used by files_upload_v2
     for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
-        if key in ("blocks", "attachments", "files") and value[:1] in "[{":
+        if key in ("blocks", "attachments", "files", "view") and value[:1] in "[{":
             try:
                 params[key] = json.loads(value)
                 continue

@@ -171,6 +171,36 @@ class SlackSender:
         return self.post(body, "application/json", extra=extra, **kwargs), event_id
 
 
+    def interactive(self, payload: dict[str, Any], **kwargs) -> Response:
+        """An interactivity request (``block_actions``, ``view_submission``, ``shortcut``,
+        ``message_action``): form-encoded ``payload=<json>``, signed, as Slack sends it."""
+        payload = {"team": {"id": TEAM_ID, "domain": "fake"}, "api_app_id": "A0KPI", "token": "legacy-verification-token",
+                   "is_enterprise_install": False, **payload}
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, "application/x-www-form-urlencoded", **kwargs)
+
+    def click(self, message: dict[str, Any], action: dict[str, Any], *, channel: str, user: str = "U0ALICE",
+              **kwargs) -> Response:
+        """A click on ``action`` (one element of ``message``'s blocks) in the message Slack holds."""
+        element = dict(action)
+        if element.get("type") == "static_select":
+            element["selected_option"] = element.pop("selected")
+            element.pop("options", None)
+        element.update(block_id=action.get("block_id", "answer_actions"), action_ts=f"{time.time():.6f}")
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel,
+                          "is_ephemeral": False},
+            "trigger_id": f"{next(self._ids)}.{uuid.uuid4().hex[:12]}",
+            "channel": {"id": channel, "name": channel.lower()},
+            "message": message,
+            "response_url": self.response_url(None),
+            "actions": [element],
+        }
+        return self.interactive(payload, **kwargs)
+
+
 def mention(text: str, *, channel: str, ts: str, user: str = "U0ALICE", thread_ts: str | None = None) -> dict:
     event = {"type": "app_mention", "user": user, "text": text, "ts": ts, "channel": channel, "event_ts": ts,
              "team": TEAM_ID}

@@ -25,7 +25,7 @@ def run_benchmark(url: str, *extra: str) -> str:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--url", url, "--scale", "0.05", "--today", "2025-11-23",
          "--only", KPIS, "--repeat", "2", "--no-pandas", *extra],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout

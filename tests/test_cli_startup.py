@@ -37,7 +37,10 @@ def loaded(tmp_path: Path, *args: str, url: str | None = None) -> tuple[set[str]
     env.update(PYTHONPATH=str(ROOT), MPLCONFIGDIR=str(tmp_path / "mpl"),
                KPI_STATE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}")
     if url:
-        env["KPI_DATABASE_URL"] = url
+        from storage import database
+
+        database.dispose_all()  # this process lets go of the DuckDB file it loaded
+        env.update(KPI_DATABASE_URL=url, KPI_BUSY_WAIT="60")  # and the child waits as long as a loaded machine needs
     done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

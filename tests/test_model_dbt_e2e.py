@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from metrics import model
 from metrics.api import ask
 from metrics.catalogue import CATALOGUE, resolve
 from storage import database
-from tests.conftest import PG_ADMIN_URL
+from tests.pg_team import team_database
 
 SHOP = Path(__file__).parent / "data" / "dbt_shop"
 AS_OF = date(2026, 4, 15)  # "last quarter" is Q1 2026
@@ -77,17 +75,13 @@ def duckdb_shop(tmp_path):
 
 @pytest.fixture(scope="module")
 def pg_shop():
-    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    name, role = f"kpibot_dbt_{suffix}", f"kpibot_dbt_reader_{suffix}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-    except Exception as exc:  # noqa: BLE001 - no server here
-        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    owner_url = f"{base}/{name}"
+    with team_database("kpibot_dbt") as db:
+        yield from _shop_schema(db)
+
+
+def _shop_schema(db):
+    name, role = db.name, db.role
+    owner_url = db.owner_url
     owner = create_engine(owner_url)
     with owner.begin() as conn:
         conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
@@ -96,12 +90,7 @@ def pg_shop():
         conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO "{role}"'))
         conn.execute(text(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"'))
     owner.dispose()
-    yield {"url": base.replace("postgres@", f"{role}@", 1) + f"/{name}", "admin": owner_url}
-    database.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-    admin.dispose()
+    yield {"url": db.reader_url, "admin": owner_url}
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ names each gap with the closest names.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from metrics.catalogue import CATALOGUE, dimensions_for
 from metrics.model.document import parse
 from metrics.model.load import load_model
 from storage import database
-from tests.conftest import PG_ADMIN_URL
+from tests.pg_team import team_database
 
 AS_OF = date(2026, 4, 15)
 
@@ -232,17 +230,13 @@ def _pg_snapshot(url: str) -> dict:
 
 @pytest.fixture(scope="module")
 def saas_pg():
-    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    name, role = f"kpibot_saas_{suffix}", f"kpibot_saas_reader_{suffix}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-    except Exception as exc:  # noqa: BLE001 - no server here
-        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    owner_url = f"{base}/{name}"
+    with team_database("kpibot_saas") as db:
+        yield from _saas_schema(db)
+
+
+def _saas_schema(db):
+    name, role = db.name, db.role
+    owner_url = db.owner_url
     prefix = {"crm": "crm.", "billing": "billing.", "surveys": "surveys."}
     owner = create_engine(owner_url)
     with owner.begin() as conn:
@@ -257,13 +251,7 @@ def saas_pg():
             conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{role}"'))
         conn.execute(text(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"'))
     owner.dispose()
-    reader = base.replace("postgres@", f"{role}@", 1) + f"/{name}"
-    yield {"url": reader, "admin": owner_url, "prefix": prefix}
-    database.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-    admin.dispose()
+    yield {"url": db.reader_url, "admin": owner_url, "prefix": prefix}
 
 
 def test_postgres_select_only_role_seed_and_team_kpis_equal_hand_computed(saas_pg, tmp_path, configured):

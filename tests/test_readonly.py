@@ -18,9 +18,7 @@ Hand-computed answers for October 2026 (UTC):
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -32,9 +30,9 @@ from bot import cli
 from metrics.api import answer
 from storage import database, ownership
 from storage.database import DatabaseError
+from tests.pg_team import team_database
 
 AS_OF = date(2026, 11, 15)
-PG_ADMIN_URL = os.environ.get("KPI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 TEAM_SCHEMA = [
     "CREATE TABLE crm_accounts (account_id VARCHAR(20) PRIMARY KEY, account_name VARCHAR(50), "
@@ -146,17 +144,13 @@ def _pg_snapshot(admin_db_url: str) -> dict:
 def team_pg():
     """A fresh database holding the team's schema, and a role that may only SELECT from it
     (except ``costs``, which it may not read at all). Dropped afterwards."""
-    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    name, role = f"kpibot_team_{suffix}", f"kpibot_reader_{suffix}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-    except Exception as exc:  # noqa: BLE001 - no server here
-        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    admin_db = f"{base}/{name}"
+    with team_database("kpibot_team") as db:
+        yield from _team_schema(db)
+
+
+def _team_schema(db):
+    name, role = db.name, db.role
+    admin_db = db.owner_url
     owner = create_engine(admin_db)
     with owner.begin() as conn:
         conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
@@ -175,13 +169,7 @@ def team_pg():
                          "billing", "subscriptions"):
             conn.execute(text(f'GRANT SELECT ON "{relation}" TO "{role}"'))
     owner.dispose()
-    reader = base.replace("postgres@", f"{role}@", 1) + f"/{name}"
-    yield {"url": reader, "admin": admin_db}
-    database.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-    admin.dispose()
+    yield {"url": db.reader_url, "admin": admin_db}
 
 
 def test_postgres_select_only_role_answers_and_nothing_changes(team_pg):
@@ -315,11 +303,15 @@ def test_a_kpibot_database_from_before_the_marker_is_adopted(tmp_path):
 
 
 def test_a_database_holding_only_kpibots_state_is_empty(tmp_path):
+    from bot.audit import audit_metadata
+    from bot.dedupe import dedupe_metadata
+    from bot.favourites import fav_metadata
     from storage.state import metadata as state_metadata
 
     path = tmp_path / "shared.sqlite"
     shared = create_engine(f"sqlite:///{path}")
-    state_metadata.create_all(shared)
+    for meta in (state_metadata, audit_metadata, dedupe_metadata, fav_metadata):  # every state table kpibot keeps
+        meta.create_all(shared)
     shared.dispose()
     engine = database.get_engine(f"sqlite:///{path}")
     assert database.ownership_of(engine).reason == "empty"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -101,7 +102,7 @@ def test_digest_message_content_and_chart(state_url, duck_url, slack, client):
     svc = service(state_url, client, duck_url)
     assert svc.run_due(utc(2026, 3, 23, 8)).posted
     [post] = posts(slack, "C1")
-    text = post.params["initial_comment"]
+    text = post.text  # the fallback text and every block
     assert "📊 *Weekly KPI digest* — week of 16 Mar 2026 (Mon 16 Mar – Sun 22 Mar)" in text
     assert "Period: 2026-03-16 to 2026-03-22 (Europe/Berlin)" in text
     assert "🔴 *Net Promoter Score*: 20.0  ▼ −30.0 points vs previous week (50.0)" in text
@@ -110,11 +111,19 @@ def test_digest_message_content_and_chart(state_url, duck_url, slack, client):
     assert "🔴 *Customer churn rate*: 10.0%" in text  # 2 of 20 churned; up from 0: bad
     assert "🟢 *Revenue*: $1,500" in text and "+$500" in text
     assert "Digest #1 · every Monday at 09:00 (Europe/Berlin)" in text
-    # one message: the text and one combined chart, uploaded together
+    # one Block Kit message: a line per KPI, "data through", and one small-multiples image
+    # (the chart uploaded without a channel, shown by the image block)
+    blocks = post.params["blocks"]
+    lines = [b["text"]["text"] for b in blocks if b["type"] == "section" and "Net Promoter Score" in b["text"]["text"]]
+    assert len(lines) == 1 and len(lines[0].splitlines()) == 4  # nps, csat, churn, revenue: one line each
+    assert "Data through" in json.dumps(blocks[1])
+    [image] = [b for b in blocks if b["type"] == "image"]
     [upload] = slack.calls("upload")
+    assert image["slack_file"]["id"] == upload.params["file_id"]
     assert slack.uploads[upload.params["file_id"]].startswith(PNG_MAGIC)
-    assert len(slack.calls("files.completeUploadExternal")) == 1
-    assert not slack.calls("chat.postMessage")
+    [done] = slack.calls("files.completeUploadExternal")
+    assert "channel_id" not in done.params and done.seq < post.seq
+    assert "Net Promoter Score" in image["alt_text"]
 
 
 def test_digest_with_no_data_posts_text_only(state_url, duck_url, slack, client):
@@ -213,7 +222,7 @@ def test_digest_whose_data_stopped_says_no_data_not_zero(state_url, duck_url, sl
     svc = service(state_url, client, duck_url)
     assert svc.run_due(utc(2026, 3, 23, 9)).posted
     [post] = posts(slack, "C1")
-    text = post.params.get("initial_comment") or post.params.get("text")
+    text = post.text
     assert "*Customer churn rate*: no data for this period (data through 10 Mar 2026)" in text
     assert "0.0%" not in text and "🟢" not in text.split("\n\n")[1]
     assert "Data through Tue 10 Mar 2026." in text
@@ -230,6 +239,6 @@ def test_digest_line_over_a_partly_loaded_week_is_not_judged(state_url, duck_url
     add_digest(state_url, "weekly mon 09:00 UTC churn_rate", created=utc(2026, 3, 1))
     assert service(state_url, client, duck_url).run_due(utc(2026, 3, 23, 9)).posted
     [post] = posts(slack, "C1")
-    text = post.params.get("initial_comment") or post.params.get("text")
+    text = post.text
     assert "▫️ *Customer churn rate*: 10.0%" in text
     assert "incomplete: data through 19 Mar 2026, not judged" in text and "🔴" not in text.split("\n\n")[1]

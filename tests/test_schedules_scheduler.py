@@ -98,8 +98,8 @@ def test_catch_up_runs_on_start(state_url, duck_url, slack, client):
     sched = scheduler.start(client, clock=FixedClock(utc(2026, 3, 23, 10)), state_url=state_url,
                             metrics_url=duck_url, config=config())
     try:
-        [post] = slack.wait_for("files.completeUploadExternal", timeout=30)
-        assert "Late: this digest was due Mon 23 Mar 09:00 CET" in post.params["initial_comment"]
+        [post] = slack.wait_for("chat.postMessage", where=lambda c: not c.params.get("thread_ts"), timeout=30)
+        assert "Late: this digest was due Mon 23 Mar 09:00 CET" in post.text
     finally:
         sched.shutdown(wait=True)
     assert len(posts(slack, "C1")) == 1

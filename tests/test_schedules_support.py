@@ -112,6 +112,8 @@ def posts(slack: FakeSlack, channel: str | None = None) -> list:
     """Top-level messages that reached a channel: plain posts, and file shares with text."""
     def where(c) -> bool:
         target = c.params.get("channel") or c.params.get("channel_id")
+        if not target:  # a chart uploaded without a channel, shown by a message's image block
+            return False
         return (channel is None or target == channel) and not c.params.get("thread_ts")
 
     return slack.calls("chat.postMessage", ok=True, where=where) + slack.calls(

@@ -113,6 +113,15 @@ def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 60.0, *
                            where=lambda c: c.params["key"] == key and (working or not_working(c)))
 
 
+def chart_of(fake: FakeSlack, post):
+    """The image block of an answer and the completed upload it shows (a PNG)."""
+    [image] = [b for b in post.blocks if b["type"] == "image"]
+    file_id = image["slack_file"]["id"]
+    assert fake.uploads[file_id].startswith(PNG_MAGIC)
+    [done] = fake.calls("files.completeUploadExternal", where=lambda c: c.params["files"][0]["id"] == file_id)
+    return image, done
+
+
 def wait_stat(h: Harness, name: str, value: int) -> None:
     wait_until(lambda: h.bot.stats[name] >= value, what=f"stat {name} reaching {value}")
 
@@ -139,13 +148,18 @@ def test_question_answered_with_number_and_png_chart(slack):
     assert "Asked by <@U0ALICE>" in text
     assert "thread_ts" not in post.params or not post.params["thread_ts"]
 
-    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
-    file_id = done.params["files"][0]["id"]
-    assert slack.fake.uploads[file_id].startswith(PNG_MAGIC)
-    [url_call] = slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.response.get("file_id") == file_id)
+    # one message: the chart is an image block showing the uploaded file, shared nowhere else
+    image, done = chart_of(slack.fake, post)
+    assert "channel_id" not in done.params and "channels" not in done.params
+    [url_call] = slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.response.get("file_id") == image["slack_file"]["id"])
     assert url_call.params["filename"].endswith(".png")
     assert url_call.params["alt_txt"].startswith("Chart: ") and "Net Promoter Score" in url_call.params["alt_txt"]
-    assert done.seq > post.seq  # text first, then the chart
+    assert image["alt_text"] == url_call.params["alt_txt"]
+    assert done.seq < post.seq  # uploaded, then shown
+    actions = post.blocks[-1]
+    assert actions["type"] == "actions"
+    assert [e.get("action_id") for e in actions["elements"]] == [
+        "answer_by", "answer_trend", "answer_yoy", "answer_moved", "answer_digest", "answer_alert"]
     # the user's time zone was looked up, with the bot token, never before the ack
     assert slack.fake.calls("users.info", where=lambda c: c.params.get("user") == "U0ALICE")
     assert all(c.headers["authorization"] == f"Bearer {BOT_TOKEN}" for c in slack.fake.calls("chat.postMessage"))
@@ -161,8 +175,8 @@ def test_breakdown_is_an_aligned_table(slack):
     assert lines[1].split()[:3] == ["onboarding", "40.0", "5"]  # 100 * (3 - 1) / 5
     assert lines[2].split()[:3] == ["support", "0.0", "5"]  # 100 * (2 - 2) / 5
     assert len({len(line.rstrip()) for line in lines[:3]}) == 1  # right-aligned columns
-    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
-    assert "by touchpoint" in done.params["files"][0]["title"]
+    image, _ = chart_of(slack.fake, post)
+    assert "by touchpoint" in image["title"]["text"]
 
 
 def test_mention_is_answered_in_its_thread(slack):
@@ -172,8 +186,7 @@ def test_mention_is_answered_in_its_thread(slack):
     post = answer_in(slack, ch)
     assert post.params["thread_ts"] == ts
     assert f"*{EXPECTED_NPS}*" in post.text
-    [done] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
-    assert done.params["thread_ts"] == ts
+    chart_of(slack.fake, post)  # in the same message, so in the thread
 
 
 def test_direct_message_is_answered_in_the_dm(slack):
@@ -182,7 +195,7 @@ def test_direct_message_is_answered_in_the_dm(slack):
     assert resp.status == 200
     post = answer_in(slack, ch)
     assert f"*{EXPECTED_NPS}*" in post.text and not post.params.get("thread_ts")
-    slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    chart_of(slack.fake, post)
     # our own message echoed back as a message.im event is ignored
     own = direct_message("an answer", channel=ch, ts="1790002222.000400", bot_id=slack.fake.bot_id,
                          user=slack.fake.bot_user_id)
@@ -303,8 +316,7 @@ def test_retried_event_is_answered_once(slack):
     retry, _ = slack.send.event(ev, event_id=event_id, retry_num=1)
     assert first.status == 200 and retry.status == 200
     wait_stat(slack, "duplicate_events", before + 1)
-    answer_in(slack, ch)
-    slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    chart_of(slack.fake, answer_in(slack, ch))
     # a later question in the same channel is answered, and still only one answer to the first
     slack.send.event(mention("<@UKPIBOT> nps by touchpoint 2026-Q3", channel=ch, ts="1790004444.000200"))
     posts = slack.fake.wait_for("chat.postMessage", count=2, where=slack.fake.in_channel(ch))
@@ -333,15 +345,56 @@ def test_server_error_on_post_is_retried(slack):
 
 def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
     ch = channel()
-    slack.fake.fail("files.completeUploadExternal", error="not_in_channel",
-                    when=lambda p: p.get("channel_id") == ch)
+    slack.fake.fail("files.getUploadURLExternal", error="missing_scope")  # the next upload: serial tests
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
-    assert f"*{EXPECTED_NPS}*" in post.text
-    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
-    assert update.params["ts"] == post.response["ts"]
-    assert "chart could not be attached" in update.text and "/invite @kpibot" in update.text
-    assert f"*{EXPECTED_NPS}*" in update.text  # still the whole answer
+    assert f"*{EXPECTED_NPS}*" in post.text  # still the whole answer, in one message
+    assert "chart could not be attached" in post.text and "files:write" in post.text
+    assert not [b for b in post.blocks if b["type"] == "image"]
+
+
+def test_a_chart_slack_is_still_processing_is_shown_once_it_is_ready(slack):
+    """Slack may refuse a just-uploaded file in an image block (invalid_blocks): the post is
+    tried again; a file that never becomes usable goes to the thread the old way."""
+    ch = channel()
+    slack.fake.fail("chat.postMessage", error="invalid_blocks", when=lambda p: p.get("channel") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    refused = slack.fake.calls("chat.postMessage", ok=False, where=slack.fake.in_channel(ch))
+    assert len(refused) == 1 and refused[0].seq < post.seq
+    chart_of(slack.fake, post)
+
+    ch = channel()
+    slack.fake.fail("chat.postMessage", error="invalid_blocks", times=3, when=lambda p: p.get("channel") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    assert not [b for b in post.blocks if b["type"] == "image"] and f"*{EXPECTED_NPS}*" in post.text
+    [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+    assert slack.fake.uploads[shared.params["files"][0]["id"]].startswith(PNG_MAGIC)
+    assert shared.params["thread_ts"] == post.response["ts"]  # in the answer's thread
+    slack.bot.__dict__.pop("chart_block_refusals", None)  # the next tests start with none
+
+
+def test_a_workspace_refusing_chart_images_gets_charts_in_the_thread(slack):
+    """After three answers whose image blocks Slack refused, the next ones skip the attempt
+    (no 1.5 s of retries each) and put the chart in the answer's thread."""
+    slack.bot.__dict__.pop("chart_block_refusals", None)  # refusals counted by earlier tests
+    try:
+        for _ in range(3):
+            ch = channel()
+            slack.fake.fail("chat.postMessage", error="invalid_blocks", times=3,
+                            when=lambda p, ch=ch: p.get("channel") == ch)
+            slack.send.command(QUESTION, channel=ch)
+            slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+        ch = channel()
+        slack.send.command(QUESTION, channel=ch)
+        post = answer_in(slack, ch)
+        [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
+        assert shared.params["thread_ts"] == post.response["ts"]
+        assert not slack.fake.calls("chat.postMessage", ok=False, where=slack.fake.in_channel(ch))
+        assert not [b for b in post.blocks if b["type"] == "image"] and post.blocks[-1]["type"] == "actions"
+    finally:
+        slack.bot.__dict__.pop("chart_block_refusals", None)  # the module's app: back to image blocks
 
 
 def test_slash_command_where_the_bot_is_not_a_member(slack):
@@ -526,8 +579,7 @@ def test_socket_mode_slash_command_is_acked_over_the_socket_and_answered(socket_
     assert elapsed < ACK_LIMIT and ack["envelope_id"] == envelope
     post = answer_in(fake, ch)
     assert f"*{EXPECTED_NPS}*" in post.text
-    [done] = fake.wait_for("files.completeUploadExternal", where=fake.in_channel(ch))
-    assert fake.uploads[done.params["files"][0]["id"]].startswith(PNG_MAGIC)
+    chart_of(fake, post)
 
 
 def test_socket_mode_retried_event_is_answered_once(socket_slack):
@@ -546,3 +598,137 @@ def test_socket_mode_retried_event_is_answered_once(socket_slack):
     wait_stat(SimpleNamespace(bot=bot), "duplicate_events", before + 1)
     post = answer_in(fake, ch)
     assert post.params["thread_ts"] == ts
+
+
+# ---- clicks on an answer ----------------------------------------------------------------------
+
+
+def as_held(post) -> dict:
+    """The message as Slack holds it (and sends back in a click's payload)."""
+    return {"type": "message", "ts": post.response["ts"], "text": post.params.get("text", ""),
+            "user": "UKPIBOT", "bot_id": "BKPIBOT", "blocks": post.blocks}
+
+
+def element(post, action_id: str) -> dict:
+    [found] = [e for b in post.blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action_id]
+    return found
+
+
+def test_by_select_replaces_the_answer_in_place_through_the_same_gate(slack):
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    select = dict(element(post, "answer_by"))
+    [option] = [o for o in select["options"] if o["text"]["text"] == "touchpoint"]
+    select["selected"] = option
+    jobs = slack.bot.stats["jobs"]
+    resp = slack.send.click(as_held(post), select, channel=ch, user="U0BOB")
+    assert resp.status == 200 and resp.elapsed < ACK_LIMIT
+    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    assert update.params["ts"] == post.response["ts"]  # the same message, replaced
+    table = next(b["text"]["text"] for b in update.blocks if b["type"] == "section" and "```" in b["text"]["text"])
+    rows = table.strip("`\n").splitlines()
+    assert rows[1].split()[:3] == ["onboarding", "40.0", "5"] and rows[2].split()[:3] == ["support", "0.0", "5"]
+    image, _ = chart_of(slack.fake, update)
+    assert "by touchpoint" in image["title"]["text"]
+    assert "Asked by <@U0BOB> · `/kpi nps 2026-Q3 by touchpoint`" in update.text
+    assert slack.bot.stats["jobs"] == jobs + 1  # submitted like a typed question
+    assert len(posts_in(slack.fake, ch)) == 1  # nothing new in the channel
+    from bot import audit
+
+    def clicked() -> list[dict]:
+        audit.flush()  # the row is queued once the reply is out: wait for it
+        return [r for r in audit.latest(200) if r["channel_id"] == ch and r["surface"] == "click"]
+
+    wait_until(lambda: clicked(), what="the click's audit row")
+    [row] = clicked()
+    assert (row["user_id"], row["question"], row["kpi"], row["outcome"]) == (
+        "U0BOB", "nps 2026-Q3 by touchpoint", "nps", "answered")
+
+
+def test_trend_and_what_moved_it(slack):
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    slack.send.click(as_held(post), element(post, "answer_trend"), channel=ch)
+    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    assert update.params["ts"] == post.response["ts"] and "Trend by week" in update.text
+    slack.send.click(as_held(post), element(post, "answer_moved"), channel=ch)
+    [reply] = slack.fake.wait_for("chat.postMessage", where=lambda c: c.params.get("thread_ts") == post.response["ts"])
+    assert reply.params["channel"] == ch and "onboarding" in reply.text and "support" in reply.text
+
+
+def test_a_click_with_a_value_we_did_not_make_is_refused(slack):
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    before = slack.bot.stats["bad_actions"]
+    for value in ('{"k":"nps","p":"2026-Q3 where 1=1"}', '{"k":"nps","p":"2026-Q3","d":"comment"}',
+                  '{"k":"DROP TABLE","p":"2026"}', "nps 2026-Q3"):
+        forged = dict(element(post, "answer_trend"), value=value)
+        assert slack.send.click(as_held(post), forged, channel=ch).status == 200
+    wait_stat(slack, "bad_actions", before + 4)
+    refusals = slack.fake.wait_for("response_url", count=4, where=lambda c: "out of date" in c.text)
+    assert all(r.params["response_type"] == "ephemeral" and not r.params["replace_original"] for r in refusals)
+    assert not slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+
+
+def test_a_click_passes_the_policy_like_a_typed_question(slack):
+    """Well-formed ids for a KPI the policy keeps out of channels: refused to the clicker only."""
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    before = slack.bot.stats["policy_refusals"]
+    forged = dict(element(post, "answer_trend"), value='{"k":"revenue","p":"2026-Q3"}')
+    slack.send.click(as_held(post), forged, channel=ch, user="U0BOB")
+    [refusal] = slack.fake.wait_for("chat.postEphemeral", where=lambda c: c.params.get("channel") == ch
+                                    and c.params.get("user") == "U0BOB")
+    assert "KPI policy" in refusal.text and "`revenue`" in refusal.text
+    assert slack.bot.stats["policy_refusals"] == before + 1
+    assert not slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+
+
+def test_clicks_count_against_the_rate_limit(slack, monkeypatch):
+    """A button is a question like any other: a user clicking too fast is told to wait, and the
+    message is not changed for the refused click."""
+    from bot.ratelimit import Limits
+
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch, user="U0CLICKY")
+    post = answer_in(slack, ch)
+    monkeypatch.setenv("KPI_USER_BURST", "1")
+    monkeypatch.setenv("KPI_USER_PER_MINUTE", "1")
+    saved, slack.bot.limits = slack.bot.limits, Limits()
+    try:
+        for action in ("answer_trend", "answer_yoy"):
+            slack.send.click(as_held(post), element(post, action), channel=ch, user="U0CLICKY")
+        [limited] = slack.fake.wait_for("chat.postEphemeral", where=lambda c: c.params.get("channel") == ch
+                                        and c.params.get("user") == "U0CLICKY")
+        [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    finally:
+        slack.bot.limits = saved
+    assert "try again in" in limited.text
+    assert "Trend by week" in update.text  # the first click, answered; the second refused
+    assert len(slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))) == 1
+
+
+def test_socket_mode_click_is_acked_over_the_socket_and_updates_the_answer(socket_slack):
+    fake, ws, _ = socket_slack
+    ch = channel()
+    ws.send("slash_commands", {
+        "token": "x", "team_id": TEAM_ID, "channel_id": ch, "user_id": "U0ALICE", "user_name": "alice",
+        "command": "/kpi", "text": QUESTION, "response_url": fake.response_url(), "trigger_id": "7.8.9",
+        "api_app_id": "A0KPI", "is_enterprise_install": "false",
+    })
+    post = answer_in(fake, ch)
+    button = element(post, "answer_yoy")
+    envelope = ws.send("interactive", {
+        "type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": "U0ALICE"}, "api_app_id": "A0KPI",
+        "container": {"type": "message", "message_ts": post.response["ts"], "channel_id": ch},
+        "channel": {"id": ch}, "message": as_held(post), "trigger_id": "7.8.10",
+        "response_url": fake.response_url(), "actions": [{**button, "block_id": "answer_actions", "action_ts": "1"}],
+    })
+    elapsed, _ = ws.wait_ack(envelope)
+    assert elapsed < ACK_LIMIT
+    [update] = fake.wait_for("chat.update", where=fake.in_channel(ch))
+    assert update.params["ts"] == post.response["ts"] and "same period last year" in update.text

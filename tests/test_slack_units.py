@@ -453,9 +453,21 @@ def test_manifest_declares_what_the_app_needs():
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "commands", "app_mentions:read", "im:history", "files:write", "users:read"} <= scopes
     settings = manifest["settings"]
-    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im", "app_home_opened"}
     assert settings["socket_mode_enabled"] is True and settings["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+
+
+def test_manifest_shortcuts_are_the_ones_the_app_handles():
+    from bot.listeners.shortcuts import ASK_SHORTCUT, MESSAGE_SHORTCUT
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    shortcuts = {s["callback_id"]: s for s in manifest["features"]["shortcuts"]}
+    assert set(shortcuts) == {ASK_SHORTCUT, MESSAGE_SHORTCUT}
+    assert shortcuts[ASK_SHORTCUT]["type"] == "global" and shortcuts[MESSAGE_SHORTCUT]["type"] == "message"
+    assert all(len(s["description"]) <= 150 for s in shortcuts.values())
+    assert "im:write" in manifest["oauth_config"]["scopes"]["bot"]  # the App Home's re-ask answers in the DM
 
 
 def test_dockerfile_runs_kpibot_serve_as_non_root():

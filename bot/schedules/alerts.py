@@ -39,6 +39,7 @@ from metrics.spec import Metric
 from storage import database
 from storage.state import alert_rules, alert_states, insert_unique
 
+from . import marks
 from .clock import aware, naive_utc
 from .config import Config
 from .delivery import Op, Outbox, Sent
@@ -393,7 +394,7 @@ class AlertRunner:
     def _fire(self, rule, metric, segment, verdict, current, state, now, pending=None) -> str:
         episode = state["episode"] + 1
         text = self.main_text(rule, metric, segment, verdict, current, now, now, first=True)
-        ops = [Op("post", rule.channel_id, text)]
+        ops = [Op("post", rule.channel_id, text, actions=self.buttons(rule, current))]
         key = self._key(rule, segment, episode, "fire")
         did = self.outbox.claim(
             key, now=now, slot=now, kind="alert_fire", ref_id=rule.id, segment=segment, channel_id=rule.channel_id,
@@ -439,7 +440,8 @@ class AlertRunner:
         once the group is handed to the outbox (a crash before that leaves them to be
         retried one by one: at least once)."""
         fired = [(segment, verdict) for segment, _, verdict, _ in pending]
-        ops = [Op("post", rule.channel_id, self.group_text(rule, metric, current, fired))]
+        ops = [Op("post", rule.channel_id, self.group_text(rule, metric, current, fired),
+                  actions=self.buttons(rule, current))]
         members = [[segment, episode] for segment, episode, _, _ in pending]
         digest = hashlib.sha1(repr(members).encode(), usedforsecurity=False).hexdigest()[:12]
         key = f"alert:{rule.id}:group:{current.end.isoformat()}:{digest}"
@@ -473,10 +475,16 @@ class AlertRunner:
         channel = state["channel_id"] or rule.channel_id
         since = aware(state["breach_started_at"]) if state["breach_started_at"] else now
         main = self.main_text(rule, metric, segment, verdict, current, since, now, first=False)
+        mark = marks.get(self.state, rule.id, ts)
+        if mark.quiet_by:  # "snooze until recovered": no news in the thread until it does
+            return "still breaching (quiet until it recovers)"
+        line = marks.state_line(rule, mark, now, when)
+        main += f"\n{line}" if line else ""
         reply = (
             f"Still {condition_text(rule, metric)}: {reading_text(rule, metric, verdict, current)}."
         )
-        ops = [Op("update", channel, main, ts=ts), Op("post", channel, reply, thread_ts=ts)]
+        ops = [Op("update", channel, main, ts=ts, actions=self.buttons(rule, current)),
+               Op("post", channel, reply, thread_ts=ts)]
         if rule.dimension:  # the message is the group's: say it in its thread only
             ops = [Op("post", channel, f"{subject(rule, metric, segment)}: {reply}", thread_ts=ts)]
         key = self._key(rule, segment, episode, f"followup:{current.end.isoformat()}")
@@ -502,7 +510,7 @@ class AlertRunner:
         if ts:
             ops = [
                 Op("update", channel, f"✅ *Recovered — Alert #{rule.id}: ~{title}~*\n"
-                                      f"Back to {back}.\nIt lasted {span}.", ts=ts),
+                                      f"Back to {back}.\nIt lasted {span}.", ts=ts, actions=[]),
                 Op("post", channel, f"✅ Recovered: {back}. No longer {condition_text(rule, metric)}.",
                    thread_ts=ts),
             ]
@@ -530,6 +538,14 @@ class AlertRunner:
         event(log, "alert_recovered", rule=rule.id, segment=segment, episode=episode)
         sent = self.outbox.send(did, ops, now=now)
         return "recovered" if sent.ok else f"recovery failed ({sent.failure.reason if sent.failure else '?'})"
+
+    @staticmethod
+    def buttons(rule: Rule, current: Period) -> list[dict]:
+        """Acknowledge, Snooze…, Mute rule, What moved it (the window, by the KPI's first cut)."""
+        from bot.answer_actions import AskState, period_token
+
+        moved = AskState(rule.metric, period_token(current.start, current.end, "day"), rule.dimension).encode()
+        return marks.buttons(rule, moved)
 
     def current_state(self, rule_id: int, segment: str) -> RowMapping | None:
         with self.state.connect() as conn:

@@ -57,7 +57,7 @@ ALERT_HELP = f"""*Alerts* — told once when a KPI crosses a line, updated while
 • `alert add <kpi> drops|rises <amount> [points|%] [day-over-day|week-over-week|month-over-month]`
 • options: `by <dimension>` (one alert per segment), `over 14d` (window, default 7 days),
   `for 3 windows` (consecutive breaches), `min 50` (responses, survey KPIs; default 30), a time zone
-• `alert list [all]` · `alert remove <id>` · `alert snooze <id> 2d|3h|1w|until 2026-04-01|off`
+• `alert list [all]` · `alert remove <id>` · `alert snooze <id> 2d|3h|1w|until 2026-04-01|until recovered|off` · `alert ack <id>`
 Examples: {ALERT_EXAMPLES}."""
 
 
@@ -464,6 +464,14 @@ def alert_snooze(rest: list[str], ctx: Ctx) -> Reply:
     if words and words[0].lower() in ("off", "end", "stop", "cancel", "none"):
         store.snooze_rule(ctx.state, rule_id, None)
         return Reply.make(f"🔔 Alert #{rule_id} is no longer snoozed.")
+    if [w.lower() for w in words] in (["until", "recovered"], ["until", "it", "recovers"], ["recovered"]):
+        from . import marks
+
+        if not marks.quiet_until_recovered(ctx.state, rule_id, ctx.user_id, ctx.now):
+            raise CommandError(f"Alert #{rule_id} is not firing now; there is nothing to quiet until it recovers.")
+        event(log, "alert_quiet_until_recovered", rule=rule_id, user=ctx.user_id)
+        return Reply.make(f"🔕 Alert #{rule_id} ({rule.text}) stays quiet until it recovers; "
+                          "the recovery is still posted.")
     until = parse_until(words, now=ctx.now, tz=rule.timezone)
     if until - ctx.now > MAX_SNOOZE:
         raise CommandError("A snooze can last up to 90 days; remove the alert to stop it for good.")
@@ -473,6 +481,21 @@ def alert_snooze(rest: list[str], ctx: Ctx) -> Reply:
         f"😴 Alert #{rule_id} ({rule.text}) snoozed until {when(until, rule.timezone)}. "
         f"It stays quiet until then; `/kpi alert snooze {rule_id} off` ends it early."
     )
+
+
+def alert_ack(rest: list[str], ctx: Ctx) -> Reply:
+    """Say "I'm on it": shown on the alert message; anyone in its channel may."""
+    from . import marks
+
+    rule_id = _id(rest, "alert")
+    rule = store.get_rule(ctx.state, rule_id)
+    if rule is None:
+        raise CommandError(f"There is no alert #{rule_id}. `/kpi alert list` shows them.")
+    _own(rule.channel_id, ctx, "Alert", rule_id)
+    if not marks.acknowledge(ctx.state, rule_id, ctx.user_id, ctx.now):
+        raise CommandError(f"Alert #{rule_id} is not firing now; there is nothing to acknowledge.")
+    event(log, "alert_acknowledged", rule=rule_id, user=ctx.user_id)
+    return Reply.make(f"👀 Alert #{rule_id} acknowledged by {mrkdwn.user(ctx.user_id)}.")
 
 
 def alert_unsnooze(rest: list[str], ctx: Ctx) -> Reply:
@@ -501,6 +524,7 @@ ALERT_COMMANDS = {
     "add": alert_add, "new": alert_add, "create": alert_add,
     "list": alert_list, "ls": alert_list, "show": alert_list,
     "remove": alert_remove, "rm": alert_remove, "delete": alert_remove, "del": alert_remove,
+    "ack": alert_ack, "acknowledge": alert_ack,
     "snooze": alert_snooze, "mute": alert_snooze, "unsnooze": alert_unsnooze, "unmute": alert_unsnooze,
     "help": _help("alert"),
 }

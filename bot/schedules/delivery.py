@@ -69,6 +69,15 @@ HISTORY_LIMIT = 200  # latest messages searched for an interrupted delivery's ke
 UPLOAD_ONLY_ERRORS = {"missing_scope", "file_uploads_disabled", "no_permission", "not_allowed_token_type"}
 
 
+def _blocks(op: Op) -> list[dict[str, Any]]:
+    """The text as one escaped section, then the op's buttons (if any)."""
+    text = mrkdwn.escape(op.text)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]
+    if op.actions:
+        blocks.append({"type": "actions", "block_id": "alert_actions", "elements": op.actions[:25]})
+    return blocks
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -86,6 +95,12 @@ class Op:
     file: bytes | None = field(default=None, repr=False)
     filename: str | None = None
     title: str | None = None
+    # buttons under the text (an alert's Acknowledge / Snooze …); [] : none (clears old ones on
+    # an update), None: a plain text message as before
+    actions: list[dict[str, Any]] | None = None
+    # a post's own Block Kit (escaped already); an image block whose slack_file id is "$chart"
+    # shows ``file``, uploaded first without a channel (dropped when there is no file)
+    blocks: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -278,14 +293,19 @@ class Outbox:
         if op.action == "post":
             # the one place every scheduled message is escaped (digest lines, alert titles, segments)
             kwargs: dict[str, Any] = {"channel": op.channel, "text": mrkdwn.escape(op.text), "unfurl_links": False}
+            if op.actions is not None:
+                kwargs["blocks"] = _blocks(op)
+            if op.blocks is not None:
+                kwargs["blocks"] = self._with_chart(op)
             if thread_ts:
                 kwargs["thread_ts"] = thread_ts
             elif key:  # found again after a crash mid-post (see the module docstring)
                 kwargs["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"key": key}}
-            return client.chat_postMessage(**kwargs)["ts"]
+            return self._post(kwargs)["ts"]
         if op.action == "update":
             assert op.ts is not None, "an update names the message it changes"
-            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text))
+            blocks = _blocks(op) if op.actions is not None else None
+            client.chat_update(channel=op.channel, ts=op.ts, text=mrkdwn.escape(op.text), blocks=blocks)
             return op.ts
         if op.action == "upload":
             try:
@@ -308,6 +328,51 @@ class Outbox:
                 return self._call(text_only, done, key)
             return _share_ts(response, op.channel)
         raise ValueError(op.action)
+
+    def _with_chart(self, op: Op) -> list[dict[str, Any]]:
+        """The op's blocks with its chart uploaded and shown, or without the image if it cannot be."""
+        assert self.client is not None and op.blocks is not None
+        file_id, note = None, None
+        if op.file is not None:
+            try:
+                done = self.client.files_upload_v2(file=op.file, filename=op.filename or "chart.png",
+                                                   title=mrkdwn.plain(op.title))
+                files = done.get("files") or []
+                file_id = files[0].get("id") if files else None
+            except SlackApiError as exc:
+                code = exc.response.get("error") if exc.response is not None else None
+                if code not in UPLOAD_ONLY_ERRORS:
+                    raise
+                event(log, "chart_not_attached", level=30, channel=op.channel, error=code)
+                note = (f"_(The chart could not be attached: Slack answered `{code}`; "
+                        "the app needs the files:write scope.)_")
+        out: list[dict[str, Any]] = []
+        for block in op.blocks:
+            if block.get("type") == "image" and (block.get("slack_file") or {}).get("id") == "$chart":
+                if file_id:
+                    out.append({**block, "slack_file": {"id": file_id}})
+                elif note:
+                    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+                continue
+            out.append(block)
+        return out
+
+    def _post(self, kwargs: dict[str, Any]):
+        """chat.postMessage, waiting briefly while Slack still processes a just-uploaded chart."""
+        assert self.client is not None
+        pauses = [0.5, 1.0] if any(b.get("type") == "image" for b in kwargs.get("blocks") or []) else []
+        while True:
+            try:
+                return self.client.chat_postMessage(**kwargs)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "invalid_blocks" or not any(
+                        b.get("type") == "image" for b in kwargs.get("blocks") or []):
+                    raise
+                if not pauses:  # the file never became usable: the message without its picture
+                    event(log, "chart_block_refused", level=30, channel=kwargs.get("channel"))
+                    kwargs = {**kwargs, "blocks": [b for b in kwargs["blocks"] if b.get("type") != "image"]}
+                    continue
+                time.sleep(pauses.pop(0))
 
     def find_posted(self, row: RowMapping) -> str | None:
         """The ts of the message carrying ``row``'s key among its channel's latest messages,

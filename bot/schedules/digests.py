@@ -108,6 +108,11 @@ class DigestContent:
     chart: bytes | None
     period: Period
     lines: list[Line]
+    blocks: list[dict] | None = None  # Block Kit; an image block with IMAGE_PLACEHOLDER for the chart
+
+
+IMAGE_PLACEHOLDER = "$chart"  # the slack_file id, filled in once the chart is uploaded
+SPARK_PERIODS = 10  # periods on each sparkline
 
 
 def settings_for(timezone: str) -> Settings:
@@ -207,8 +212,74 @@ def build(
         f"_Digest #{digest_id} · {spec.schedule_text()} · 🟢 good 🔴 bad ⚪ no real change · "
         f"`/kpi digest remove {digest_id}` to stop it_"
     )
-    chart = digest_chart(lines, f"{title} — {period.label}") if with_chart else None
-    return DigestContent("\n".join([*head, "", *body, "", foot]), chart, period, lines)
+    chart = None
+    if with_chart:
+        chart = sparklines(spec, period, settings, metrics_url, lines,
+                           f"{title} — the last {SPARK_PERIODS} {UNIT[spec.frequency]}s")
+    text = "\n".join([*head, "", *body, "", foot])
+    return DigestContent(text, chart, period, lines, digest_blocks(head, body, foot, chart is not None, title))
+
+
+def digest_blocks(head: list[str], body: list[str], foot: str, with_chart: bool, title: str) -> list[dict]:
+    """Header, the period and "data through", one line per KPI (value, change, verdict), the
+    small-multiples image, the footer. Texts are escaped here (Block Kit, not the outbox's text)."""
+    from bot import mrkdwn
+
+    def section(text: str) -> dict:
+        return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn.escape(text)[:3000]}}
+
+    blocks: list[dict] = [section(head[0])]
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn.escape(h)[:3000]}
+                                                   for h in head[1:10]]})
+    chunk: list[str] = []
+    for line in body:  # lines grouped into sections of at most ~2900 characters
+        if chunk and len("\n".join([*chunk, line])) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    if with_chart:
+        blocks.append({"type": "image", "slack_file": {"id": IMAGE_PLACEHOLDER}, "alt_text": _alt(body),
+                       "title": {"type": "plain_text", "text": f"{title}: a sparkline per KPI"}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn.escape(foot)[:3000]}]})
+    return blocks[:50]
+
+
+def _alt(body: list[str]) -> str:
+    """The chart's alt text: the KPI lines themselves, markup removed."""
+    text = "; ".join(line.replace("*", "").replace("_", "") for line in body)
+    return ("Sparklines of each KPI over its recent periods. " + text).replace("<", "‹").replace(">", "›")[:2000]
+
+
+def sparklines(spec: DigestSpec, period: Period, settings: Settings, metrics_url: str | None,
+               lines: list[Line], title: str) -> bytes | None:
+    """The last SPARK_PERIODS periods of each KPI that could be computed (one trend query each)."""
+    from metrics import charts
+
+    unit = period.unit
+    start = period.start
+    for _ in range(SPARK_PERIODS - 1):
+        start = step(start, unit, -1)
+    span = Period(start, period.end, f"last {SPARK_PERIODS} {unit}s", unit)
+    compare = Period(step(start, unit, -SPARK_PERIODS), start, "before", unit)
+    panels = []
+    for line in lines:
+        if line.result is None:
+            continue
+        query = Query(metric=line.metric_id, period=span, compare=compare, grain=unit, text=f"digest {line.metric_id}")
+        try:
+            result = api.run(query, url=metrics_url, settings=settings)
+        except Exception:  # noqa: BLE001 - a KPI without a trend is left out of the picture, not the digest
+            continue
+        panels.append((CATALOGUE[line.metric_id], result.series[-SPARK_PERIODS:]))
+    try:
+        return charts.sparklines_png(panels, title)
+    except Exception:  # noqa: BLE001 - the lines still go out without the picture
+        from bot.logging import event, get_logger
+
+        event(get_logger("kpibot.schedules"), "digest_chart_failed", level=40, exc_info=True)
+        return None
 
 
 # ---- the combined chart ---------------------------------------------------------------------------

@@ -190,12 +190,10 @@ class ScheduleService:
             failure = explain(exc)
             self.outbox.fail(did, failure, now=now)
             return Outcome(failed=[key], notes=[failure.reason])
-        if content.chart:
-            name = f"kpi-digest-{digest.id}-{content.period.start.isoformat()}.png"
-            ops = [Op("upload", target, content.text, file=content.chart, filename=name,
-                      title=f"KPI digest #{digest.id}: {content.period.label}")]
-        else:
-            ops = [Op("post", target, content.text)]
+        name = f"kpi-digest-{digest.id}-{content.period.start.isoformat()}.png"
+        # one Block Kit message; the chart (uploaded without a channel) shown in its image block
+        ops = [Op("post", target, content.text, file=content.chart, filename=name, blocks=content.blocks,
+                  title=f"KPI digest #{digest.id}: {content.period.label}")]
         sent = self.outbox.send(did, ops, now=now)
         return self._outcome(key, sent)
 

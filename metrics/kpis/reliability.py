@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from metrics.kpis import packaged
 from metrics.kpis.common import num, window_seconds
-from metrics.spec import Measure, Metric
+from metrics.spec import Measure, Metric, Reference
 from storage.schema import incidents
 from storage.sqlfuncs import seconds_between
 
@@ -157,6 +157,7 @@ METRICS = [
         dimensions=INCIDENT_DIMS,
         customer_dimensions=False,
         measure=_outage_measure(_uptime),
+        reference=Reference(99.9, "objective 99.9%"),
         extras_doc={"downtime_minutes": "downtime", "incidents": "outages"},
         extras_units={"downtime_minutes": "minutes", "incidents": "count"},
     ),

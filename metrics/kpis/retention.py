@@ -20,7 +20,7 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, or_, select
 
 from metrics.kpis.common import alive_at, count_if, div, inactive_days, num, sum_if
-from metrics.spec import Measure, Metric, active_at
+from metrics.spec import Measure, Metric, Reference, active_at
 from storage.schema import customers, subscriptions, usage_events
 from storage.sqlfuncs import add_days
 
@@ -205,6 +205,7 @@ METRICS = [
         ),
         tables=("subscriptions",),
         measure=_moves_measure(_nrr),
+        reference=Reference(100.0, "100%: as much MRR as at the start"),
         description="Seed 003: 'DRR (Dollar retention rate)': how much of the recurring revenue "
         "customers brought at the start they still bring, upgrades included.",
         extras_doc=MOVE_EXTRAS,

@@ -24,6 +24,7 @@ from metrics.spec import (
     Derived,
     Measure,
     Metric,
+    Reference,
     date_in_window,
     in_window,
     ratio,
@@ -512,6 +513,15 @@ def _derived(mid: str, entry: Mapping, ctx: Context) -> tuple[Derived, tuple[str
     return Derived(inputs, combine), tables, {}
 
 
+def _reference(entry: Mapping) -> Reference | None:
+    ref = entry.get("reference")
+    if ref is None:
+        return None
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("value"), int | float) or isinstance(ref.get("value"), bool):
+        raise Invalid("reference needs a number `value` (and a `label`)", entry, "reference")
+    return Reference(float(ref["value"]), str(ref.get("label") or ref["value"]))
+
+
 def _bands(entry: Mapping) -> tuple[Band, ...]:
     out = []
     for b in entry.get("bands") or []:
@@ -601,6 +611,7 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
         tables=tables,
         synonyms=tuple(entry.get("synonyms") or ()),
         bands=_bands(entry),
+        reference=_reference(entry),
         dimensions=own,
         description=str(entry.get("description", "")),
         **extra,

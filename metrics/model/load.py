@@ -32,7 +32,7 @@ DIRECTIONS = ("higher", "lower", "neutral")
 AGGS = ("sum", "count", "count_distinct", "avg", "min", "max")
 TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "description", "group", "formula",
+COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "reference", "description", "group", "formula",
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
                "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
