@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, and_, case, func, literal, select, true, union_all
 
-from metrics.kpis.common import div, per_month, per_week, window_seconds
-from metrics.spec import Measure, Metric, in_window
+from metrics.kpis import packaged
+from metrics.kpis.common import div, per_month, window_seconds
+from metrics.spec import Measure, Metric
 from storage.schema import usage_events
-from storage.sqlfuncs import add_days, median
+from storage.sqlfuncs import add_days
 
 
 def _users(days: int | None):
@@ -60,18 +61,6 @@ def _active_users(days: int) -> Measure:
         },
         finalize=lambda a: {"value": a.get("users"), "customers": a.get("customers")},
     )
-
-
-def _session(a) -> dict:
-    n = a.get("sessions")
-    if not n:
-        return {"value": None}
-    med = a.get("median")
-    return {
-        "value": float(a["total"] or 0) / n / 60.0,
-        "median": None if med is None else float(med) / 60.0,
-        "sessions": n,
-    }
 
 
 def _adoption(w, bucket):
@@ -124,29 +113,7 @@ METRICS = [
         measure=_active_users(30),
         extras_doc={"customers": "distinct customers of those users"},
     ),
-    Metric(
-        id="core_actions",
-        label="Core actions per week",
-        group="engagement",
-        unit="count",
-        formula="core usage events (is_core) in the period ÷ (days in the period ÷ 7): the weekly average "
-        "(the count as an extra)",
-        direction="higher",
-        synonyms=("core actions per week", "core action", "core tasks", "key actions", "core events"),
-        tables=("usage_events",),
-        dimensions=("action",),
-        split="sum",
-        measure=Measure(
-            table="usage_events",
-            join=in_window("occurred_at"),
-            time_column="occurred_at",
-            where=lambda t: t.c.is_core == true(),
-            aggregates={"n": lambda t, w: func.count(), "window_seconds": window_seconds},
-            finalize=lambda a: {"value": per_week(a.get("n"), a), "count": a.get("n")},
-        ),
-        description="Seed 003: 'total amount of core actions per week'.",
-        extras_doc={"count": "core actions in the period"},
-    ),
+    *packaged.load("engagement.yml", "core_actions"),  # a weekly count: data
     Metric(
         id="core_actions_per_user",
         label="Core actions per user per month",
@@ -170,33 +137,7 @@ METRICS = [
         ),
         description="Seed 003: 'amount of core tasks done per user per month (i.e. purchase)'.",
     ),
-    Metric(
-        id="session_time",
-        label="Average session time",
-        group="engagement",
-        unit="minutes",
-        formula="mean session_seconds ÷ 60 over usage events in the period that record a session length (median as an extra)",
-        direction="higher",
-        synonyms=("average session time", "session length", "session duration", "time in app", "avg session time"),
-        tables=("usage_events",),
-        split="mean",
-        measure=Measure(
-            table="usage_events",
-            join=in_window("occurred_at"),
-            time_column="occurred_at",
-            where=lambda t: t.c.session_seconds.is_not(None),
-            aggregates={
-                "sessions": lambda t, w: func.count(),
-                "total": lambda t, w: func.sum(t.c.session_seconds),
-                "median": lambda t, w: median(t.c.session_seconds),
-            },
-            finalize=_session,
-            n="sessions",
-        ),
-        description="Seed 003: 'Average session time'.",
-        extras_doc={"median": "median session", "sessions": "sessions"},
-        extras_units={"median": "minutes", "sessions": "count"},
-    ),
+    *packaged.load("engagement.yml", "session_time"),  # a mean with its median: data
     Metric(
         id="feature_adoption",
         label="Feature adoption",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, and_, func, literal, select, union_all
 
+from metrics.kpis import customers as customer_kpis
 from metrics.kpis import packaged
-from metrics.kpis.common import div, money_zero, num, per_month, window_seconds
-from metrics.spec import Band, Derived, Measure, Metric, active_at, in_window
+from metrics.kpis.common import div, money_zero, num
+from metrics.spec import Band, Derived, Measure, Metric, in_window
 from storage.schema import costs, customers, marketing_spend, orders
 
 # ---- profit: revenue and cost to serve side by side ----------------------------------------
@@ -101,26 +102,6 @@ def _cac(a) -> dict:
 # ---- derived customer economics -----------------------------------------------------------
 
 
-def _annual(v) -> float | None:
-    """ARR: 12 × MRR; no MRR, no ARR (never 0)."""
-    mrr = v.get("mrr")
-    return None if mrr is None else 12 * mrr
-
-
-def _clv(v) -> float | None:
-    arpa, margin, churn = v.get("arpa"), v.get("gross_margin"), v.get("monthly_churn")
-    if arpa is None or margin is None or not churn:
-        return None
-    return arpa * (margin / 100.0) / (churn / 100.0)
-
-
-def _clv_simple(v) -> float | None:
-    aov, repeat, churn = v.get("aov"), v.get("repeat_transactions"), v.get("monthly_churn")
-    if aov is None or repeat is None or not churn:
-        return None
-    return aov * repeat * (100.0 / churn)
-
-
 def _payback(v) -> float | None:
     cac, arpa, margin = v.get("cac"), v.get("arpa"), v.get("gross_margin")
     if cac is None or arpa is None or margin is None:
@@ -129,62 +110,7 @@ def _payback(v) -> float | None:
     return cac / monthly_profit if monthly_profit > 0 else None
 
 
-def _ltv_cac(v) -> float | None:
-    clv, cac = v.get("clv"), v.get("cac")
-    return clv / cac if clv is not None and cac else None
-
-
-METRICS = [
-    *packaged.load("financial.yml", "revenue"),  # a sum with its recurring/one-off split, kept as data
-    Metric(
-        id="mrr",
-        label="Monthly recurring revenue",
-        group="financial",
-        unit="currency",
-        formula="sum of mrr over subscriptions active at the period's end (started before it, not ended by then)",
-        direction="higher",
-        synonyms=("monthly recurring revenue", "recurring revenue", "arr run rate"),
-        tables=("subscriptions",),
-        dimensions=("product",),
-        snapshot=True,
-        split="sum",
-        measure=Measure(
-            table="subscriptions",
-            join=lambda t, w: active_at(t, "started_at", "ended_at", w.c.we),
-            aggregates={"mrr": lambda t, w: func.sum(t.c.mrr)},
-            finalize=lambda a: {"value": None if a.get("mrr") is None else float(a["mrr"])},  # type: ignore[arg-type]  # not None: checked
-        ),
-    ),
-    Metric(
-        id="arr",
-        label="Annual recurring revenue",
-        group="financial",
-        unit="currency",
-        formula="12 × MRR at the period's end",
-        direction="higher",
-        synonyms=("annual recurring revenue", "annualized recurring revenue", "annualised recurring revenue", "run rate"),
-        tables=("subscriptions",),
-        dimensions=("product",),
-        snapshot=True,
-        measure=Derived(inputs=("mrr",), combine=_annual),
-    ),
-    Metric(
-        id="arpa",
-        label="Average revenue per account",
-        group="financial",
-        unit="currency",
-        formula="MRR at the period's end ÷ paying customers active at the end",
-        direction="higher",
-        synonyms=("average revenue per account", "arpu", "average revenue per customer", "average revenue per user"),
-        tables=("subscriptions", "customers"),
-        snapshot=True,
-        measure=Derived(
-            inputs=("mrr", "paying_customers"),
-            combine=lambda v: v["mrr"] / v["paying_customers"]  # type: ignore[operator]  # not None: checked
-            if v.get("mrr") is not None and v.get("paying_customers")
-            else None,
-        ),
-    ),
+_PYTHON = [
     Metric(
         id="margin",
         label="Margin",
@@ -235,55 +161,6 @@ METRICS = [
         extras_units=PROFIT_UNITS,
     ),
     Metric(
-        id="avg_customer_value",
-        label="Average customer value",
-        group="customers",
-        unit="currency",
-        formula="revenue in the period ÷ customers who ordered in the period",
-        direction="higher",
-        synonyms=("average customer value", "customer value", "average value of customers", "value per customer"),
-        tables=("orders",),
-        dimensions=("product",),
-        split="mean",
-        measure=Measure(
-            table="orders",
-            join=in_window("ordered_at"),
-            time_column="ordered_at",
-            aggregates={
-                "revenue": lambda t, w: func.sum(t.c.amount),
-                "customers": lambda t, w: func.count(t.c.customer_id.distinct()),
-            },
-            finalize=lambda a: {"value": div(a.get("revenue"), a.get("customers")), "revenue": a.get("revenue")},
-            n="customers",
-        ),
-        description="Seed 000: 'Average value of customers and users (now and trend): tells you whether "
-        "you're successfully attracting more valuable customers.'",
-    ),
-    *packaged.load("financial.yml", "aov"),  # a plain ratio, kept as data
-    Metric(
-        id="repeat_transactions",
-        label="Repeat transactions",
-        group="financial",
-        unit="count",
-        formula="orders in the period ÷ customers who ordered ÷ (days in the period ÷ 30.4375): orders per customer per month",
-        direction="higher",
-        synonyms=("purchase frequency", "repeat purchases", "orders per customer", "repeat transaction rate"),
-        tables=("orders",),
-        split="mean",
-        measure=Measure(
-            table="orders",
-            join=in_window("ordered_at"),
-            time_column="ordered_at",
-            aggregates={
-                "orders": lambda t, w: func.count(),
-                "customers": lambda t, w: func.count(t.c.customer_id.distinct()),
-                "window_seconds": window_seconds,
-            },
-            finalize=lambda a: {"value": per_month(div(a.get("orders"), a.get("customers")), a), "orders": a.get("orders")},
-            n="customers",
-        ),
-    ),
-    Metric(
         id="cac",
         label="Customer acquisition cost",
         group="financial",
@@ -308,52 +185,6 @@ METRICS = [
         extras_units={"spend": "currency", "new_customers": "count"},
     ),
     Metric(
-        id="clv",
-        label="Customer lifetime value",
-        group="financial",
-        unit="currency",
-        formula="ARPA × gross margin ÷ monthly churn rate (MRR per paying customer at the end × (revenue − cost "
-        "to serve) ÷ revenue ÷ the period's churn as a monthly pace)",
-        direction="higher",
-        synonyms=("ltv", "lifetime value", "customer lifetime value", "life time value", "cltv", "clv"),
-        tables=("subscriptions", "customers", "orders", "costs"),
-        measure=Derived(inputs=("arpa", "gross_margin", "monthly_churn"), combine=_clv),
-        description="Seed 001: 'CLV represents the total revenue a customer is expected to generate over their "
-        "entire relationship … More advanced CLV models also incorporate … gross margin percentages'. "
-        "The seed's basic formula is `clv_simple`.",
-    ),
-    Metric(
-        id="clv_simple",
-        label="Customer lifetime value (simple)",
-        group="financial",
-        unit="currency",
-        formula="average order value × repeat transactions (orders per customer per month) × average retention "
-        "time (1 ÷ monthly churn rate, in months)",
-        direction="higher",
-        synonyms=("simple clv", "simple ltv", "basic clv", "clv basic", "ltv simple"),
-        tables=("orders", "customers"),
-        measure=Derived(inputs=("aov", "repeat_transactions", "monthly_churn"), combine=_clv_simple),
-        description="Seed 001: 'CLV = (Average Order Value) X (Number of Repeat Transactions) X "
-        "(Average Retention Time)'.",
-    ),
-    Metric(
-        id="ltv_cac",
-        label="LTV:CAC ratio",
-        group="financial",
-        unit="ratio",
-        formula="customer lifetime value (clv) ÷ customer acquisition cost (cac)",
-        direction="higher",
-        synonyms=("ltv cac", "ltv:cac", "ltv to cac", "ltv/cac", "clv cac", "clv to cac", "ltv cac ratio"),
-        tables=("subscriptions", "customers", "orders", "costs", "marketing_spend"),
-        bands=(
-            Band("below 3× (too little return on acquisition)", None, 3.0, good=False),
-            Band("healthy (3× or more)", 3.0, None),
-        ),
-        measure=Derived(inputs=("clv", "cac"), combine=_ltv_cac),
-        description="Seed 003: 'It is key that your LTV is significantly higher than your CAC … ideally "
-        "LTV = 3*CAC minimum'.",
-    ),
-    Metric(
         id="cac_payback",
         label="CAC payback",
         group="financial",
@@ -370,3 +201,10 @@ METRICS = [
         description="Seed 003: 'You should measure how fast your LTV break even your CAC (ideally less than 12 months)'.",
     ),
 ]
+# Aggregations, ratios and derivations are data (metrics/kpis/data/financial.yml); the Python
+# entries above read a union of tables (profit, CAC) or a level over a range join (MRR), and
+# CAC payback has no value when the monthly margin is not positive (no arithmetic says that).
+_DATA = packaged.load("financial.yml", known=[*customer_kpis.METRICS, *_PYTHON])
+_ORDER = ("revenue", "mrr", "arr", "arpa", "margin", "gross_margin", "profit_per_customer", "avg_customer_value", "aov",
+          "repeat_transactions", "cac", "clv", "clv_simple", "ltv_cac", "cac_payback")
+METRICS = [next(m for m in (*_DATA, *_PYTHON) if m.id == mid) for mid in _ORDER]

@@ -6,6 +6,8 @@ lead that converts to MQL and then to SQL … Amount of leads per $ invested. $ 
 invested. Lead to customer conversion. time from the first touchpoint to MQL, SQL, and
 customer conversion.'
 
+The counts and rates are data (metrics/kpis/data/funnel.yml); what stays here reads a union of
+tables (time to convert over the stages reached, marketing return over orders and spend).
 A "per week" value over any period is the weekly average: count ÷ (days in the period ÷ 7).
 Conversion rates follow the cohort of leads created in the period (recent cohorts are still
 converting); time to convert follows the events (an MQL, SQL or conversion in the period).
@@ -16,57 +18,13 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, String, and_, func, literal, select, union_all
 
-from metrics.kpis.common import DAY, count_if, div, money_zero, num, per_week, when, window_seconds
+from metrics.kpis import packaged
+from metrics.kpis.common import DAY, count_if, div, money_zero, num, when
 from metrics.spec import Measure, Metric, in_window
 from storage.schema import customers, leads, marketing_spend, orders
 from storage.sqlfuncs import median, seconds_between
 
 LEAD_DIMS = ("source",)
-
-
-def _weekly(column: str | None, noun: str) -> Measure:
-    """Leads whose ``column`` (created_at, mql_at, sql_at) falls in the window, per week."""
-    col = column or "created_at"
-    return Measure(
-        table="leads",
-        join=in_window(col),
-        time_column=col,
-        aggregates={
-            "n": lambda t, w: func.count(),
-            "potential": lambda t, w: func.avg(t.c.potential_value),
-            "window_seconds": window_seconds,
-        },
-        finalize=lambda a: {"value": per_week(a.get("n"), a), noun: a.get("n"), "avg_potential": a.get("potential")},
-    )
-
-
-def _cohort(aggregates, finalize, n: str) -> Measure:
-    return Measure(
-        table="leads",
-        join=in_window("created_at"),
-        time_column="created_at",
-        aggregates=aggregates,
-        finalize=finalize,
-        n=n,
-    )
-
-
-_REACHED = {
-    "leads": lambda t, w: func.count(),
-    "mqls": lambda t, w: count_if(t.c.mql_at.is_not(None)),
-    "sqls_after_mql": lambda t, w: count_if(and_(t.c.mql_at.is_not(None), t.c.sql_at.is_not(None))),
-    "sqls": lambda t, w: count_if(t.c.sql_at.is_not(None)),
-    "customers": lambda t, w: count_if(t.c.converted_at.is_not(None)),
-}
-
-
-def _rates(a) -> dict:
-    return {
-        "leads": a.get("leads"),
-        "mqls": a.get("mqls"),
-        "sqls": a.get("sqls"),
-        "customers": a.get("customers"),
-    }
 
 
 # ---- time to convert: one row per stage reached -------------------------------------------
@@ -198,114 +156,7 @@ def _leads_per_dollar(a) -> dict:
 
 
 METRICS = [
-    Metric(
-        id="leads",
-        label="New leads per week",
-        group="funnel",
-        unit="count",
-        formula="leads created in the period ÷ (days in the period ÷ 7): the weekly average (count and average "
-        "potential_value as extras)",
-        direction="higher",
-        synonyms=("new leads", "leads per week", "lead generation", "lead volume", "new leads per week"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="sum",
-        measure=_weekly(None, "leads"),
-        description="Seed 003: 'Amount of new leads per week, avg. potential of each lead.'",
-        extras_doc={"leads": "leads created in the period", "avg_potential": "average potential value per lead"},
-        extras_units={"leads": "count", "avg_potential": "currency"},
-    ),
-    Metric(
-        id="mqls",
-        label="New MQLs per week",
-        group="funnel",
-        unit="count",
-        formula="leads whose mql_at falls in the period ÷ (days in the period ÷ 7)",
-        direction="higher",
-        synonyms=("new mqls", "mql", "marketing qualified leads", "mqls per week", "new mqls per week"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="sum",
-        measure=_weekly("mql_at", "mqls"),
-        extras_doc={"mqls": "MQLs in the period"},
-    ),
-    Metric(
-        id="sqls",
-        label="New SQLs per week",
-        group="funnel",
-        unit="count",
-        formula="leads whose sql_at falls in the period ÷ (days in the period ÷ 7)",
-        direction="higher",
-        synonyms=("new sqls", "sql", "sales qualified leads", "sqls per week", "new sqls per week"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="sum",
-        measure=_weekly("sql_at", "sqls"),
-        extras_doc={"sqls": "SQLs in the period"},
-    ),
-    Metric(
-        id="mql_rate",
-        label="Lead to MQL rate",
-        group="funnel",
-        unit="percent",
-        formula="leads created in the period that became MQLs (mql_at set) ÷ leads created in the period × 100",
-        direction="higher",
-        synonyms=("mql rate", "lead to mql", "lead to mql rate", "mql conversion", "mql conversion rate"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="mean",
-        measure=_cohort(
-            _REACHED, lambda a: {"value": div(a.get("mqls"), a.get("leads"), 100.0), **_rates(a)}, "leads"
-        ),
-        description="Seed 003: 'Percentage of lead that converts to MQL and then to SQL.'",
-    ),
-    Metric(
-        id="sql_rate",
-        label="MQL to SQL rate",
-        group="funnel",
-        unit="percent",
-        formula="leads created in the period that became MQLs and then SQLs ÷ those that became MQLs × 100 "
-        "(lead → SQL as an extra)",
-        direction="higher",
-        synonyms=("sql rate", "mql to sql", "mql to sql rate", "sql conversion", "sql conversion rate"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="mean",
-        measure=_cohort(
-            _REACHED,
-            lambda a: {
-                "value": div(a.get("sqls_after_mql"), a.get("mqls"), 100.0),
-                "lead_to_sql": div(a.get("sqls"), a.get("leads"), 100.0),
-                **_rates(a),
-            },
-            "mqls",
-        ),
-        extras_doc={"lead_to_sql": "leads that became SQLs"},
-        extras_units={"lead_to_sql": "percent"},
-    ),
-    Metric(
-        id="lead_conversion",
-        label="Lead to customer conversion",
-        group="funnel",
-        unit="percent",
-        formula="leads created in the period that became customers (converted_at set) ÷ leads created in the period × 100",
-        direction="higher",
-        synonyms=("lead conversion", "lead conversion rate", "lead to customer", "lead to customer conversion",
-                  "conversion rate"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        split="mean",
-        measure=_cohort(
-            _REACHED, lambda a: {"value": div(a.get("customers"), a.get("leads"), 100.0), **_rates(a)}, "leads"
-        ),
-        description="Seed 003: 'Lead to customer conversion.'",
-    ),
+    *packaged.load("funnel.yml"),  # leads, mqls, sqls and the cohort rates: data
     Metric(
         id="time_to_convert",
         label="Time to convert",

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from sqlalchemy import and_, case, func, or_, select
 
-from metrics.kpis.common import count_if, num, window_seconds
-from metrics.spec import Measure, Metric, Reference, in_window
+from metrics.kpis import packaged
+from metrics.kpis.common import num, window_seconds
+from metrics.spec import Measure, Metric, Reference
 from storage.schema import incidents
-from storage.sqlfuncs import hours_between, median, seconds_between
+from storage.sqlfuncs import seconds_between
 
 INCIDENT_DIMS = ("severity", "kind")
 
@@ -123,70 +124,8 @@ def _outage_measure(finalize) -> Measure:
     )
 
 
-def _defect_times(a) -> dict:
-    n = a.get("n")
-    if not n:
-        return {"value": None}
-    med = a.get("median")
-    return {"value": float(a["total"] or 0) / n, "median": None if med is None else float(med), "resolved": n}
-
-
 METRICS = [
-    Metric(
-        id="defects",
-        label="New defects",
-        group="reliability",
-        unit="count",
-        formula="defects opened in the period (by severity)",
-        direction="lower",
-        synonyms=("new defects", "bugs", "new bugs", "defect count", "bug count"),
-        tables=("defects",),
-        dimensions=("severity",),
-        customer_dimensions=False,
-        split="sum",
-        measure=Measure(
-            table="defects",
-            join=in_window("opened_at"),
-            time_column="opened_at",
-            aggregates={
-                "n": lambda t, w: func.count(),
-                "open": lambda t, w: count_if(or_(t.c.resolved_at.is_(None), t.c.resolved_at >= w.c.we)),
-            },
-            finalize=lambda a: {"value": a.get("n"), "still_open": a.get("open")},
-            customer_key=None,
-        ),
-        description="Seed 003: 'number of new defects … segment & qualified by criticality'. Ask `defects by severity`.",
-        extras_doc={"still_open": "of those, still open at the period's end"},
-    ),
-    Metric(
-        id="defect_resolution_time",
-        label="Defect resolution time",
-        group="reliability",
-        unit="hours",
-        formula="mean hours from opened_at to resolved_at over defects resolved in the period (median as an extra)",
-        direction="lower",
-        synonyms=("time to fix", "defect fix time", "bug fix time", "time to resolve defects", "defect resolution"),
-        tables=("defects",),
-        dimensions=("severity",),
-        customer_dimensions=False,
-        split="mean",
-        measure=Measure(
-            table="defects",
-            join=in_window("resolved_at"),
-            time_column="resolved_at",
-            aggregates={
-                "n": lambda t, w: func.count(),
-                "total": lambda t, w: func.sum(hours_between(t.c.resolved_at, t.c.opened_at)),
-                "median": lambda t, w: median(hours_between(t.c.resolved_at, t.c.opened_at)),
-            },
-            finalize=_defect_times,
-            n="n",
-            customer_key=None,
-        ),
-        description="Seed 003: 'the average time to solve one (in both cases segment & qualified by criticality)'.",
-        extras_doc={"median": "median resolution time", "resolved": "defects resolved"},
-        extras_units={"median": "hours", "resolved": "count"},
-    ),
+    *packaged.load("reliability.yml"),  # defects, defect_resolution_time: data
     Metric(
         id="downtime",
         label="Downtime",

@@ -6,19 +6,12 @@ opportunities. Adoption: Total penetration of users converted to value-added ser
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, and_, case, func, literal, select, union_all
+from sqlalchemy import Integer, and_, func, literal, select, union_all
 
 from metrics.kpis import packaged
-from metrics.kpis.common import alive_at, count_if, div, num
+from metrics.kpis.common import alive_at, div
 from metrics.spec import Measure, Metric, active_at
 from storage.schema import customers, subscriptions
-
-OPPORTUNITY_DIMS = ("kind", "product")
-
-
-def _closed_in(t, w):
-    closed = func.coalesce(t.c.won_at, t.c.lost_at)
-    return and_(closed >= w.c.ws, closed < w.c.we)
 
 
 def _penetration(w):
@@ -47,38 +40,7 @@ def _penetration(w):
 
 
 METRICS = [
-    *packaged.load("upsell.yml"),  # upsell_opportunities: a count with its pipeline, kept as data
-    Metric(
-        id="upsell_conversion",
-        label="Up-sell conversion rate",
-        group="upsell",
-        unit="percent",
-        formula="opportunities won in the period ÷ opportunities closed (won or lost) in the period × 100",
-        direction="higher",
-        synonyms=("upsell conversion", "opportunity conversion", "opportunity conversion rate", "upsell win rate",
-                  "win rate", "converted opportunities", "cross sell conversion"),
-        tables=("opportunities",),
-        dimensions=OPPORTUNITY_DIMS,
-        split="mean",
-        measure=Measure(
-            table="opportunities",
-            join=_closed_in,
-            aggregates={
-                "closed": lambda t, w: func.count(),
-                "won": lambda t, w: count_if(t.c.won_at.is_not(None)),
-                "won_amount": lambda t, w: func.sum(case((t.c.won_at.is_not(None), t.c.amount), else_=0)),
-            },
-            finalize=lambda a: {
-                "value": div(a.get("won"), a.get("closed"), 100.0),
-                "won": a.get("won"),
-                "won_amount": num(a, "won_amount"),
-            },
-            n="closed",
-        ),
-        description="Seed 003: 'total amount of converted opportunities … Opportunity conversion rate'.",
-        extras_doc={"won": "opportunities won", "won_amount": "amount won"},
-        extras_units={"won": "count", "won_amount": "currency"},
-    ),
+    *packaged.load("upsell.yml"),  # upsell_opportunities, upsell_conversion: data
     Metric(
         id="addon_penetration",
         label="Add-on penetration",

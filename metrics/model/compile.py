@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
+from metrics.kpis.common import window_seconds
 from metrics.model import sqlexpr
 from metrics.model.relations import Relations, Source
 from metrics.spec import (
@@ -30,7 +31,7 @@ from metrics.spec import (
     single,
 )
 from storage.schema import TABLES
-from storage.sqlfuncs import add_days
+from storage.sqlfuncs import add_days, median
 
 
 class Invalid(ValueError):
@@ -70,11 +71,13 @@ def base_source(metric: Metric) -> str | None:
 
 
 def expression_names(expr: str) -> list[str]:
+    """The names in ``expr``, in the order they are written."""
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
         return []
-    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    return [n.id for n in sorted(names, key=lambda n: (n.lineno, n.col_offset))]
 
 
 def _arithmetic(expr: str) -> Callable[[Mapping[str, float | None]], float | None]:
@@ -229,8 +232,102 @@ def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
 
+def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
+    """One of a function-finalized entry's named aggregates, written as a hand-built entry
+    would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere (NULL with
+    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL."""
+    if spec.agg == "window_seconds":
+        return window_seconds
+
+    def agg(t, w):
+        e = None if spec.expr in (None, "*") else sqlexpr.build(spec.expr, t, window=w)
+        cond = sqlexpr.build(spec.filter, t, window=w) if spec.filter else None
+        if cond is not None:
+            if e is None and spec.agg == "count":
+                return func.sum(case((cond, 1), else_=0))
+            e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" and not empty_null else case((cond, e))
+        if e is None:
+            return func.count()
+        return median(e) if spec.agg == "median" else AGG[spec.agg](e)
+
+    return agg
+
+
+def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Callable], Callable, dict]:
+    """``aggregates:`` (name -> {agg, expr, filter}) and ``finalize:`` (a function of
+    metrics.kpis.functions, by name or {function:, options}) of a simple metric."""
+    from metrics.kpis.functions import FINALIZERS, referenced  # the catalogue loads through here
+
+    specs = entry.get("aggregates")
+    if not isinstance(specs, Mapping) or not specs:
+        raise Invalid("`aggregates` maps names to {agg:, expr:, filter:}", entry, "aggregates")
+    aggregates: dict[str, Callable] = {}
+    for name, x in specs.items():
+        if not isinstance(x, Mapping):
+            raise Invalid(f"aggregate `{name}`: expected {{agg:, expr:, filter:}}", specs, name)
+        unknown = [k for k in x if k not in ("agg", "expr", "filter", "empty")]
+        if unknown:
+            raise Invalid(f"aggregate `{name}`: unknown key `{unknown[0]}`"
+                          f"{_close(unknown[0], ('agg', 'expr', 'filter', 'empty'))}", x, unknown[0])
+        if x.get("agg") == "window_seconds":
+            aggregates[str(name)] = _aggregate(Part(part.source, "window_seconds", None, None, None))
+            continue
+        agg = x.get("agg", "count")
+        if x.get("empty") not in (None, 0, "null"):  # what a filtered sum reads when no row matches
+            raise Invalid(f"aggregate `{name}`: empty: 0 or null", x, "empty")
+        empty_null = "empty" in x and x["empty"] in (None, "null")
+        given = {k: v for k, v in x.items() if k != "empty"}
+        sub = _part({**given, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
+        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null)
+    spec = entry.get("finalize")
+    name, args = (spec, {}) if isinstance(spec, str) else (
+        (spec.get("function"), {k: v for k, v in spec.items() if k != "function"}) if isinstance(spec, Mapping) else (None, {}))
+    if name not in FINALIZERS:
+        raise Invalid(f"unknown finalize function `{name}`{_close(name, FINALIZERS)} (one of {', '.join(FINALIZERS)})",
+                      entry, "finalize")
+    fin = FINALIZERS[name]
+    for key in args:
+        if key not in fin.args:
+            raise Invalid(f"finalize `{name}`: unknown option `{key}`" + (f" (one of {', '.join(fin.args)})" if fin.args else " (it takes none)"),
+                          spec, key)
+    missing = [key for key in fin.required if key not in args]
+    problem = f"give `{missing[0]}`" if missing else (fin.check(args) if fin.check else None)
+    if problem:
+        raise Invalid(f"finalize `{name}`: {problem}", entry, "finalize")
+    for ref in referenced(args, fin):
+        if ref not in aggregates:
+            raise Invalid(f"finalize `{name}` reads aggregate `{ref}`, which `aggregates` does not declare"
+                          f"{_close(ref, aggregates)}", entry, "aggregates")
+    n = entry.get("n")
+    if n is not None and n not in aggregates:
+        raise Invalid(f"n: unknown aggregate `{n}`{_close(n, aggregates)}", entry, "n")
+    fn = fin.fn
+
+    def finalize(a: Aggs) -> dict[str, Any]:
+        return fn(a, **args)
+
+    return aggregates, finalize, {"split": None}
+
+
 def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
     kind = entry["type"]
+    if kind == "simple" and ("aggregates" in entry or "finalize" in entry):
+        rows = entry.get("in_window")
+        if rows is not None and (not isinstance(rows, str) or sqlexpr.check(rows, ())
+                                 or not set(sqlexpr.names(rows)) & set(sqlexpr.WINDOW)):
+            raise Invalid("in_window: a condition naming period_start or period_end (which rows belong to a "
+                          "period, instead of `time`)", entry, "in_window")
+        if rows is not None and "time" in entry:
+            raise Invalid("give `time` or `in_window`, not both", entry, "in_window")
+        keys = ("source", "filter") if rows is not None else ("source", "time", "filter")
+        part = _part({k: v for k, v in entry.items() if k in keys}, ctx, entry, needs_time=rows is None)
+        aggregates, finalize, info = _finalized(entry, part, ctx)
+        where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
+        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else _join(part, ctx)
+        measure = Measure(table=part.source, join=join, aggregates=aggregates, finalize=finalize,
+                          n=entry.get("n"), where=where, time_column=None if rows is not None else part.time,
+                          customer_key=_customer_key(part.source, ctx))
+        return measure, (part.source,), info
     if kind == "simple":
         part = _part(entry, ctx, entry)
         name = _agg_name(part)
@@ -247,6 +344,19 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
     if kind == "cumulative":
         part = _part(entry, ctx, entry, needs_time=False)
         start, end = entry.get("start"), entry.get("end")
+        if "aggregates" in entry or "finalize" in entry:  # the rows that exist by the end, own aggregates
+            if start not in ctx.columns(part.source):
+                raise Invalid(f"start: unknown column `{start}` of `{part.source}`", entry, "start")
+            if end is not None:
+                raise Invalid("with `aggregates`, say in their filters which rows count (period_start, period_end)",
+                              entry, "end")
+            aggregates, finalize, info = _finalized(entry, part, ctx)
+            dated = isinstance(ctx.table(part.source).c[start].type, Date)
+            measure = Measure(table=part.source, join=lambda t, w: t.c[start] < (w.c.de if dated else w.c.we),
+                              aggregates=aggregates, finalize=finalize, n=entry.get("n"),
+                              where=(lambda t: sqlexpr.build(part.filter, t)) if part.filter else None,
+                              customer_key=_customer_key(part.source, ctx))
+            return measure, (part.source,), {"snapshot": True, **info}
         cols = ctx.columns(part.source)
         for key, col in (("start", start), ("end", end)):
             if (key == "start" or col is not None) and col not in cols:
@@ -455,11 +565,15 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     default_unit = {"conversion": "percent", "ratio": "ratio"}.get(entry["type"], "count")
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
     listed = entry.get("dimensions") or []
-    if not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+    if isinstance(measure, Derived) and isinstance(listed, list):
+        for dim in listed:  # a derivation is cut by what all its inputs are cut by
+            if not all(dim in ctx.metrics[i].dimensions for i in measure.inputs):
+                raise Invalid(f"dimension `{dim}`: not every input of this metric has it", entry, "dimensions")
+    elif not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
         if listed:
             raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
         listed = []
-    for dim in listed:
+    for dim in listed if isinstance(measure, Measure) else ():
         if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
             raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
     own = tuple(dict.fromkeys((*listed, *own)))
@@ -468,6 +582,24 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
             raise Invalid("split: sum, mean or null", entry, "split")
         extra["split"] = entry["split"]
     formula = str(entry.get("formula") or _formula(entry))
+    for key, kinds in (("extra_labels", str), ("extra_units", str)):
+        value = entry.get(key) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, kinds) for v in value.values()):
+            raise Invalid(f"`{key}` maps extras to words", entry, key)
+    if entry.get("extra_labels"):
+        extra["extras_doc"] = {**extra.get("extras_doc", {}), **entry["extra_labels"]}
+    if entry.get("extra_units"):
+        extra["extras_units"] = {**extra.get("extras_units", {}), **entry["extra_units"]}
+    if "survey" in entry:
+        extra["survey"] = str(entry["survey"])
+    if "min_sample" in entry:
+        if isinstance(entry["min_sample"], bool) or not isinstance(entry["min_sample"], int) or entry["min_sample"] < 0:
+            raise Invalid("min_sample: a whole number of answers, 0 or more", entry, "min_sample")
+        extra["min_sample"] = entry["min_sample"]
+    if "snapshot" in entry:
+        extra["snapshot"] = bool(entry["snapshot"])
+    if "customer_dimensions" in entry:
+        extra["customer_dimensions"] = bool(entry["customer_dimensions"])
     return Metric(
         id=mid,
         label=str(entry.get("label") or mid.replace("_", " ").capitalize()),

@@ -33,12 +33,13 @@ AGGS = ("sum", "count", "count_distinct", "avg", "min", "max")
 TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "reference", "description", "group", "formula",
-               "dimensions", "split", "format")
+               "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
+               "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr",),
-    "cumulative": ("source", "agg", "expr", "filter", "start", "end"),
+    "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
     "conversion": ("base", "conversion", "entity", "window_days"),
 }
 

@@ -1,0 +1,176 @@
+"""The named finalizers data entries refer to (metrics/kpis/functions.py), computed by hand,
+and the loader's checks on ``aggregates`` / ``finalize`` (a typo is a file:line error)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import literal, select
+
+from metrics.kpis.functions import FINALIZERS
+from metrics.model.document import parse
+from metrics.model.load import load_model
+from metrics.model.sqlexpr import build
+from storage.schema import TABLES
+
+
+def run(name: str, aggs: dict, **args) -> dict:
+    return FINALIZERS[name].fn(aggs, **args)
+
+
+def test_nps_with_its_margin_of_error():
+    # 10 answers: 5 promoters, 2 detractors -> p = .5, d = .2; variance p + d - (p - d)^2 = .61
+    out = run("nps", {"n": 10, "promoters": 5, "detractors": 2})
+    assert out["value"] == pytest.approx(30.0)
+    assert out["moe"] == pytest.approx(100 * 1.96 * math.sqrt(0.061))  # 48.41
+    assert (out["promoters_pct"], out["detractors_pct"], out["passives_pct"]) == pytest.approx((50.0, 20.0, 30.0))
+    assert run("nps", {"n": 0, "promoters": None, "detractors": None}) == {"value": None}
+
+
+def test_share_and_mean_with_margin_of_error():
+    out = run("share_with_moe", {"n": 4, "hits": 3})  # 3 of 4 satisfied
+    assert out["value"] == pytest.approx(75.0)
+    assert out["moe"] == pytest.approx(196 * math.sqrt(0.75 * 0.25 / 4))  # 42.44
+    # answers 1, 2, 3: mean 2, sample variance ((1+4+9) - 3*4) / 2 = 1
+    out = run("mean_with_moe", {"n": 3, "total": 6, "squares": 14})
+    assert out["value"] == pytest.approx(2.0)
+    assert out["moe"] == pytest.approx(1.96 / math.sqrt(3))
+    assert run("mean_with_moe", {"n": 1, "total": 4, "squares": 16}) == {"value": 4.0, "moe": 0.0}
+    assert run("share_with_moe", {"n": None, "hits": None}) == {"value": None}
+
+
+def test_value_ratio_and_weekly_with_extras():
+    aggs = {"resolved": 8, "one_touch": 2, "window_seconds": 14 * 86400.0}
+    assert run("value", aggs, of="one_touch", show=["resolved"], rates={"pct": ["one_touch", "resolved"]},
+               exact=True) == {"value": 2, "resolved": 8, "pct": 25.0}
+    assert run("ratio", aggs, num="one_touch", den="resolved", scale=100) == {"value": 25.0}
+    assert run("ratio", {"a": 3, "b": 0}, num="a", den="b") == {"value": None}  # no data, never a division by 0
+    # 1 of 4 closed opportunities won, for 250.50; no amount won reads 0, not "no data"
+    assert run("ratio", {"won": 1, "closed": 4, "amt": 250.5}, num="won", den="closed", scale=100,
+               amounts=["amt"]) == {"value": 25.0, "amt": 250.5}
+    assert run("ratio", {"won": 0, "closed": 4, "amt": None}, num="won", den="closed", amounts=["amt"])["amt"] == 0.0
+    assert run("weekly", aggs, of="resolved", show={"tickets": "resolved"}) == {"value": 4.0, "tickets": 8}
+    assert run("value", {"m": None}, of="m") == {"value": None}
+
+
+def test_mean_of_durations_with_median():
+    # 3 sessions of 60, 120 and 360 seconds: mean 180 s = 3 minutes, median 120 s = 2 minutes
+    out = run("mean_of", {"sessions": 3, "total": 540, "median": 120}, total="total", n="sessions",
+              median="median", divide=60, count_as="sessions")
+    assert out == {"value": 3.0, "median": 2.0, "sessions": 3}
+    assert run("mean_of", {"n": 0, "total": None}, total="total", n="n") == {"value": None}
+
+
+def test_retention_from_counts_at_the_window_bounds():
+    # 10 active at the start, 12 at the end of which 4 are new: (12 - 4) / 10 = 80%
+    assert run("retention", {"active_start": 10, "active_end": 12, "new": 4}) == {"value": 80.0}
+    assert run("retention", {"active_start": 0, "active_end": 3, "new": 3}) == {"value": None}
+
+
+def test_churn_pace_per_month_and_year():
+    # 100 customers at the start of a 61-day period, 10 of them churned: c = 10%; 2 more joined and left
+    aggs = {"active_start": 100, "churned": 10, "churned_new": 2, "window_seconds": 61 * 86400.0}
+    out = run("churn_pace", aggs, pace="monthly")
+    assert out["value"] == pytest.approx(100 * (1 - 0.9 ** (30.4375 / 61)))  # 5.11% a month
+    assert out["period"] == pytest.approx(10.0)
+    assert out["yearly"] == pytest.approx(100 * (1 - 0.9 ** (365.25 / 61)))
+    assert (out["churned"], out["churned_new"]) == (10, 2)
+    assert run("churn_pace", {**aggs, "churned_new": 0})["churned_new"] is None  # nothing to reconcile
+    assert run("churn_pace", {**aggs, "active_start": 0}) == {"value": None}
+
+
+def test_tenure_in_months():
+    # 2 customers active at the end, 30.4375 and 91.3125 days in (1 and 3 months); 1 churned after 60.875 days
+    month = 30.4375 * 86400
+    aggs = {"active_end": 2, "tenure_seconds": 4 * month, "median_seconds": 2 * month, "churned": 1,
+            "churned_seconds": 2 * month}
+    out = run("tenure", aggs)
+    assert (out["value"], out["median"], out["churned_lifetime"], out["churned"]) == pytest.approx((2.0, 2.0, 2.0, 1))
+    assert run("tenure", {**aggs, "churned": 0, "churned_seconds": None})["churned_lifetime"] is None
+
+
+def test_snippets_become_bound_comparisons():
+    t = TABLES["survey_responses"]
+    assert str(build("survey = 'csat' and lower(touchpoint) = 'support'", t)) == (
+        "survey_responses.survey = :survey_1 AND lower(survey_responses.touchpoint) = :lower_1")
+    assert str(build("score * score", t)) == "survey_responses.score * survey_responses.score"
+    assert "= 'a and b'" not in str(build("survey = 'a and b'", t))  # the whole value is one bound parameter
+    assert str(build("comment is not null", t)) == "survey_responses.comment IS NOT NULL"
+    assert str(build("is_core = true", TABLES["usage_events"])) == "usage_events.is_core = true"
+    d = TABLES["defects"]
+    w = select(literal(0).label("w"), literal(0).label("ws"), literal(0).label("we")).subquery("w")
+    assert str(build("resolved_at is null or (resolved_at >= period_end and severity <> 'low')", d, window=w)) == (
+        "defects.resolved_at IS NULL OR defects.resolved_at >= w.we AND defects.severity != :severity_1")
+    assert "period_end" in str(build("resolved_at >= period_end", d))  # no windows: left as written
+    # a value a driver would not bind with the column's type stays text, for the database to read
+    assert "'2024-01-01'" in str(build("ordered_at >= '2024-01-01'", TABLES["orders"]))
+    assert str(build("amount > 0", TABLES["orders"])) == "orders.amount > :amount_1"  # money binds a number
+    o = TABLES["opportunities"]
+    assert str(build("coalesce(won_at, lost_at) < period_end", o, window=w)) == (
+        "coalesce(opportunities.won_at, opportunities.lost_at) < w.we")
+
+
+BAD = """\
+version: 1
+metrics:
+  good_share:
+    type: simple
+    source: survey_responses
+    time: responded_at
+    aggregates:
+      n: {agg: count}
+      hits: {agg: count, filter: "score >= 4"}
+    finalize: share_with_moe
+    n: n
+  typo:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: share_with_mo
+  missing:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: ratio, num: hits, den: n}
+  bad_option:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: value, of: n, scale: 2}
+  two_clocks:
+    type: simple
+    source: survey_responses
+    time: responded_at
+    in_window: "responded_at < period_end"
+    aggregates: {n: {agg: count}}
+    finalize: {function: value, of: n}
+  typo_inside:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}, hits: {agg: count, filtr: "score >= 4"}}
+    finalize: share_with_moe
+  no_of:
+    type: simple
+    source: survey_responses
+    aggregates: {n: {agg: count}}
+    finalize: {function: ratio, num: n, per: day}
+"""
+
+
+def test_unknown_function_option_or_aggregate_is_a_file_line_error():
+    doc, errors = parse(BAD, "team.yml")
+    assert errors == [] and doc is not None
+    loaded = load_model([("team.yml", doc)])
+    assert sorted(str(e) for e in loaded.errors) == [
+        "team.yml:16: metric `typo`: unknown finalize function `share_with_mo` (did you mean `share_with_moe`?) "
+        "(one of " + ", ".join(FINALIZERS) + ")",
+        "team.yml:20: metric `missing`: finalize `ratio` reads aggregate `hits`, which `aggregates` does not declare",
+        "team.yml:26: metric `bad_option`: finalize `value`: unknown option `scale` (one of of, show, rates, exact)",
+        "team.yml:31: metric `two_clocks`: give `time` or `in_window`, not both",
+        "team.yml:37: metric `typo_inside`: aggregate `hits`: unknown key `filtr` (did you mean `filter`?)",
+        "team.yml:43: metric `no_of`: finalize `ratio`: give `den`",
+    ]
+    assert loaded.team == ("good_share",)
+    metric = loaded.metrics["good_share"]
+    assert metric.measure.n == "n" and metric.measure.finalize({"n": 4, "hits": 3})["value"] == pytest.approx(75.0)
