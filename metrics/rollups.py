@@ -58,7 +58,6 @@ from sqlalchemy.engine import make_url
 from metrics.periods import Settings
 from metrics.spec import Metric
 from storage import database
-from storage.bulk import insert_rows
 from storage.schema import usage_events
 
 meta = MetaData()
@@ -233,6 +232,8 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
     with database.connect(source) as conn:
         found = conn.execute(query).all()
         before = conn.execute(select(func.count()).select_from(ue).where(ue.c.occurred_at < _midnight(hi))).scalar() or 0
+    from storage.bulk import insert_rows  # Arrow and pandas: only when a rollup is built
+
     columns: dict[str, list[Any]] = {c.name: [] for c in stage.c}
     for row in found:
         columns["day"].append(_as_date(row.day))
