@@ -75,7 +75,7 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
     tables = _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters)
     version, ttl = _cache.data_version(engine, (*tables, "customers"), settings)
     key = (*kind, query, query.readings, repr(settings), str(engine.url), scope, version)
-    return answers.through(key, compute, ttl)
+    return _cache.keep_key(answers.through(key, compute, ttl), key)
 
 
 def answer(

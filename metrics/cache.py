@@ -211,6 +211,23 @@ def bypassed() -> Iterator[None]:
         _off.reset(token)
 
 
+def chart(result: Any, threshold: float | None, draw: Callable[[], bytes | None]) -> bytes | None:
+    """The chart of an answer that came through the cache, drawn once per cached answer."""
+    key = getattr(result, "_answer_key", None)
+    if key is None:
+        return draw()
+    return answers().through(("chart", key, threshold), draw)
+
+
+def keep_key(value: Any, key: tuple) -> Any:
+    """Marks an answer with its cache key, so that its chart is cached with it."""
+    try:
+        value._answer_key = key
+    except AttributeError:  # not an object that takes attributes (cells of an alert check)
+        pass
+    return value
+
+
 # ---- the data version -------------------------------------------------------------------------
 
 
@@ -251,4 +268,4 @@ def data_version(engine: Engine, tables: tuple[str, ...], settings) -> tuple[tup
     return (gen, tuple(sorted(watermark.items()))), max(0.0, ttl)
 
 
-__all__ = ["AnswerCache", "Stats", "answers", "bypassed", "data_version", "reset"]
+__all__ = ["AnswerCache", "Stats", "answers", "bypassed", "chart", "data_version", "keep_key", "reset"]

@@ -219,3 +219,16 @@ def test_bounded_by_entries_and_bytes():
     assert lru.get(("a",)) is None  # evicted to make room
     lru.put(("huge",), "h" * 20_000)  # larger than the whole cache: not kept
     assert lru.get(("huge",)) is None and lru.stats.evictions >= 2
+
+
+def test_the_chart_of_a_cached_answer_is_drawn_once(duck_url):
+    from metrics import charts
+
+    load(duck_url)
+    png = charts.render_png(api.answer("tickets monthly last-6-months", as_of=AS_OF, url=duck_url))
+    hits = cache.answers().stats.hits
+    again = charts.render_png(api.answer("tickets monthly last-6-months", as_of=AS_OF, url=duck_url))
+    assert png and again == png
+    assert cache.answers().stats.hits == hits + 2  # the answer, then its chart
+    with cache.bypassed():
+        assert charts.render_png(api.answer("tickets monthly last-6-months", as_of=AS_OF, url=duck_url)) == png
