@@ -73,7 +73,8 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
         return compute()
     engine = database.get_engine(url)
     tables = _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters)
-    version, ttl = _cache.data_version(engine, (*tables, "customers"), settings)
+    with access.unguarded():  # the probe is bookkeeping: nothing of it reaches the asker
+        version, ttl = _cache.data_version(engine, (*tables, "customers"), settings)
     key = (*kind, query, query.readings, repr(settings), str(engine.url), scope, version)
     return _cache.keep_key(answers.through(key, compute, ttl), key)
 
