@@ -25,6 +25,7 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ from metrics.spec import Metric
 from storage import database
 from storage.schema import usage_events
 
+log = logging.getLogger(__name__)
 meta = MetaData()
 state = Table(
     "kpibot_rollup_state", meta,
@@ -356,8 +358,13 @@ def serve(
         if found is None or max(hi for _, hi in spans) > found.built_through:
             return None
         return _cells(metric, kind, spans, utc, _store(url))
-    except database.DataBusy:
-        return None  # the store is being refreshed right now: the source answers
+    except database.DatabaseError as exc:
+        left = database.remaining()
+        if left is not None and left <= 0:  # out of time: the source would be too
+            raise
+        # the store is being refreshed, or refused this statement (out of memory): the source answers
+        log.warning("rollup not used for %s: %s", metric.id, exc)
+        return None
 
 
 def _fresh(engine: Engine, settings: Settings) -> Status | None:
@@ -392,19 +399,20 @@ def _cells(metric: Metric, kind: str, spans: list[tuple[date, date]], utc, store
     pairs = select(w.c.w, c.c.day).select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd")
     d = user_days
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-    users = func.count(d.c.user_key.distinct())
-    core = func.coalesce(func.sum(d.c.core), 0)
+    # users per window first (a grouping DuckDB can spill to disk), then counted: DISTINCT
+    # aggregates over 50 windows × a million users would have to fit in memory
+    u = (select(pairs.c.w, d.c.user_key, d.c.customer_key, func.sum(d.c.core).label("core"))
+         .select_from(d.join(pairs, pairs.c.day == d.c.day))
+         .where(d.c.day >= lo, d.c.day < hi)
+         .group_by(pairs.c.w, d.c.user_key, d.c.customer_key)
+         .subquery("window_users"))
+    core = func.coalesce(func.sum(u.c.core), 0)
     if kind == "active":
-        columns = [users.label("users"), func.count(d.c.customer_key.distinct()).label("customers"), users.label("_rows")]
-    elif kind == "core":
-        columns = [core.label("n"), core.label("_rows")]
+        columns = [func.count().label("users"), func.count(u.c.customer_key.distinct()).label("customers"),
+                   func.count().label("_rows")]
     else:
-        columns = [core.label("core"), users.label("users"), users.label("_rows")]
-    stmt = (select(pairs.c.w.label("w"), *columns).select_from(d.join(pairs, pairs.c.day == d.c.day))
-            .where(d.c.day >= lo, d.c.day < hi).group_by(pairs.c.w))
-    if kind == "core":
-        stmt = stmt.having(func.sum(d.c.core) > 0)
-    w = pairs  # the source has no row for a window without core events
+        columns = [core.label("core"), func.count().label("users"), func.count().label("_rows")]
+    stmt = select(u.c.w, *columns).group_by(u.c.w)
     with database.query(store) as conn:
         rows = [dict(r) for r in conn.execute(stmt).mappings()]
     out: dict[tuple[int, str | None], Cell] = {}
