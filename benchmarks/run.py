@@ -303,7 +303,11 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 rows.append({"kpi": kpi, "case": case, "error": str(exc)})
                 continue
             statements = list(recorder.statements)
-            replay(statements)
+            try:
+                replay(statements)
+            except Exception as exc:  # noqa: BLE001 - reported; the case is timed without its raw SQL
+                print(f"{kpi:<24} {case:<13} raw replay FAILED: {str(exc).splitlines()[0][:120]}")
+                statements = []
             if served:
                 try:
                     from_rollup()  # warm-up
@@ -317,7 +321,11 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 t1 = time.perf_counter()
                 charts.render_png(got)
                 t2 = time.perf_counter()
-                replay(statements)
+                try:
+                    replay(statements)
+                except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the raw connection: reported
+                    print(f"{kpi:<24} {case:<13} raw replay FAILED: {str(exc).splitlines()[0][:120]}")
+                    statements = []
                 t3 = time.perf_counter()
                 cached()
                 t4 = time.perf_counter()

@@ -34,6 +34,7 @@ from metrics.periods import Settings
 from metrics.render import format_change, format_value
 from metrics.result import Result
 from metrics.spec import Measure, Metric
+from storage import database
 
 NOT_SET = "(not set)"
 #: A narrower segment (a pair) is named when it carries at least this share of its parent's contribution.
@@ -130,7 +131,7 @@ def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = Tr
     fixed = {name for name, _ in filters}
     best_per_dim: list[tuple[Contribution, tuple[float, float] | None]] = []
     dims = [dim for dim in dimensions_for(metric) if dim not in fixed]
-    scans = scan.by_each(metric, windows, settings, engine, dims, filters) if one_scan else None
+    scans = _one_scan(metric, windows, settings, engine, dims, filters) if one_scan else None
     for dim in dims:
         grouped = scans[dim] if scans is not None else compute(metric, windows, settings, engine, dim, filters)
         parts = contributions(metric, dim, grouped, baseline=prev.value)
@@ -156,6 +157,19 @@ def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = Tr
             return piece
         break  # only the runner-up dimension is tried: one extra query
     return best
+
+
+def _one_scan(metric, windows, settings, engine, dims, filters):
+    """Every dimension from one statement; None (a statement per dimension) where the database
+    cannot, or refused it: grouping sets of exact medians need more memory than one set at a
+    time, and DuckDB cannot spill those to disk."""
+    try:
+        return scan.by_each(metric, windows, settings, engine, dims, filters)
+    except database.DatabaseError:
+        left = database.remaining()
+        if left is not None and left <= 0:
+            raise
+        return None
 
 
 def segment_name(dimension: str, segment: str) -> str:
