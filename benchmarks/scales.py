@@ -36,9 +36,9 @@ def table(runs: list[tuple[str, dict]]) -> str:
                  + [f"{r['cached_p50']:.1f}" for r in per] + [text])
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    out.append("| scale | events | cases over 250 ms p95 (cold; best of cold and rollup) | end to end cold p50 / p95 | "
+    out.append("| scale | cases over 250 ms p95 (cold; best of cold and rollup) | end to end cold p50 / p95 | "
                "end to end cached p50 / p95 | peak RSS | rollup build; incremental refresh | burst |")
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|")
     for name, run in runs:
         s = run["summary"]
         e2e = run.get("e2e") or {}
@@ -48,7 +48,7 @@ def table(runs: list[tuple[str, dict]]) -> str:
         burst = (f"{load['answered']}/{load['n']} answered in {load['all_answered_s']:.0f} s, ack p99 {load['ack_p99']:.0f} ms"
                  if load else "–")
         out.append(
-            f"| {name} | {run.get('events', '')} | {s.get('over_target', '–')} of {s.get('cases', '–')}; "
+            f"| {name} | {s.get('over_target', '–')} of {s.get('cases', '–')}; "
             f"{s.get('over_target_with_rollups', '–')} | "
             + (f"{cold['p50'] * 1000:.0f} / {cold['p95'] * 1000:.0f} ms" if cold else "–") + " | "
             + (f"{hot['p50'] * 1000:.0f} / {hot['p95'] * 1000:.0f} ms" if hot else "–") + " | "
