@@ -72,11 +72,24 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
     if not answers.enabled:
         return compute()
     engine = database.get_engine(url)
-    tables = _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters)
-    with access.unguarded():  # the probe is bookkeeping: nothing of it reaches the asker
-        version, ttl = _cache.data_version(engine, (*tables, "customers"), settings)
+    found = _version(engine, _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters), settings)
+    if found is None:
+        return compute()
+    version, ttl = found
     key = (*kind, query, query.readings, repr(settings), str(engine.url), scope, version)
     return _cache.keep_key(answers.through(key, compute, ttl), key)
+
+
+def _version(engine, tables: tuple[str, ...], settings: Settings) -> tuple[tuple, float | None] | None:
+    """The data version an answer over ``tables`` is cached under; None when it cannot be
+    had (a table missing or refused in a database kpibot did not create): then the question
+    runs uncached and says what is wrong exactly as it would without a cache."""
+    present = tuple(t for t in (*tables, "customers") if t not in database.missing_tables(engine, (*tables, "customers")))
+    try:
+        with access.unguarded():  # the probe is bookkeeping: nothing of it reaches the asker
+            return _cache.data_version(engine, present, settings)
+    except database.DatabaseError:
+        return None
 
 
 def answer(
@@ -145,6 +158,9 @@ def cells(
     answers = _cache.answers()
     if not answers.enabled:
         return compute()
-    version, ttl = _cache.data_version(engine, (*_engine.reads(metric, dimension, filters), "customers"), settings)
+    found = _version(engine, _engine.reads(metric, dimension, filters), settings)
+    if found is None:
+        return compute()
+    version, ttl = found
     key = ("cells", metric_id, tuple(windows), dimension, tuple(filters), repr(settings), str(engine.url), version)
     return answers.through(key, compute, ttl)

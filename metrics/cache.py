@@ -238,7 +238,11 @@ def _files(engine: Engine) -> tuple[Path, ...] | None:
     if engine.dialect.name not in ("duckdb", "sqlite"):
         return None
     name = engine.url.database
-    if not name or name == ":memory:" or name.startswith("file:"):
+    if name and name.startswith("file:"):  # SQLite opened read-only by URI: file:/path?mode=ro
+        from urllib.parse import unquote
+
+        name = unquote(name[5:].split("?", 1)[0])
+    if not name or name == ":memory:":
         return None
     path = Path(name)
     return (path, Path(f"{name}.wal"), Path(f"{name}-wal"))
@@ -261,7 +265,7 @@ def data_version(engine: Engine, tables: tuple[str, ...], settings) -> tuple[tup
     (None: until the version changes). See the module docstring."""
     gen = database.generation(engine)
     paths = _files(engine)
-    if paths is not None:
+    if paths is not None and paths[0].is_file():  # else: not where we thought; probe instead
         return (gen, _stamp(paths)), None
     from metrics import freshness
 
