@@ -83,12 +83,13 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
 def _version(engine, tables: tuple[str, ...], settings: Settings) -> tuple[tuple, float | None] | None:
     """The data version an answer over ``tables`` is cached under; None when it cannot be
     had (a table missing or refused in a database kpibot did not create): then the question
-    runs uncached and says what is wrong exactly as it would without a cache."""
+    runs uncached and says what is wrong exactly as it would without a cache. An outage is
+    raised as it is (trying the question too would only wait for the server twice)."""
     present = tuple(t for t in (*tables, "customers") if t not in database.missing_tables(engine, (*tables, "customers")))
     try:
         with access.unguarded():  # the probe is bookkeeping: nothing of it reaches the asker
             return _cache.data_version(engine, present, settings)
-    except database.DatabaseError:
+    except database.Refused:  # the question itself will say which table, for which KPI
         return None
 
 
