@@ -76,7 +76,8 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
     if found is None:
         return compute()
     version, ttl = found
-    key = (*kind, query, query.readings, repr(settings), str(engine.url), scope, version)
+    # the KPI_ settings a catalogue entry reads while its SQL is built (e.g. inactive days)
+    key = (*kind, query, query.readings, repr(settings), _engine._env(), str(engine.url), scope, version)
     return _cache.keep_key(answers.through(key, compute, ttl), key)
 
 
@@ -163,5 +164,6 @@ def cells(
     if found is None:
         return compute()
     version, ttl = found
-    key = ("cells", metric_id, tuple(windows), dimension, tuple(filters), repr(settings), str(engine.url), version)
+    key = ("cells", metric_id, tuple(windows), dimension, tuple(filters), repr(settings), _engine._env(),
+           str(engine.url), version)
     return answers.through(key, compute, ttl)

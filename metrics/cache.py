@@ -2,8 +2,8 @@
 
 An entry is keyed by what decides its content, all of it:
 
-* the question's query (KPI, periods, cut, filters, as-of day, how its words were read) and
-  the settings (time zone, fiscal year);
+* the question's query (KPI, periods, cut, filters, as-of day, how its words were read), the
+  settings (time zone, fiscal year) and the ``KPI_`` environment a KPI may read (inactive days);
 * what the asker may see: the sensitivities the policy allowed (``None``: unguarded, e.g. the
   CLI), because an answer's explanation is dropped when it would read beyond them. Entries are
   stored only after the access check passed, so a refused question never reaches the cache;
