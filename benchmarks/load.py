@@ -46,7 +46,7 @@ from tests.slack_helpers import (  # noqa: E402
     signed_headers,
 )
 
-__all__ = ["burst", "describe", "questions"]
+__all__ = ["burst", "describe", "end_to_end", "questions"]
 
 ACK_DEADLINE = 3.0  # seconds: Slack shows the user an error past this
 
@@ -97,7 +97,7 @@ def _shows_chart(call) -> bool:
 class Server:
     """``python -m bot.cli serve`` in HTTP mode, pointed at the fake Slack."""
 
-    def __init__(self, url: str, fake: FakeSlack, workdir: str):
+    def __init__(self, url: str, fake: FakeSlack, workdir: str, extra_env: dict[str, str] | None = None):
         self.port = _free_port()
         self.log = Path(workdir) / "server.log"
         env = {
@@ -110,6 +110,7 @@ class Server:
             "KPI_LOG_LEVEL": "WARNING",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
+            **(extra_env or {}),
         }
         env.pop("SLACK_APP_TOKEN", None)  # HTTP mode, not Socket Mode
         self._log_file = self.log.open("wb")
@@ -283,6 +284,44 @@ def burst(url: str, today: date, n: int = 50, *, timeout: float = 300.0) -> dict
     if error:
         out["error"] = error
     return out
+
+
+def end_to_end(url: str, texts: list[str], repeat: int = 3, *, cached: bool = False,
+               timeout: float = 300.0) -> dict:
+    """What a person waits for: each question as a signed ``/kpi`` to the running app, one at
+    a time (each from its own user in its own channel: no rate limit), timed from writing the
+    request to the fake Slack receiving the answer's ``chat.postMessage`` (its first byte
+    reaches Slack then; the chart follows as an upload). The server keeps its connection the
+    way ``kpibot serve`` does. ``cached=False`` runs the server with the answer cache off, so
+    every round computes; ``cached=True`` leaves it on and times the rounds after the first.
+
+    Returns per question its times (s) and the p50/p95 over every question and round."""
+    run_id = f"{os.getpid():x}{int(time.time()) % 100000:x}".upper()
+    env = {} if cached else {"KPI_ANSWER_CACHE_MB": "0"}
+    per: dict[str, list[float]] = {text: [] for text in texts}
+    with tempfile.TemporaryDirectory(prefix="kpibot-e2e-") as workdir, FakeSlack(token=BOT_TOKEN) as fake:
+        server = Server(url, fake, workdir, env)
+        try:
+            server.wait_ready()
+            send = SlackSender(server.url, fake.response_url)
+            if not cached:  # warm-up: imports, the first connection, matplotlib's font cache
+                send.command(texts[0], channel=f"CW{run_id}", user="U0EWARM")
+                fake.wait_for("chat.postMessage", where=fake.in_channel(f"CW{run_id}"), timeout=timeout)
+            k = 0
+            for round_ in range(repeat + (1 if cached else 0)):
+                for text in texts:
+                    k += 1
+                    channel, user = f"CE{run_id}{k:04d}", f"U0E{k:04d}"
+                    sent = time.monotonic()
+                    send.command(text, channel=channel, user=user)
+                    post = fake.wait_for("chat.postMessage", where=fake.in_channel(channel), timeout=timeout)[0]
+                    if round_ or not cached:  # with the cache on, the first round fills it
+                        per[text].append(post.at - sent)
+        finally:
+            server.stop()
+    every = [t for times in per.values() for t in times]
+    return {"per_question": per, "p50": _pct(every, 0.5), "p95": _pct(every, 0.95), "max": max(every),
+            "cached": cached, "rounds": repeat}
 
 
 def describe(load: dict) -> str:

@@ -15,11 +15,15 @@ The dataset's "today" is the day after its last usage event.
 For each KPI and period (last month, last quarter, year to date, a 2-year monthly trend
 and a breakdown by industry) it runs one warm-up and then ``--repeat`` interleaved rounds of:
 
-* kpibot: ``metrics.api.ask`` end to end (parse, SQL compilation, the database, the
-  Result), without the chart;
-* raw: the very statements kpibot sent, replayed on the raw driver connection (the limit);
+* kpibot: the answer a person gets, ``metrics.api.answer`` (parse, SQL, the Result, the
+  explanation when the change is real) and its chart drawn, with the answer cache bypassed;
+* raw: the very statements that answer sent, replayed on the raw driver connection (the limit);
+* cached: the same question answered again from the answer cache (``metrics.cache``);
 
-and prints p50/p95 of both and their ratio. Then: a naive pandas script per KPI (last
+and prints p50/p95 of each and the ratio of the answer (without its chart) to the raw SQL.
+Then the questions of the HTTP burst one at a time through the running app (signed ``/kpi``
+to ``kpibot serve``, timed to the answer's ``chat.postMessage`` at the fake Slack), with the
+answer cache off and on (:func:`benchmarks.load.end_to_end`). Then: a naive pandas script per KPI (last
 quarter; it loads the tables the KPI needs and computes in memory, in its own process),
 chart rendering time, the peak RSS of this process, the HTTP burst (:mod:`benchmarks.load`)
 and one ``SUMMARY:`` line. ``--json`` writes every figure, ``--markdown`` the per-KPI table.
@@ -46,6 +50,7 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import event, func, select  # noqa: E402
 
 from metrics import api, charts  # noqa: E402
+from metrics import cache as answer_cache  # noqa: E402
 from metrics.catalogue import CATALOGUE, dimensions_for  # noqa: E402
 from metrics.errors import QueryError  # noqa: E402
 from metrics.periods import Settings  # noqa: E402
@@ -69,7 +74,7 @@ DEFAULT_SCALE = 100_000 / 3000
 PER_CUSTOMER = {"usage_events": 100, "survey_responses": 20, "tickets": 20, "orders": 10, "leads": 10}
 RATE_TABLES = ("usage_events", "survey_responses", "tickets")
 TARGETS = {"p95_ms": 250.0, "ratio": 1.3, "pandas_speedup": 10.0, "rss_mb": 600.0, "chart_ms": 300.0,
-           "ack_s": 3.0, "ack_p99_ms": 100.0}
+           "ack_s": 3.0, "ack_p99_ms": 100.0, "cached_ms": 10.0}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -239,23 +244,55 @@ def cases(kpis: list[str]):
             yield kpi, case, template.format(kpi=kpi)
 
 
-def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Settings) -> tuple[list[dict], list]:
+def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Settings,
+            query_only: bool = False, rolled: bool = False) -> tuple[list[dict], list]:
+    """Per case, interleaved rounds of: the answer a person gets (``api.answer``: explained
+    when the change is real, then its chart drawn, the answer cache bypassed), the raw SQL
+    that answer sent, and the same question answered from the cache; with ``query_only``
+    also ``api.ask`` alone (no explanation, no chart), the figure earlier runs reported. With
+    ``rolled`` (rollups built) the answer is timed cold (``KPI_ROLLUPS=0``: from the events)
+    and, for the KPIs the rollup serves, again from the rollup."""
+    from metrics import rollups
+
+    os.environ["KPI_ROLLUPS"] = "0"  # cold: the source alone (the rollup rounds switch it on)
     engine = database.get_engine(url)
     recorder = Recorder(engine)
     replay, pooled = raw_runner(engine)
     rows, results = [], []
-    print(f"\n{'kpi':<24} {'case':<13} {'kpibot p50':>10} {'p95':>8} {'raw p50':>9} {'p95':>8} {'ratio':>6}")
+    print(f"\n{'kpi':<24} {'case':<13} {'answer p50':>10} {'p95':>8} {'chart p50':>9} {'raw p50':>8} "
+          f"{'ratio':>6} {'cached p50':>10} {'p95':>6}" + (f" {'ask p50':>8}" if query_only else ""))
     try:
         for kpi, case, text in cases(kpis):
+            def answer(text=text):
+                with answer_cache.bypassed():
+                    return api.answer(text, as_of=today, url=url, settings=settings)
+
             def ask(text=text):
-                return api.ask(text, as_of=today, url=url, settings=settings)
+                with answer_cache.bypassed():
+                    return api.ask(text, as_of=today, url=url, settings=settings)
+
+            def cached(text=text):
+                return api.answer(text, as_of=today, url=url, settings=settings)
+
+            def from_rollup(text=text):
+                os.environ["KPI_ROLLUPS"] = "1"
+                try:
+                    with answer_cache.bypassed():
+                        got = api.answer(text, as_of=today, url=url, settings=settings)
+                    charts.render_png(got)
+                finally:
+                    os.environ["KPI_ROLLUPS"] = "0"
+                return got
+
+            served = rolled and kpi in rollups.SERVED
 
             try:
-                ask()  # warm-up: plan caches, the statement cache, the buffer pool
+                charts.render_png(answer())  # warm-up: plan caches, the statement cache, the buffer pool
                 recorder.statements.clear()
                 recorder.on = True
-                result = ask()
+                result = answer()
                 recorder.on = False
+                cached()  # fills the cache
             except QueryError as exc:
                 recorder.on = False
                 print(f"{kpi:<24} {case:<13} skipped: {exc}")
@@ -266,29 +303,72 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 rows.append({"kpi": kpi, "case": case, "error": str(exc)})
                 continue
             statements = list(recorder.statements)
-            replay(statements)
-            kp, rw = [], []
-            for _ in range(repeat):  # interleaved, so load from elsewhere hits both alike
-                t0 = time.perf_counter()
-                ask()
-                t1 = time.perf_counter()
+            try:
                 replay(statements)
+            except Exception as exc:  # noqa: BLE001 - reported; the case is timed without its raw SQL
+                print(f"{kpi:<24} {case:<13} raw replay FAILED: {str(exc).splitlines()[0][:120]}")
+                statements = []
+            if served:
+                try:
+                    from_rollup()  # warm-up
+                except database.DatabaseError as exc:
+                    print(f"{kpi:<24} {case:<13} rollup FAILED: {exc}")
+                    served = False
+            full, sql, drawn, rw, hit, only, roll = [], [], [], [], [], [], []
+            for _ in range(repeat):  # interleaved, so load from elsewhere hits all alike
+                t0 = time.perf_counter()
+                got = answer()
+                t1 = time.perf_counter()
+                charts.render_png(got)
                 t2 = time.perf_counter()
-                kp.append((t1 - t0) * 1000)
-                rw.append((t2 - t1) * 1000)
+                try:
+                    replay(statements)
+                except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the raw connection: reported
+                    print(f"{kpi:<24} {case:<13} raw replay FAILED: {str(exc).splitlines()[0][:120]}")
+                    statements = []
+                t3 = time.perf_counter()
+                cached()
+                t4 = time.perf_counter()
+                full.append((t2 - t0) * 1000)
+                sql.append((t1 - t0) * 1000)
+                drawn.append((t2 - t1) * 1000)
+                rw.append((t3 - t2) * 1000)
+                hit.append((t4 - t3) * 1000)
+                if served:
+                    t5 = time.perf_counter()
+                    try:
+                        from_rollup()
+                    except database.DatabaseError as exc:  # reported, and the run goes on
+                        print(f"{kpi:<24} {case:<13} rollup FAILED: {exc}")
+                        served = False
+                        continue
+                    roll.append((time.perf_counter() - t5) * 1000)
+                if query_only:
+                    t5 = time.perf_counter()
+                    ask()
+                    only.append((time.perf_counter() - t5) * 1000)
             row = {
-                "kpi": kpi, "case": case, "statements": len(statements),
-                "kpibot_p50": pct(kp, 0.5), "kpibot_p95": pct(kp, 0.95),
-                "raw_p50": pct(rw, 0.5), "raw_p95": pct(rw, 0.95), "value": result.value,
+                "kpi": kpi, "case": case, "statements": len(statements), "explained": bool(result.explanation),
+                "kpibot_p50": pct(full, 0.5), "kpibot_p95": pct(full, 0.95),
+                "answer_p50": pct(sql, 0.5), "answer_p95": pct(sql, 0.95), "chart_p50": pct(drawn, 0.5),
+                "raw_p50": pct(rw, 0.5), "raw_p95": pct(rw, 0.95),
+                "cached_p50": pct(hit, 0.5), "cached_p95": pct(hit, 0.95), "value": result.value,
                 "peak_mb": peak_rss_mb(),  # so far: shows which question raised the peak
             }
-            row["ratio"] = row["kpibot_p50"] / row["raw_p50"] if row["raw_p50"] else float("nan")
+            if only:
+                row["ask_p50"], row["ask_p95"] = pct(only, 0.5), pct(only, 0.95)
+            if roll:
+                row["rollup_p50"], row["rollup_p95"] = pct(roll, 0.5), pct(roll, 0.95)
+            # the database work kpibot adds over the same statements on a raw connection (no chart)
+            row["ratio"] = row["answer_p50"] / row["raw_p50"] if row["raw_p50"] else float("nan")
             rows.append(row)
             if case in ("2y-monthly", "by-industry", "last-quarter") and kpi in CHART_KPIS:
                 results.append(result)  # only what chart_times draws: the harness must not hold every answer
             print(
-                f"{kpi:<24} {case:<13} {row['kpibot_p50']:>10.1f} {row['kpibot_p95']:>8.1f} "
-                f"{row['raw_p50']:>9.1f} {row['raw_p95']:>8.1f} {row['ratio']:>6.2f}",
+                f"{kpi:<24} {case:<13} {row['kpibot_p50']:>10.1f} {row['kpibot_p95']:>8.1f} {row['chart_p50']:>9.1f} "
+                f"{row['raw_p50']:>8.1f} {row['ratio']:>6.2f} {row['cached_p50']:>10.2f} {row['cached_p95']:>6.2f}"
+                + (f" {row['ask_p50']:>8.1f}" if only else "")
+                + (f"  rollup {row['rollup_p50']:.1f} / {row['rollup_p95']:.1f}" if roll else ""),
                 flush=True,
             )
     finally:
@@ -345,7 +425,7 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def report(rows, pandas_rows, chart_ms, peak_mb, load, args) -> dict:
+def report(rows, pandas_rows, chart_ms, peak_mb, load, args, e2e=None) -> dict:
     good = [r for r in rows if "error" not in r]
     speedups = {}
     if pandas_rows:
@@ -365,6 +445,11 @@ def report(rows, pandas_rows, chart_ms, peak_mb, load, args) -> dict:
     summary["peak_mb"] = peak_mb
     print(f"peak RSS of the kpibot process (every question and chart): {peak_mb:.0f} MB "
           f"[target < {TARGETS['rss_mb']:.0f} MB: {verdict(peak_mb < TARGETS['rss_mb'])}]")
+    for mode, figures in (e2e or {}).items():
+        summary[f"e2e_{mode}_p50"], summary[f"e2e_{mode}_p95"] = figures["p50"] * 1000, figures["p95"] * 1000
+        print(f"end to end through the running app ({mode}; signed /kpi -> the answer's chat.postMessage at "
+              f"the fake Slack, {figures['rounds']} rounds of {len(figures['per_question'])} questions): "
+              f"p50 {figures['p50'] * 1000:.0f} ms, p95 {figures['p95'] * 1000:.0f} ms, max {figures['max'] * 1000:.0f} ms")
     if load:
         from benchmarks.load import describe
 
@@ -376,8 +461,18 @@ def report(rows, pandas_rows, chart_ms, peak_mb, load, args) -> dict:
         worst = max(good, key=lambda r: r["kpibot_p95"])
         over = [r for r in good if r["kpibot_p95"] >= TARGETS["p95_ms"]]
         ratio = statistics.median(r["ratio"] for r in good)
+        cached = max(r["cached_p95"] for r in good)
+        rolled = [r for r in good if "rollup_p95" in r]
+        if rolled:
+            best = [r.get("rollup_p95", r["kpibot_p95"]) for r in good]
+            summary["over_target_with_rollups"] = sum(b >= TARGETS["p95_ms"] for b in best)
+            print(f"with the rollup: {len(rolled)} cases served from it; cases with p95 >= {TARGETS['p95_ms']:.0f} ms: "
+                  f"{summary['over_target_with_rollups']} of {len(good)} (without: "
+                  f"{sum(r['kpibot_p95'] >= TARGETS['p95_ms'] for r in good)})")
         summary.update(worst_p95=worst["kpibot_p95"], worst=f"{worst['kpi']} {worst['case']}",
-                       over_target=len(over), median_ratio=ratio)
+                       over_target=len(over), median_ratio=ratio, worst_cached_p95=cached)
+        print(f"cached answers: worst p95 {cached:.1f} ms [target < {TARGETS['cached_ms']:.0f} ms: "
+              f"{verdict(cached < TARGETS['cached_ms'])}]")
         if over:
             print(f"cases with p95 >= {TARGETS['p95_ms']:.0f} ms: {len(over)} of {len(good)}: "
                   + ", ".join(f"{r['kpi']} {r['case']} ({r['kpibot_p95']:.0f})"
@@ -387,8 +482,10 @@ def report(rows, pandas_rows, chart_ms, peak_mb, load, args) -> dict:
             + (f" ({len(rows) - len(good)} failed)" if len(rows) > len(good) else "")
             + f"; worst p95 {worst['kpibot_p95']:.0f} ms ({worst['kpi']} {worst['case']})"
             f"; {len(good) - len(over)}/{len(good)} under {TARGETS['p95_ms']:.0f} ms"
-            f"; median ratio to raw SQL {ratio:.2f}x"
+            f"; median ratio to raw SQL {ratio:.2f}x; cached worst p95 {cached:.1f} ms"
         )
+        for mode in e2e or {}:
+            line += f"; end to end {mode} p50/p95 {summary[f'e2e_{mode}_p50']:.0f}/{summary[f'e2e_{mode}_p95']:.0f} ms"
         if speedups:
             summary["median_speedup"] = statistics.median(speedups.values())
             summary["min_speedup"] = min(speedups.values())
@@ -411,14 +508,15 @@ def markdown(rows, summary, pandas_rows, args, today) -> str:
     by_kpi: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_kpi.setdefault(r["kpi"], {})[r["case"]] = r
-    head = "| KPI | " + " | ".join(CASES) + " | ratio to raw (median) | vs pandas |"
+    head = "| KPI | " + " | ".join(CASES) + " | ratio to raw (median) | cached p95 (worst) | vs pandas |"
     out = [
         f"Measured {datetime.now():%Y-%m-%d %H:%M} on {platform.machine()} with {os.cpu_count()} cores, "
-        f"{args.url.split(':', 1)[0]}, dataset today = {today}; cells: kpibot p50 / p95 in ms "
-        f"({args.repeat} runs after a warm-up).",
+        f"{args.url.split(':', 1)[0]}, dataset today = {today}; cells: p50 / p95 in ms of the answer a "
+        f"person gets (explained when the change is real, chart drawn; no answer cache) "
+        f"({args.repeat} runs after a warm-up); cached: the same answers from the answer cache.",
         "",
         head,
-        "|" + "---|" * (len(CASES) + 3),
+        "|" + "---|" * (len(CASES) + 4),
     ]
     for kpi, per in by_kpi.items():
         cells = []
@@ -430,13 +528,19 @@ def markdown(rows, summary, pandas_rows, args, today) -> str:
                 cells.append("failed")
             else:
                 mark = " ⚠" if r["kpibot_p95"] >= TARGETS["p95_ms"] else ""
-                cells.append(f"{r['kpibot_p50']:.0f} / {r['kpibot_p95']:.0f}{mark}")
+                cell = f"{r['kpibot_p50']:.0f} / {r['kpibot_p95']:.0f}{mark}"
+                if "rollup_p50" in r:
+                    mark = " ⚠" if r["rollup_p95"] >= TARGETS["p95_ms"] else ""
+                    cell += f"; rollup {r['rollup_p50']:.0f} / {r['rollup_p95']:.0f}{mark}"
+                cells.append(cell)
         ratios = [r["ratio"] for r in per.values() if "ratio" in r]
         ratio = f"{statistics.median(ratios):.2f}x" if ratios else "–"
         speed = summary.get("speedups", {}).get(kpi)
         mode = pandas_rows.get(kpi, {}).get("mode", "")
         vs = f"{speed:.0f}x" + (" (load only)" if mode == "load only" else "") if speed else "–"
-        out.append(f"| `{kpi}` | " + " | ".join(cells) + f" | {ratio} | {vs} |")
+        hits = [r["cached_p95"] for r in per.values() if "cached_p95" in r]
+        hit = f"{max(hits):.1f}" if hits else "–"
+        out.append(f"| `{kpi}` | " + " | ".join(cells) + f" | {ratio} | {hit} | {vs} |")
     return "\n".join(out) + "\n"
 
 
@@ -455,6 +559,11 @@ def main() -> int:
     ap.add_argument("--no-pandas", action="store_true")
     ap.add_argument("--pandas-repeat", type=int, default=3)
     ap.add_argument("--no-load", action="store_true", help="skip the HTTP burst")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the one-at-a-time /kpi through the running app")
+    ap.add_argument("--e2e-repeat", type=int, default=3, help="rounds of the end-to-end questions")
+    ap.add_argument("--query-only", action="store_true", help="also time api.ask alone (no explanation, no chart)")
+    ap.add_argument("--rollups", action="store_true",
+                    help="build kpibot's usage rollup (timed, then an incremental refresh) and time its KPIs from it too")
     ap.add_argument("--load-n", type=int, default=50, help="concurrent /kpi commands in the burst")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--markdown", help="also write the per-KPI table (Markdown) to this file")
@@ -471,7 +580,21 @@ def main() -> int:
     today = ensure_data(args.url, args.scale, args.seed, args.today, args.rebuild)
     settings = Settings.from_env()
     kpis = [k for k in CATALOGUE if not args.only or k in args.only.split(",")]
-    rows, results = measure(args.url, today, kpis, args.repeat, settings)
+    rollup_build = {}
+    if args.rollups:
+        from metrics import rollups
+
+        engine = database.get_engine(args.url)
+        t0 = time.perf_counter()
+        built = rollups.refresh(engine)
+        t1 = time.perf_counter()
+        rollups.refresh(engine)  # nothing new: re-reads the last day, as after a day's import
+        t2 = time.perf_counter()
+        rollup_build = {"build_s": t1 - t0, "incremental_s": t2 - t1,
+                        "rows": rollups.status(engine, count_rows=True).rows if built else 0}  # type: ignore[union-attr]
+        print(f"rollup: built in {rollup_build['build_s']:.1f} s ({rollup_build['rows']:,} user-days); "
+              f"incremental refresh {rollup_build['incremental_s']:.1f} s", flush=True)
+    rows, results = measure(args.url, today, kpis, args.repeat, settings, args.query_only, args.rollups)
     chart_ms = chart_times(results) if results else []
     peak_mb = peak_rss_mb()
 
@@ -480,16 +603,26 @@ def main() -> int:
     if not args.no_pandas:
         pandas_kpis = [k for k in kpis if any(r["kpi"] == k and r["case"] == "last-quarter" for r in rows)]
         pandas_rows = run_pandas(args.url, today, pandas_kpis, args.pandas_repeat)
+    if not args.rollups:
+        os.environ["KPI_ROLLUPS"] = "0"  # the servers below answer from the events too
+    else:
+        os.environ.pop("KPI_ROLLUPS", None)
+    e2e = {}
+    if not args.no_e2e:
+        from benchmarks.load import end_to_end, questions
+
+        for mode in ("cold", "cached"):
+            e2e[mode] = end_to_end(args.url, questions(today), args.e2e_repeat, cached=mode == "cached")
     load = None
     if not args.no_load:
         from benchmarks.load import burst
 
         load = burst(args.url, today, n=args.load_n)
 
-    summary = report(rows, pandas_rows, chart_ms, peak_mb, load, args)
+    summary = report(rows, pandas_rows, chart_ms, peak_mb, load, args, e2e)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load,
+            {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load, "e2e": e2e, "rollup_build": rollup_build,
              "summary": summary, "today": today.isoformat(), "url": args.url, "repeat": args.repeat},
             indent=1, default=str))
     if args.markdown:

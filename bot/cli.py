@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 EXIT_BAD_QUESTION = 2
@@ -297,6 +297,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollups(args: argparse.Namespace) -> int:
+    """``kpibot rollups refresh|status``: kpibot's own daily usage rollup (metrics/rollups.py)."""
+    from metrics import rollups
+    from storage import database
+
+    try:
+        engine = database.get_engine(args.url)
+        if rollups.store_url(engine) is None:
+            print("No rollup store for this database: set KPI_ROLLUP_URL (kpibot writes only there).", file=sys.stderr)
+            return 2
+        if args.action == "refresh":
+            started = time.perf_counter()
+            found = rollups.refresh(engine, on_chunk=lambda day, rows: print(f"  through {day:%Y-%m-%d}: {rows:,} user-days",
+                                                                             flush=True))
+            if found is None:
+                print("No usage events yet: nothing to roll up.")
+                return 0
+            print(f"Rolled up in {time.perf_counter() - started:.1f}s.")
+        found = rollups.status(engine, count_rows=True)
+    except database.DatabaseError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DATABASE
+    if found is None:
+        print("No rollup built yet: run `kpibot rollups refresh`.")
+        return 0
+    fresh = rollups.is_fresh(engine, found)
+    last = found.built_through - timedelta(days=1)
+    print(f"usage by user and day: {found.rows:,} rows, {found.first_day:%-d %b %Y} to {last:%-d %b %Y} (UTC), "
+          f"built {found.built_at:%Y-%m-%d %H:%M} UTC; "
+          + ("fresh: used for " + ", ".join(rollups.SERVED) if fresh
+             else "STALE (the events changed since): not used until `kpibot rollups refresh`"))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import serve
 
@@ -421,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the Slack app (Socket Mode or HTTP)")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rollups", help="kpibot's own daily usage rollup: refresh it, or show its status")
+    p.add_argument("action", choices=("refresh", "status"))
+    p.set_defaults(func=cmd_rollups)
 
     for name in ("digest", "alert"):
         p = sub.add_parser(name, help=f"manage {name}s (same words as /kpi {name} …)", add_help=False)

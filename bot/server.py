@@ -333,11 +333,19 @@ def run_socket_mode(bot: KpiBot, runner: SocketModeRunner, health: HealthServer 
 # ---- kpibot serve ------------------------------------------------------------------------
 
 
+#: Seconds an idle DuckDB file stays open in a running bot (``KPI_DUCKDB_LINGER`` overrides);
+#: an import in another process asks for the file and gets it as soon as the bot is idle.
+SERVE_LINGER = 300.0
+
+
 def serve(port: int | None = None, *, host: str | None = None) -> int:
     """Run until stopped. Returns the exit code (2 when Slack settings are missing, 1 when
     Slack refuses the token). Slack being unreachable is not a reason to stop: see
     :mod:`bot.health`."""
     kpilog.setup()
+    from storage import database
+
+    database.keep_warm(SERVE_LINGER)  # a question must not pay for reopening the DuckDB file
     settings = Settings.from_env()
     mode = settings.mode()
     if mode is None:

@@ -229,3 +229,14 @@ def reading_only(allowed: frozenset[str]) -> Iterator[None]:
         yield
     finally:
         _allowed.reset(token)
+
+
+@contextmanager
+def unguarded() -> Iterator[None]:
+    """Statements inside are kpibot's own bookkeeping, never shown to the asker (the answer
+    cache's freshness probe): the question's guard does not apply to them."""
+    token = _allowed.set(None)
+    try:
+        yield
+    finally:
+        _allowed.reset(token)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
+from typing import TypeVar
 
 from metrics import access, reports
+from metrics import cache as _cache
 from metrics import engine as _engine
 from metrics import explain as _explain
 from metrics import values as _values
+from metrics.catalogue import CATALOGUE
 from metrics.parser import parse
 from metrics.periods import Settings, today_in
 from metrics.query import Query
 from metrics.reports import Report
 from metrics.result import Result
 from storage import database
+
+T = TypeVar("T")
 
 
 def ask(
@@ -29,21 +35,63 @@ def ask(
     ``authorize`` is shown what the question reads before any work and may refuse it
     (:class:`metrics.access.AccessDenied`); the run is then held to what it allowed."""
     settings = settings or Settings.from_env()
+    query = _parse(text, as_of, url, settings)
+    with _authorized(authorize, lambda: _needs(query)) as scope:
+        return _cached(("ask",), query, url, settings, scope, lambda: run(query, url=url, settings=settings, cached=False))
+
+
+def _parse(text: str, as_of: date | None, url: str | None, settings: Settings) -> Query:
     today = as_of or today_in(settings)
     index = _values.index_for(database.get_engine(url))  # filters in words: `retail nps`
-    query = parse(text, today=today, settings=settings, values=index)
-    with _authorized(authorize, lambda: access.for_metric(query.metric, query.dimension,
-                                                          tuple(name for name, _ in query.filters))):
-        return run(query, url=url, settings=settings)
+    return parse(text, today=today, settings=settings, values=index)
 
 
-def _authorized(authorize: access.Authorize | None, needs):
-    """Nothing without ``authorize``; else its verdict first, then a guard on every statement."""
+def _needs(query: Query) -> access.Needs:
+    return access.for_metric(query.metric, query.dimension, tuple(name for name, _ in query.filters))
+
+
+@contextmanager
+def _authorized(authorize: access.Authorize | None, needs) -> Iterator[frozenset[str] | None]:
+    """Nothing without ``authorize``; else its verdict first, then a guard on every statement.
+    Yields what the asker may see (None: unguarded), which the answer cache keys on."""
     if authorize is None:
-        return nullcontext()
+        yield None
+        return
     wanted = needs()
     authorize(wanted)
-    return access.reading_only(wanted.sensitivities)
+    with access.reading_only(wanted.sensitivities):
+        yield frozenset(wanted.sensitivities)
+
+
+def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scope: frozenset[str] | None,
+            compute: Callable[[], T]) -> T:
+    """``compute()``'s answer, or the one already computed for the same question over the
+    same data for an asker who may see the same (:mod:`metrics.cache`). Called only after
+    the access check passed."""
+    answers = _cache.answers()
+    if not answers.enabled:
+        return compute()
+    engine = database.get_engine(url)
+    found = _version(engine, _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters), settings)
+    if found is None:
+        return compute()
+    version, ttl = found
+    # the KPI_ settings a catalogue entry reads while its SQL is built (e.g. inactive days)
+    key = (*kind, query, query.readings, repr(settings), _engine._env(), str(engine.url), scope, version)
+    return _cache.keep_key(answers.through(key, compute, ttl), key)
+
+
+def _version(engine, tables: tuple[str, ...], settings: Settings) -> tuple[tuple, float | None] | None:
+    """The data version an answer over ``tables`` is cached under; None when it cannot be
+    had (a table missing or refused in a database kpibot did not create): then the question
+    runs uncached and says what is wrong exactly as it would without a cache. An outage is
+    raised as it is (trying the question too would only wait for the server twice)."""
+    present = tuple(t for t in (*tables, "customers") if t not in database.missing_tables(engine, (*tables, "customers")))
+    try:
+        with access.unguarded():  # the probe is bookkeeping: nothing of it reaches the asker
+            return _cache.data_version(engine, present, settings)
+    except database.Refused:  # the question itself will say which table, for which KPI
+        return None
 
 
 def answer(
@@ -63,13 +111,18 @@ def answer(
     if found:
         with _authorized(authorize, lambda: access.for_report(found[0])):
             return reports.run_report(text, today=today, url=url, settings=settings)
-    result = ask(text, as_of=today, url=url, settings=settings, authorize=authorize)
+    query = _parse(text, today, url, settings)
+    with _authorized(authorize, lambda: _needs(query)) as scope:
+        return _cached(("answer", explain), query, url, settings, scope,
+                       lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings, explain))
+
+
+def _explained(result: Result, url: str | None, settings: Settings, explain: bool) -> Result:
+    """The answer with the segment that moved it, when the change is real (not noise). Runs
+    inside the asker's guard (if any): what it may not read leaves the answer unexplained."""
     if explain and result.judgement in ("good", "bad") and not _noise(result):
-        needs = access.for_metric(result.metric.id, result.query.dimension,
-                                  tuple(name for name, _ in result.query.filters))
         try:
-            with access.reading_only(needs.sensitivities) if authorize else nullcontext():
-                result.explanation = _explain.explain(result, database.get_engine(url), settings)
+            result.explanation = _explain.explain(result, database.get_engine(url), settings)
         except (database.DatabaseError, access.AccessDenied):
             result.explanation = None  # the answer stands without its explanation
     return result
@@ -79,5 +132,38 @@ def _noise(result: Result) -> bool:
     return any("margin of error" in note or "treat this with caution" in note for note in result.notes)
 
 
-def run(query: Query, *, url: str | None = None, settings: Settings | None = None) -> Result:
+def run(query: Query, *, url: str | None = None, settings: Settings | None = None, cached: bool = True) -> Result:
+    """A parsed query's answer (digests build their queries themselves), from the cache when
+    the same query over the same data was answered before."""
+    settings = settings or Settings.from_env()
+    if cached:
+        return _cached(("ask",), query, url, settings, None, lambda: run(query, url=url, settings=settings, cached=False))
     return _engine.run(query, engine=database.get_engine(url), settings=settings)
+
+
+def cells(
+    metric_id: str,
+    windows: Sequence[tuple[date, date]],
+    settings: Settings,
+    *,
+    url: str | None = None,
+    dimension: str | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[tuple[int, str | None], _engine.Cell]:
+    """A KPI's cells per (window, segment), as alert checks read them: cached like answers."""
+    engine = database.get_engine(url)
+    metric = CATALOGUE[metric_id]
+
+    def compute() -> dict[tuple[int, str | None], _engine.Cell]:
+        return _engine.compute(metric, windows, settings, engine, dimension, filters)
+
+    answers = _cache.answers()
+    if not answers.enabled:
+        return compute()
+    found = _version(engine, _engine.reads(metric, dimension, filters), settings)
+    if found is None:
+        return compute()
+    version, ttl = found
+    key = ("cells", metric_id, tuple(windows), dimension, tuple(filters), repr(settings), _engine._env(),
+           str(engine.url), version)
+    return answers.through(key, compute, ttl)

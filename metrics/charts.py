@@ -70,7 +70,15 @@ def _legend(fig: Figure, ax) -> None:
 
 
 def render_png(result: Result, *, threshold: float | None = None) -> bytes | None:
-    """A chart that suits the answer: a trend line, segment bars, or this period vs the last."""
+    """A chart that suits the answer: a trend line, segment bars, or this period vs the last.
+    Drawn once per cached answer (:func:`metrics.cache.chart`): a repeated question's chart
+    is a look-up too."""
+    from metrics import cache
+
+    return cache.chart(result, threshold, lambda: _render_png(result, threshold))
+
+
+def _render_png(result: Result, threshold: float | None) -> bytes | None:
     metric = result.metric
     if result.series and any(p.value is not None for p in result.series):
         return _trend(result, threshold)

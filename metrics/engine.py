@@ -30,6 +30,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    tuple_,
     union_all,
 )
 
@@ -122,7 +123,10 @@ def compile_measure(
     settings: Settings,
     dimension: str | None = None,
     filters: Sequence[tuple[str, str]] = (),
+    dimensions: Sequence[str] = (),
 ) -> Select:
+    """``dimensions``: cut by each of them in the one scan, ``GROUPING SETS`` (columns
+    ``g_k``/``gg_k``, see :mod:`metrics.scan`), instead of by ``dimension``."""
     values = _values(windows, settings)
     w = _windows(windows, values)
     layers = _layers(windows)
@@ -151,6 +155,11 @@ def compile_measure(
     dim_col = None
     if dimension:
         dim_col, needs_customers = _column(metric, table, dimension)
+    sets = []
+    for name in dimensions:
+        col, via_customers = _column(metric, table, name)
+        needs_customers |= via_customers
+        sets.append(col)
     conditions = []
     for name, value in filters:
         col, via_customers = _column(metric, table, name)
@@ -170,6 +179,10 @@ def compile_measure(
         group_by.append(dim_col)
     columns += [agg(table, w).label(name) for name, agg in measure.aggregates.items()]
     columns.append(func.count().label("_rows"))
+    if sets:
+        columns += [c.label(f"g_{k}") for k, c in enumerate(sets)]
+        columns += [func.grouping(c).label(f"gg_{k}") for k, c in enumerate(sets)]
+        group_by = [func.grouping_sets(*(tuple_(w.c.w, c) for c in sets))]
     stmt = select(*columns).select_from(source).where(*conditions).group_by(*group_by)
     if dim_col is not None:
         stmt = stmt.order_by(func.count().desc()).limit(MAX_SEGMENTS * len(windows))
@@ -255,6 +268,11 @@ def compute(
     """The KPI's cells per (window, segment). On a database kpibot did not create, a table the
     KPI reads that is not there, or a query the database refuses, is one line naming the KPI."""
     database.check_tables(engine, relations.unmapped_tables(reads(metric, dimension, filters)), metric.id)
+    from metrics import rollups  # kpibot's own pre-aggregations, when fresh for these windows
+
+    served = rollups.serve(metric, windows, settings, engine, dimension, filters)
+    if served is not None:
+        return served
     try:
         return _compute(metric, windows, settings, engine, dimension, filters)
     except database.Refused as exc:

@@ -16,7 +16,8 @@ customer dimension (and the KPI's own columns) is tried; the segment with the la
 contribution in the direction of the change wins. Then that segment is split by the runner-up
 dimension: when one of the pieces (e.g. Enterprise within EMEA) carries most of the segment's
 contribution, the sentence names the piece instead. That is one grouped query per dimension
-plus one, over the two periods only, all aggregated in the database.
+plus one, over the two periods only, all aggregated in the database; where the database has
+GROUPING SETS the per-dimension queries are one scan (:mod:`metrics.scan`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from metrics import scan
 from metrics.catalogue import dimensions_for
 from metrics.engine import Cell, compute
 from metrics.periods import Settings
 from metrics.render import format_change, format_value
 from metrics.result import Result
 from metrics.spec import Measure, Metric
+from storage import database
 
 NOT_SET = "(not set)"
 #: A narrower segment (a pair) is named when it carries at least this share of its parent's contribution.
@@ -108,8 +111,10 @@ def _best(parts: Sequence[Contribution], sign: float) -> Contribution | None:
     return top if top is not None and sign * top.amount > 0 else None
 
 
-def find(result: Result, engine: Engine, settings: Settings) -> Contribution | None:
-    """The segment (or pair of segments) that explains most of the change, if any."""
+def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = True) -> Contribution | None:
+    """The segment (or pair of segments) that explains most of the change, if any. Every
+    dimension is cut from one grouped scan (:mod:`metrics.scan`) where the database can;
+    ``one_scan=False`` runs one query per dimension (what the scan must equal)."""
     metric = result.metric
     if metric.split not in ("sum", "mean") or not isinstance(metric.measure, Measure):
         return None
@@ -125,10 +130,10 @@ def find(result: Result, engine: Engine, settings: Settings) -> Contribution | N
     filters = tuple(result.query.filters)
     fixed = {name for name, _ in filters}
     best_per_dim: list[tuple[Contribution, tuple[float, float] | None]] = []
-    for dim in dimensions_for(metric):
-        if dim in fixed:
-            continue
-        grouped = compute(metric, windows, settings, engine, dim, filters)
+    dims = [dim for dim in dimensions_for(metric) if dim not in fixed]
+    scans = _one_scan(metric, windows, settings, engine, dims, filters) if one_scan else None
+    for dim in dims:
+        grouped = scans[dim] if scans is not None else compute(metric, windows, settings, engine, dim, filters)
         parts = contributions(metric, dim, grouped, baseline=prev.value)
         if not parts or len(parts) < 2 or not _adds_up(parts, change):
             continue  # one segment is everyone: it explains nothing
@@ -152,6 +157,19 @@ def find(result: Result, engine: Engine, settings: Settings) -> Contribution | N
             return piece
         break  # only the runner-up dimension is tried: one extra query
     return best
+
+
+def _one_scan(metric, windows, settings, engine, dims, filters):
+    """Every dimension from one statement; None (a statement per dimension) where the database
+    cannot, or refused it: grouping sets of exact medians need more memory than one set at a
+    time, and DuckDB cannot spill those to disk."""
+    try:
+        return scan.by_each(metric, windows, settings, engine, dims, filters)
+    except database.DatabaseError:
+        left = database.remaining()
+        if left is not None and left <= 0:
+            raise
+        return None
 
 
 def segment_name(dimension: str, segment: str) -> str:

@@ -3,8 +3,10 @@
 The URL comes from ``KPI_DATABASE_URL``; the embedded default is a DuckDB file under
 ``./data/``. DuckDB lets only one process open a file for writing, and opening it costs
 ~15 ms, so a DuckDB engine keeps its connections only while it is busy: after
-``KPI_DUCKDB_LINGER`` seconds idle (default 2) the pool is emptied and the file lock released,
-so `kpibot import` in another process gets its turn. A query that finds the file locked by
+``KPI_DUCKDB_LINGER`` seconds idle (default 2; 300 in ``kpibot serve``, which would otherwise
+reopen the file for most questions) the pool is emptied and the file lock released, so
+`kpibot import` in another process gets its turn; a process waiting for the file asks for it
+(a ``<file>.release`` marker) and an idle holder lets go at once. A query that finds the file locked by
 an import is retried briefly and then reported as :class:`DataBusy`.
 
 kpibot changes only a database it owns (see :mod:`storage.ownership`): any other is opened
@@ -213,16 +215,21 @@ def _classify(url: str) -> Ownership:
     """Ownership, waiting (like a query) while an import in another process holds the file."""
     deadline = time.monotonic() + busy_wait_seconds()
     pause = 0.05
-    while True:
-        try:
-            return ownership.classify(url, DEFAULT_URL)
-        except (OperationalError, DBAPIError, duckdb_error()) as exc:
-            if not is_lock_error(exc):
-                raise DatabaseError(_short(exc)) from exc
-            if time.monotonic() + pause > deadline:
-                raise DataBusy("data is being refreshed, try again in a moment") from exc
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
+    asked: Path | None = None
+    try:
+        while True:
+            try:
+                return ownership.classify(url, DEFAULT_URL)
+            except (OperationalError, DBAPIError, duckdb_error()) as exc:
+                if not is_lock_error(exc):
+                    raise DatabaseError(_short(exc)) from exc
+                if time.monotonic() + pause > deadline:
+                    raise DataBusy("data is being refreshed, try again in a moment") from exc
+                asked = asked or _ask_release(url)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+    finally:
+        _withdraw(asked)
 
 
 def duckdb_error() -> type[Exception]:
@@ -271,7 +278,8 @@ _lingers: list[_Linger] = []
 
 
 class _Linger:
-    """Empties a DuckDB engine's pool once it has been idle, releasing the file lock."""
+    """Empties a DuckDB engine's pool once it has been idle, releasing the file lock; at once
+    (when idle) if another process waiting for the file asked for it (:func:`release_request`)."""
 
     def __init__(self, engine: Engine, seconds: float):
         self.engine = engine
@@ -279,6 +287,7 @@ class _Linger:
         self.busy = 0
         self.last = time.monotonic()
         self.lock = threading.Lock()
+        self.asked = release_request(engine)
         event.listen(engine, "checkout", self._out)
         event.listen(engine, "checkin", self._in)
         self.thread = threading.Thread(target=self._run, name="duckdb-linger", daemon=True)
@@ -295,12 +304,50 @@ class _Linger:
             self.last = time.monotonic()
 
     def _run(self) -> None:
-        while not _stopping.wait(self.seconds / 2):
+        while not _stopping.wait(min(self.seconds / 2, 0.25)):
+            asked = self.asked is not None and _recent(self.asked)
             with self.lock:
-                idle = self.busy == 0 and time.monotonic() - self.last >= self.seconds
-                if idle:
+                idle = self.busy == 0 and (asked or time.monotonic() - self.last >= self.seconds)
+                if idle and self.last != float("inf"):
                     self.engine.pool.dispose()
                     self.last = float("inf")  # nothing more to release until next use
+
+
+def release_request(engine: Engine | str) -> Path | None:
+    """The file by which a process waiting for a DuckDB file asks the process holding it open
+    (a warm ``kpibot serve``) to let go when idle; None for other databases."""
+    url = make_url(engine) if isinstance(engine, str) else engine.url
+    name = url.database
+    if url.get_backend_name() != "duckdb" or not name or name == ":memory:":
+        return None
+    return Path(f"{name}.release")
+
+
+def _recent(path: Path) -> bool:
+    """A release request still waited on (one a crashed waiter left behind is ignored)."""
+    try:
+        return time.time() - path.stat().st_mtime < 120
+    except OSError:
+        return False
+
+
+def linger_seconds() -> float:
+    """How long an idle DuckDB file stays open: ``KPI_DUCKDB_LINGER``, else 2 s (a command), or
+    what :func:`keep_warm` set (``kpibot serve``: 300 s, as reopening costs every question)."""
+    value = os.environ.get("KPI_DUCKDB_LINGER", "").strip()
+    try:
+        return float(value) if value else _warm
+    except ValueError:
+        return _warm
+
+
+_warm = 2.0
+
+
+def keep_warm(seconds: float) -> None:
+    """Engines made from now on keep an idle DuckDB file open this long (unless configured)."""
+    global _warm
+    _warm = seconds
 
 
 def _cache_statements(engine: Engine) -> Engine:
@@ -344,7 +391,7 @@ def _make_engine(url: str, read_only: bool = False) -> Engine:
         if database and database != ":memory:":
             if not read_only:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            linger = float(os.environ.get("KPI_DUCKDB_LINGER", "2"))
+            linger = linger_seconds()
             if linger <= 0:
                 engine = create_engine(url, poolclass=NullPool, **extra)
                 event.listen(engine, "connect", _duckdb_setup)
@@ -468,17 +515,24 @@ def _retrying_connect(engine: Engine, wait: float | None = None, guard: _Guard |
     deadline = time.monotonic() + (busy_wait_seconds() if wait is None else wait)
     pause = 0.05
     pings = 0
+    asked: Path | None = None
     while True:
         try:
             conn = engine.connect()
         except (OperationalError, DBAPIError) as exc:
             if not is_lock_error(exc):
+                _withdraw(asked)
                 raise DatabaseError(_short(exc)) from exc
             if time.monotonic() + pause > deadline:
+                _withdraw(asked)
                 raise DataBusy("data is being refreshed, try again in a moment") from exc
+            if asked is None:
+                asked = _ask_release(engine)
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
             continue
+        _withdraw(asked)
+        asked = None
         if guard is not None:
             guard.connection = conn.connection.driver_connection
         if engine.dialect.name == "postgresql" and not _ping(conn):
@@ -493,6 +547,26 @@ def _retrying_connect(engine: Engine, wait: float | None = None, guard: _Guard |
         with conn:
             yield conn
         return
+
+
+def _ask_release(engine: Engine | str) -> Path | None:
+    """Asks whoever holds the DuckDB file (an idle, warm bot) to release it: see :class:`_Linger`."""
+    path = release_request(engine)
+    if path is None:
+        return None
+    try:
+        path.touch()
+    except OSError:
+        return None
+    return path
+
+
+def _withdraw(path: Path | None) -> None:
+    if path is not None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _ping(conn: Connection) -> bool:

@@ -604,3 +604,39 @@ def test_the_kpi_never_serves_a_fit_from_before_an_import(duck_url):
                          include_recurring=False)
     assert after.value != first.value
     assert after.value == pytest.approx(direct.value)
+
+
+def test_a_trend_asked_again_refits_nothing(duck_url):
+    """A monthly trend over 2025 needs 26 fits (the year, the year before, 24 month ends),
+    more than the full fits kept (16): their per-window values are kept instead, so the same
+    trend again (answer cache off) sends only the data-version probe and the freshness look-up."""
+    from datetime import date
+
+    from sqlalchemy import event
+
+    from metrics import cache
+    from metrics.api import ask
+
+    rows = _simulated_orders(300)
+    engine = database.get_engine(duck_url)
+    with engine.begin() as conn:
+        conn.execute(insert(orders), [
+            {"order_id": f"o{i}", "customer_id": c, "ordered_at": ts.replace(microsecond=0), "amount": amt}
+            for i, (c, ts, amt, _) in enumerate(rows) if ts < datetime(2026, 1, 1)
+        ])
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    question = "predicted_clv monthly 2025"
+    with cache.bypassed():
+        first = ask(question, as_of=date(2026, 1, 15), url=duck_url)
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            again = ask(question, as_of=date(2026, 1, 15), url=duck_url)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert len(first.series) == 12 and [p.value for p in again.series] == [p.value for p in first.series]
+    assert again.value == first.value
+    assert len(sent) == 2, sent  # the orders' data version, the freshness watermark: no fit

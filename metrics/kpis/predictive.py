@@ -14,6 +14,11 @@ ANNUAL_DISCOUNT = 0.10
 
 _cache: OrderedDict[tuple, object] = OrderedDict()
 _lock = threading.Lock()
+#: What a fit gives per window (and segment), small: a 2-year monthly trend needs 50 fits, more
+#: than the full fits kept (each holds its per-customer table), so a trend asked again reuses these.
+_cells: OrderedDict[tuple, dict] = OrderedDict()
+CELLS_KEPT = 1024
+FITS_KEPT = 16
 
 
 def _data_version(engine) -> tuple:
@@ -51,7 +56,7 @@ def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
     )
     with _lock:
         _cache[key] = result
-        while len(_cache) > 16:
+        while len(_cache) > FITS_KEPT:
             _cache.popitem(last=False)
     return result
 
@@ -60,15 +65,29 @@ def _predicted(engine, windows, settings, dimension, filters):
     out = {}
     version = _data_version(engine)
     for i, (_start, end) in enumerate(windows):
-        result = _fit(engine, to_utc(end, settings), filters, version)
-        value, extras, top = result.kpi(top_n=10)
-        if dimension:
-            if value is not None:
-                out.update(_by_segment(engine, result, i, dimension))
-            continue
-        flat = {k: v for k, v in extras.items() if not isinstance(v, dict)}
-        out[(i, None)] = {"value": value, "n": result.n_customers, **flat, "top_customers": top}
+        at = to_utc(end, settings)
+        key = (str(engine.url), at, tuple(filters), version, dimension)
+        with _lock:
+            cells = _cells.get(key)
+            if cells is not None:
+                _cells.move_to_end(key)
+        if cells is None:
+            cells = _window_cells(_fit(engine, at, filters, version), engine, dimension)
+            with _lock:
+                _cells[key] = cells
+                while len(_cells) > CELLS_KEPT:
+                    _cells.popitem(last=False)
+        out.update({(i, group): dict(fields) for group, fields in cells.items()})
     return out
+
+
+def _window_cells(result, engine, dimension) -> dict:
+    """One window's cells by segment (None: the whole) from a fit."""
+    value, extras, top = result.kpi(top_n=10)
+    if dimension:
+        return {} if value is None else {g: c for (_, g), c in _by_segment(engine, result, 0, dimension).items()}
+    flat = {k: v for k, v in extras.items() if not isinstance(v, dict)}
+    return {None: {"value": value, "n": result.n_customers, **flat, "top_customers": top}}
 
 
 def _by_segment(engine, result, window: int, dimension: str) -> dict:

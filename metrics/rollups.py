@@ -1,0 +1,437 @@
+"""Pre-aggregations kpibot keeps itself: daily usage per user, in kpibot's own store.
+
+The engagement KPIs group every usage event of a period into users; on a year of product
+events that is most of the work of a question. Here the events are rolled up once per UTC day
+and user — ``(day, user, customer, events, core actions, sessions, session seconds)``, with
+integer keys for users and customers — in a store that is never among the team's tables: an
+embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
+``KPI_ROLLUP_URL`` (e.g. a schema the team grants kpibot in its warehouse).
+
+* **Exact.** Distinct users over any run of whole days are distinct user keys over those
+  days' rows: no approximation. Per-customer-day counts would not add up to distinct users
+  (one user on two days), so the grain is the user-day.
+* **Incremental.** :func:`refresh` reads only the days from the watermark (the last built
+  day again, as it may have been partial, then every newer day), a month per transaction;
+  each transaction moves the watermark with its rows, so a build that is killed leaves the
+  previous rollup, consistent, in use. Old events that changed (a backfill) make it build
+  everything again.
+* **Used only when fresh.** :func:`serve` answers a KPI from the rollup only when every window
+  is whole UTC days inside the watermark, the question has no breakdown or filter, and the
+  source still holds exactly the events the rollup was built from before the watermark (an
+  import that added, changed or removed old events makes it stale: the source answers).
+  Served: ``mau``, ``wau``, ``core_actions``, ``core_actions_per_user`` (and KPIs derived from
+  them); not session time, whose median needs the events themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.engine import make_url
+
+from metrics.periods import Settings
+from metrics.spec import Metric
+from storage import database
+from storage.schema import usage_events
+
+log = logging.getLogger(__name__)
+meta = MetaData()
+state = Table(
+    "kpibot_rollup_state", meta,
+    Column("name", String, primary_key=True),
+    Column("source", String, nullable=False),
+    Column("first_day", Date, nullable=False),
+    Column("built_through", Date, nullable=False),  # exclusive: days before it are built
+    Column("source_rows", BigInteger, nullable=False),  # source events before built_through
+    Column("built_at", DateTime, nullable=False),
+)
+user_keys = Table(
+    "kpibot_user_keys", meta,
+    Column("user_key", Integer, nullable=False),
+    Column("customer_id", String, nullable=False),
+    Column("user_id", String, nullable=False),
+)
+customer_keys = Table(
+    "kpibot_customer_keys", meta,
+    Column("customer_key", Integer, nullable=False),
+    Column("customer_id", String, nullable=False),
+)
+user_days = Table(
+    "kpibot_user_days", meta,
+    Column("day", Date, nullable=False),
+    Column("user_key", Integer, nullable=False),
+    Column("customer_key", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("core", Integer, nullable=False),
+    Column("sessions", Integer, nullable=False),
+    Column("session_seconds", Float),
+)
+calendar = Table(  # every built day: windows become (window, day) pairs, equi-joined to the rows
+    "kpibot_days", meta,
+    Column("day", Date, nullable=False),
+)
+stage = Table(
+    "kpibot_user_days_stage", meta,
+    Column("day", Date, nullable=False),
+    Column("customer_id", String, nullable=False),
+    Column("user_id", String, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("core", Integer, nullable=False),
+    Column("sessions", Integer, nullable=False),
+    Column("session_seconds", Float),
+)
+NAME = "usage_user_days"
+#: KPI → how it reads the rollup: users active in the N days before the window's end, or the window itself.
+SERVED: dict[str, tuple[str, int | None]] = {
+    "wau": ("active", 7),
+    "mau": ("active", 30),
+
+    "core_actions_per_user": ("per_user", None),
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    source: str
+    first_day: date
+    built_through: date
+    source_rows: int
+    built_at: datetime
+    rows: int
+
+
+def _label(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def store_url(source: Engine) -> str | None:
+    """``KPI_ROLLUP_URL``, else a DuckDB file beside a file database (None: no default)."""
+    configured = os.environ.get("KPI_ROLLUP_URL", "").strip()
+    if configured:
+        return configured
+    name = source.url.database
+    if source.dialect.name not in ("duckdb", "sqlite") or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name)
+    return f"duckdb:///{path.with_name(path.stem + '.rollups.duckdb')}"
+
+
+_stores: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _store(url: str) -> Engine:
+    with _lock:
+        engine = _stores.get(url)
+        if engine is None:
+            engine = _stores[url] = database._make_engine(url)
+        return engine
+
+
+def _exists(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("duckdb", "sqlite"):
+        return bool(parsed.database) and Path(parsed.database or "").exists()
+    return True
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+
+def _day(col, dialect: str):
+    return func.date(col) if dialect == "sqlite" else cast(col, Date)
+
+
+def _as_date(value) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time())
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = None) -> Status | None:
+    """Bring the rollup up to the source's last day, reading only days from the watermark on.
+    One transaction per month: rows and watermark move together (``on_chunk(day, rows)``
+    after each). Returns the status, None when the source has no usage events."""
+    url = store_url(source)
+    if url is None:
+        raise database.DatabaseError("no rollup store: set KPI_ROLLUP_URL (kpibot writes only there)")
+    store = _store(url)
+    meta.create_all(store)
+    with database.connect(source) as conn:
+        first, last = conn.execute(select(func.min(usage_events.c.occurred_at), func.max(usage_events.c.occurred_at))).one()
+    first_day, last_day = _as_date(first), _as_date(last)
+    if first_day is None or last_day is None:
+        return None
+    current = _state(store, source)
+    if current is not None and (current.first_day != first_day or not is_fresh(source, current)):
+        # events before the watermark were added, changed or removed: build it all again
+        with database.connect(store, wait=60) as conn, conn.begin():
+            conn.execute(delete(user_days))
+            conn.execute(delete(calendar))
+            conn.execute(delete(state).where(state.c.name == NAME))
+        current = None
+    start = first_day if current is None else current.built_through - timedelta(days=1)
+    end = last_day + timedelta(days=1)
+    day = start
+    while day < end:
+        upto = min(_next_month(day), end)
+        rows = _chunk(source, store, first_day, day, upto)
+        if on_chunk is not None:
+            on_chunk(upto, rows)
+        day = upto
+    return status(source)
+
+
+def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -> int:
+    ue = usage_events
+    dialect = source.dialect.name
+    day = _day(ue.c.occurred_at, dialect).label("day")
+    query = (
+        select(day, ue.c.customer_id, ue.c.user_id, func.count().label("events"),
+               func.sum(cast(ue.c.is_core, Integer)).label("core"),
+               func.count(ue.c.session_seconds).label("sessions"),
+               func.sum(ue.c.session_seconds).label("session_seconds"))
+        .where(ue.c.occurred_at >= _midnight(lo), ue.c.occurred_at < _midnight(hi))
+        .group_by(day, ue.c.customer_id, ue.c.user_id)
+    )
+    with database.connect(source) as conn:
+        found = conn.execute(query).all()
+        before = conn.execute(select(func.count()).select_from(ue).where(ue.c.occurred_at < _midnight(hi))).scalar() or 0
+    from storage.bulk import insert_rows  # Arrow and pandas: only when a rollup is built
+
+    columns: dict[str, list[Any]] = {c.name: [] for c in stage.c}
+    for row in found:
+        columns["day"].append(_as_date(row.day))
+        columns["customer_id"].append(row.customer_id)
+        columns["user_id"].append(row.user_id)
+        columns["events"].append(int(row.events))
+        columns["core"].append(int(row.core or 0))
+        columns["sessions"].append(int(row.sessions or 0))
+        columns["session_seconds"].append(None if row.session_seconds is None else float(row.session_seconds))
+    with database.connect(store, wait=60) as conn, conn.begin():
+        conn.execute(delete(stage))
+        insert_rows(conn, stage, columns)
+        _new_keys(conn)
+        conn.execute(delete(user_days).where(user_days.c.day >= lo))
+        conn.execute(delete(calendar).where(calendar.c.day >= lo))
+        conn.execute(insert(calendar), [{"day": lo + timedelta(days=k)} for k in range((hi - lo).days)])
+        s, k, c = stage, user_keys, customer_keys
+        conn.execute(insert(user_days).from_select(
+            [col.name for col in user_days.c],
+            select(s.c.day, k.c.user_key, c.c.customer_key, s.c.events, s.c.core, s.c.sessions, s.c.session_seconds)
+            .select_from(s.join(k, and_(k.c.customer_id == s.c.customer_id, k.c.user_id == s.c.user_id))
+                         .join(c, c.c.customer_id == s.c.customer_id)),
+        ))
+        conn.execute(delete(stage))
+        conn.execute(delete(state).where(state.c.name == NAME))
+        conn.execute(insert(state).values(name=NAME, source=_label(source), first_day=first_day, built_through=hi,
+                                          source_rows=int(before), built_at=datetime.now(UTC).replace(tzinfo=None)))
+    return len(found)
+
+
+def _new_keys(conn) -> None:
+    """Integer keys for users and customers not seen before (counting integers is cheaper
+    than grouping pairs of strings)."""
+    s, k, c = stage, user_keys, customer_keys
+    users = select(s.c.customer_id, s.c.user_id).distinct().subquery("new_users")
+    top = select(func.coalesce(func.max(k.c.user_key), 0)).scalar_subquery()
+    conn.execute(insert(k).from_select(["user_key", "customer_id", "user_id"], select(
+        top + func.row_number().over(order_by=(users.c.customer_id, users.c.user_id)), users.c.customer_id, users.c.user_id,
+    ).where(~select(k.c.user_key).where(k.c.customer_id == users.c.customer_id, k.c.user_id == users.c.user_id).exists())))
+    names = select(s.c.customer_id).distinct().subquery("new_customers")
+    top_c = select(func.coalesce(func.max(c.c.customer_key), 0)).scalar_subquery()
+    conn.execute(insert(c).from_select(["customer_key", "customer_id"], select(
+        top_c + func.row_number().over(order_by=names.c.customer_id), names.c.customer_id,
+    ).where(~select(c.c.customer_key).where(c.c.customer_id == names.c.customer_id).exists())))
+
+
+def _state(store: Engine, source: Engine, count_rows: bool = False) -> Status | None:
+    with database.query(store) as conn:
+        row = conn.execute(select(state).where(state.c.name == NAME)).first()
+        if row is None or row.source != _label(source):
+            return None
+        rows = conn.execute(select(func.count()).select_from(user_days)).scalar() or 0 if count_rows else 0
+    return Status(row.source, _as_date(row.first_day), _as_date(row.built_through), int(row.source_rows),  # type: ignore[arg-type]
+                  row.built_at, int(rows))
+
+
+def status(source: Engine, count_rows: bool = False) -> Status | None:
+    """The rollup's watermark for ``source`` (None: none built, or no store)."""
+    url = store_url(source)
+    if url is None or not _exists(url):
+        return None
+    store = _store(url)
+    if url not in _ready:
+        from sqlalchemy import inspect
+
+        with database.connect(store) as conn:
+            if not inspect(conn).has_table(state.name):
+                return None
+        _ready.add(url)
+    return _state(store, source, count_rows)
+
+
+_ready: set[str] = set()  # stores known to hold the rollup tables
+
+
+def is_fresh(source: Engine, found: Status) -> bool:
+    """Whether the source still holds exactly the events the rollup was built from."""
+    with database.query(source) as conn:
+        now = conn.execute(select(func.count()).select_from(usage_events)
+                           .where(usage_events.c.occurred_at < _midnight(found.built_through))).scalar()
+    return int(now or 0) == found.source_rows
+
+
+# ---- answering --------------------------------------------------------------------------------
+
+_checked: dict[tuple, tuple[Status, bool]] = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("KPI_ROLLUPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def serve(
+    metric: Metric,
+    windows: Sequence[tuple[date, date]],
+    settings: Settings,
+    engine: Engine,
+    dimension: str | None = None,
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict | None:
+    """The KPI's cells from the rollup, exactly as :func:`metrics.engine.compute` gives them
+    from the source; None when the rollup cannot answer (then the source does)."""
+    how = SERVED.get(metric.id)
+    if how is None or dimension or filters or not windows or not enabled():
+        return None
+    url = store_url(engine)
+    if url is None or not _exists(url):
+        return None
+    from metrics.periods import to_utc
+
+    utc = [(to_utc(ds, settings), to_utc(de, settings)) for ds, de in windows]
+    if any(t.time() != time() for pair in utc for t in pair):
+        return None  # windows not on UTC midnights: the daily rollup cannot cut them
+    kind, days = how
+    spans = [((we - timedelta(days=days)).date() if days else ws.date(), we.date()) for ws, we in utc]
+    try:
+        found = _fresh(engine, settings)
+        # before first_day the source had no events either (an older one arriving later changes
+        # the count is_fresh checks): only the watermark bounds what the rollup can answer
+        if found is None or max(hi for _, hi in spans) > found.built_through:
+            return None
+        return _cells(metric, kind, spans, utc, _store(url))
+    except database.DatabaseError as exc:
+        left = database.remaining()
+        if left is not None and left <= 0:  # out of time: the source would be too
+            raise
+        # the store is being refreshed, or refused this statement (out of memory): the source answers
+        log.warning("rollup not used for %s: %s", metric.id, exc)
+        return None
+
+
+def _fresh(engine: Engine, settings: Settings) -> Status | None:
+    """The rollup's status if it may be used, checked once per data version of the source."""
+    from metrics import cache
+
+    url = store_url(engine)
+    found = status(engine)
+    if found is None or url is None:
+        return None
+    version, _ = cache.data_version(engine, ("usage_events",), settings)
+    key = (_label(engine), version, found.built_through, found.source_rows)
+    hit = _checked.get(key)
+    if hit is None:
+        hit = (found, is_fresh(engine, found))
+        if len(_checked) > 256:
+            _checked.clear()
+        _checked[key] = hit
+    return found if hit[1] else None
+
+
+def _cells(metric: Metric, kind: str, spans: list[tuple[date, date]], utc, store: Engine) -> dict:
+    from metrics.engine import Cell, _finalize
+    from metrics.spec import Measure
+
+    measure = metric.measure
+    assert isinstance(measure, Measure), f"{metric.id}: a rollup serves measures only"
+    parts = [select(literal(i, Integer).label("w"), literal(lo, Date).label("lo"), literal(hi, Date).label("hi"))
+             for i, (lo, hi) in enumerate(spans)]
+    w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("w")
+    c = calendar
+    pairs = select(w.c.w, c.c.day).select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd")
+    d = user_days
+    lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+    # users per window first (a grouping DuckDB can spill to disk), then counted: DISTINCT
+    # aggregates over 50 windows × a million users would have to fit in memory
+    u = (select(pairs.c.w, d.c.user_key, d.c.customer_key, func.sum(d.c.core).label("core"))
+         .select_from(d.join(pairs, pairs.c.day == d.c.day))
+         .where(d.c.day >= lo, d.c.day < hi)
+         .group_by(pairs.c.w, d.c.user_key, d.c.customer_key)
+         .subquery("window_users"))
+    core = func.coalesce(func.sum(u.c.core), 0)
+    if kind == "active":
+        columns = [func.count().label("users"), func.count(u.c.customer_key.distinct()).label("customers"),
+                   func.count().label("_rows")]
+    else:
+        columns = [core.label("core"), func.count().label("users"), func.count().label("_rows")]
+    stmt = select(u.c.w, *columns).group_by(u.c.w)
+    with database.query(store) as conn:
+        rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    out: dict[tuple[int, str | None], Cell] = {}
+    for row in rows:
+        i = int(row["w"])
+        ws, we = utc[i]
+        row["window_seconds"] = float((we - ws).total_seconds())
+        row = {k: (int(v) if k != "window_seconds" and v is not None else v) for k, v in row.items()}
+        out[(i, None)] = _finalize(metric, measure, row)
+    return out
+
+
+def dispose() -> None:
+    with _lock:
+        for engine in _stores.values():
+            engine.dispose()
+        _stores.clear()
+    _checked.clear()
+    _ready.clear()
+
+
+__all__ = ["SERVED", "Status", "dispose", "enabled", "is_fresh", "refresh", "serve", "status", "store_url"]

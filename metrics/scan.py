@@ -1,0 +1,80 @@
+"""One scan, every cut: a KPI's cells per (window, segment) for several dimensions at once.
+
+"What moved it" (:mod:`metrics.explain`) tries every candidate dimension over the two periods;
+one grouped statement per dimension read the same rows 6-8 times. Here one statement groups
+them by ``GROUPING SETS ((w, d1), (w, d2), …)``: the rows are read and joined once and each
+set is aggregated in the same pass. Exact for any aggregate (distinct counts, medians), as
+each set is its own ``GROUP BY``. SQLite has no ``GROUPING SETS``: there, and for KPIs that
+are not one measure (derived, custom), :func:`by_each` returns None and the caller groups
+per dimension as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Select
+
+from metrics import engine as _engine
+from metrics.engine import MAX_SEGMENTS, Cell, Key, Window
+from metrics.periods import Settings
+from metrics.spec import Measure, Metric
+from storage import database
+
+_statements = _engine._LRU(128)
+
+
+def supported(engine: Engine, metric: Metric) -> bool:
+    return engine.dialect.name != "sqlite" and isinstance(metric.measure, Measure)
+
+
+def by_each(
+    metric: Metric,
+    windows: Sequence[Window],
+    settings: Settings,
+    engine: Engine,
+    dimensions: Sequence[str],
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[str, dict[Key, Cell]] | None:
+    """Per dimension, what ``engine.compute(metric, windows, …, dimension, filters)`` gives,
+    from one statement; None where one statement cannot do it (see the module docstring)."""
+    measure = metric.measure
+    if not dimensions or not supported(engine, metric) or not isinstance(measure, Measure):
+        return None
+    for name in dimensions:
+        database.check_tables(engine, _engine.reads(metric, name, filters), metric.id)
+    shape = (metric.id, tuple(filters), tuple(dimensions), _engine._layers(windows), len(windows),
+             repr(settings), _engine._env())
+    stmt: Select | None = _statements.get(shape)
+    try:
+        if stmt is None:
+            stmt = _engine.compile_measure(metric, measure, windows, settings, None, filters, dimensions=dimensions)
+            _statements.put(shape, stmt)
+            rows = _engine.execute(engine, stmt)
+        else:
+            rows = _engine.execute(engine, stmt, _engine._values(windows, settings))
+    except database.Refused as exc:
+        if exc.kpi:
+            raise
+        raise exc.for_kpi(metric.id) from exc
+    return _split(metric, measure, rows, dimensions, len(windows))
+
+
+def _split(metric: Metric, measure: Measure, rows: list[dict[str, Any]], dimensions: Sequence[str],
+           windows: int) -> dict[str, dict[Key, Cell]]:
+    """The rows of each grouping set, as :func:`metrics.engine.compute` keys them: the largest
+    segments first (and at most as many as it fetches), so that two raw values read the same
+    ("" and NULL are both "(not set)") resolve the same way."""
+    out: dict[str, dict[Key, Cell]] = {}
+    for k, name in enumerate(dimensions):
+        mine = [r for r in rows if not r[f"gg_{k}"]]  # GROUPING() is 0 where the set groups by it
+        mine.sort(key=lambda r: -int(r["_rows"] or 0))
+        cells: dict[Key, Cell] = {}
+        for r in mine[: MAX_SEGMENTS * windows]:
+            cells[(r["w"], _engine._group(r[f"g_{k}"]))] = _engine._finalize(metric, measure, r)
+        out[name] = cells
+    return out
+
+
+__all__ = ["by_each", "supported"]

@@ -1,0 +1,196 @@
+"""kpibot's own daily usage rollup (metrics/rollups.py): the same answers as the source, only
+when fresh, and an interrupted build leaves the previous one in use.
+
+Fixture: tests/kpi_fixtures.py (hand-computed in tests/test_kpis_funnel_engagement.py): in
+2026-Q3, WAU 3 (2 customers), MAU 4, 7 core actions by 7 active users.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, insert
+
+from metrics import api, cache, rollups
+from storage import database
+from storage.schema import usage_events
+from tests import kpi_fixtures
+from tests.kpi_fixtures import dt
+
+AS_OF = date(2026, 11, 23)
+M = 30.4375
+QUESTIONS = ("last-quarter", "2026-Q3", "ytd", "monthly last-12-months", "weekly last-8-weeks", "last-month",
+             "2026-09-15 to 2026-10-10")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.delenv("KPI_ROLLUPS", raising=False)
+    monkeypatch.delenv("KPI_ROLLUP_URL", raising=False)
+    cache.reset()
+    yield
+    rollups.dispose()
+    cache.reset()
+
+
+@pytest.fixture
+def company(db_url, monkeypatch, tmp_path):
+    if not db_url.startswith(("duckdb", "sqlite")):  # a server database: kpibot's store is configured
+        monkeypatch.setenv("KPI_ROLLUP_URL", f"duckdb:///{tmp_path}/rollups.duckdb")
+    kpi_fixtures.load(db_url)
+    return db_url
+
+
+@contextmanager
+def store_reads(url):
+    """Statements sent to the rollup store inside."""
+    store = rollups._store(rollups.store_url(database.get_engine(url)))
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    event.listen(store, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(store, "before_cursor_execute", record)
+
+
+def source_answer(url, text, monkeypatch):
+    monkeypatch.setenv("KPI_ROLLUPS", "0")
+    try:
+        with cache.bypassed():
+            return api.ask(text, as_of=AS_OF, url=url)
+    finally:
+        monkeypatch.delenv("KPI_ROLLUPS")
+
+
+def rollup_answer(url, text):
+    with cache.bypassed(), store_reads(url) as sent:
+        result = api.ask(text, as_of=AS_OF, url=url)
+    return result, sent
+
+
+def same(a, b) -> bool:
+    return (a.value, a.n, a.extras, a.previous.value, [(p.start, p.value, p.n) for p in a.series],
+            [(p.start, p.value) for p in a.previous_series], a.notes, a.judgement) == \
+           (b.value, b.n, b.extras, b.previous.value, [(p.start, p.value, p.n) for p in b.series],
+            [(p.start, p.value) for p in b.previous_series], b.notes, b.judgement)
+
+
+def test_rollup_answers_equal_source_answers(company, monkeypatch):
+    engine = database.get_engine(company)
+    assert rollups.refresh(engine) is not None
+    hand = {("wau", "last-quarter"): 3, ("mau", "last-quarter"): 4,
+            ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92)}
+    for kpi in rollups.SERVED:
+        for period in QUESTIONS:
+            text = f"{kpi} {period}"
+            source = source_answer(company, text, monkeypatch)
+            served, sent = rollup_answer(company, text)
+            assert sent, f"{text}: not answered from the rollup"
+            assert same(served, source), text
+            if (kpi, period) in hand:
+                assert served.value == hand[(kpi, period)], text
+    wau, _ = rollup_answer(company, "wau last-quarter")
+    assert wau.extras["customers"] == 2
+
+
+def test_breakdowns_and_filters_read_the_source(company):
+    rollups.refresh(database.get_engine(company))
+    result, sent = rollup_answer(company, "wau by region last-quarter")
+    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 2, "NA": 1}
+    assert result.value == 3  # the total from the rollup, the breakdown from the source
+    _, sent = rollup_answer(company, "mau last-quarter where region=EMEA")
+    assert not sent
+
+
+def test_a_stale_rollup_is_never_used(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    # an import adds a September event (k5/u7 was not active then): the rollup no longer holds
+    # every event before its watermark
+    with engine.begin() as conn:
+        conn.execute(insert(usage_events), [{"customer_id": "k5", "user_id": "u77", "occurred_at": dt("2026-09-20T10:00"),
+                                             "action": "report", "is_core": True, "session_seconds": None}])
+    database.data_changed(engine)
+    result, sent = rollup_answer(company, "mau last-quarter")
+    assert result.value == 5 and not any("kpibot_user_days" in s for s in sent)  # by hand: 4 + u77
+    assert result.value == source_answer(company, "mau last-quarter", monkeypatch).value
+    rollups.refresh(engine)  # old events changed: the refresh builds it all again
+    result, sent = rollup_answer(company, "mau last-quarter")
+    assert result.value == 5 and any("kpibot_user_days" in s for s in sent)
+
+
+def test_windows_past_the_watermark_read_the_source(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    found = rollups.status(engine)
+    assert found is not None
+    after = found.built_through.isoformat()
+    result, sent = rollup_answer(company, f"mau {after} to {after}")
+    assert not any("kpibot_user_days" in s for s in sent)
+
+
+def test_an_incremental_refresh_reads_only_new_days(company):
+    engine = database.get_engine(company)
+    first = rollups.refresh(engine)
+    assert first is not None
+    with engine.begin() as conn:
+        conn.execute(insert(usage_events), [{"customer_id": "k1", "user_id": "u1", "occurred_at": dt("2026-11-22T09:00"),
+                                             "action": "report", "is_core": True, "session_seconds": 60.0}])
+    chunks: list[date] = []
+    again = rollups.refresh(engine, on_chunk=lambda day, rows: chunks.append(day))
+    assert again is not None and again.built_through == date(2026, 11, 23)
+    # from the last built day (re-read, it may have been partial) on, a month a chunk; nothing older
+    start = first.built_through - timedelta(days=1)
+    assert chunks[0] == min(rollups._next_month(start), date(2026, 11, 23)) and chunks[-1] == date(2026, 11, 23)
+    assert len(chunks) == len({(start.year, start.month), (2026, 11)})
+
+
+INTERRUPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from metrics import rollups
+    from storage import database
+
+    def die(day, rows):
+        os.kill(os.getpid(), signal.SIGKILL)  # killed mid-build, after its first month
+
+    rollups.refresh(database.get_engine(sys.argv[1]), on_chunk=die)
+    """
+)
+
+
+def test_an_interrupted_build_leaves_the_previous_rollup_in_use(tmp_path, monkeypatch):
+    url = f"duckdb:///{tmp_path}/m.duckdb"
+    kpi_fixtures.load(url)
+    engine = database.get_engine(url)
+    before = rollups.refresh(engine)
+    assert before is not None
+    with engine.begin() as conn:  # two new months of events: the next build has two chunks
+        conn.execute(insert(usage_events), [
+            {"customer_id": "k1", "user_id": "u1", "occurred_at": dt(at), "action": "report", "is_core": True,
+             "session_seconds": None}
+            for at in ("2026-12-05T10:00", "2027-01-05T10:00")
+        ])
+    database.dispose_all()
+    rollups.dispose()
+    done = subprocess.run([sys.executable, "-c", INTERRUPT, url], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == -9, done.stderr[-2000:]
+    after = rollups.status(engine)
+    assert after is not None and after.built_through > before.built_through  # its first month went in whole
+    assert after.built_through < date(2027, 1, 6)  # the second never did
+    # windows inside the watermark still come from the rollup, and equal the source
+    served, sent = rollup_answer(url, "mau last-quarter")
+    assert sent and served.value == 4
+    assert served.value == source_answer(url, "mau last-quarter", monkeypatch).value
