@@ -41,47 +41,38 @@ def register(app: App, bot: KpiBot) -> None:
                        team_id=(body.get("team") or {}).get("id"), after=done,
                        channel_type="im" if sub.channel.startswith("D") else None))
 
-    @app.view(modals.DIGEST_VIEW)
-    def on_digest(ack, body, view):
-        sub = modals.read_digest(view, "UTC")
+    def save(ack, body: dict, sub: modals.Submission, kind: str, old_id, find) -> None:
+        """A digest or alert form: errors back into the form, else the typed command. An edit
+        saves the new one first and then removes the old (there is no typed edit command)."""
         if sub.errors:
             ack(response_action="errors", errors=sub.errors)
             return
         ack()
         after = None
-        if sub.digest_id is not None:  # an edit: the new digest replaces the old once it is saved
-            old_id = sub.digest_id
+        if old_id is not None:
 
             def after(_reply) -> None:
-                from bot.schedules import store
                 from storage.state import get_state_engine
 
-                old = store.get_digest(get_state_engine(), old_id)
+                old = find(get_state_engine(), old_id)
                 if old is not None:
-                    bot.submit(Job(surface="modal", text=f"digest remove {old_id}", user_id=_user(body),
+                    bot.submit(Job(surface="modal", text=f"{kind} remove {old_id}", user_id=_user(body),
                                    channel_id=old.channel_id))
         submit_command(body, sub, after)
+
+    @app.view(modals.DIGEST_VIEW)
+    def on_digest(ack, body, view):
+        from bot.schedules import store
+
+        sub = modals.read_digest(view, "UTC")
+        save(ack, body, sub, "digest", sub.digest_id, store.get_digest)
 
     @app.view(modals.ALERT_VIEW)
     def on_alert(ack, body, view):
+        from bot.schedules import store
+
         sub = modals.read_alert(view, "UTC")
-        if sub.errors:
-            ack(response_action="errors", errors=sub.errors)
-            return
-        ack()
-        after = None
-        if sub.replaces is not None:  # an edit: the old rule goes once the new one is saved
-            old_id = sub.replaces
-
-            def after(_reply) -> None:
-                from bot.schedules import store
-                from storage.state import get_state_engine
-
-                old = store.get_rule(get_state_engine(), old_id)
-                if old is not None:
-                    bot.submit(Job(surface="modal", text=f"alert remove {old_id}", user_id=_user(body),
-                                   channel_id=old.channel_id))
-        submit_command(body, sub, after)
+        save(ack, body, sub, "alert", sub.replaces, store.get_rule)
 
     @app.view(modals.ASK_VIEW)
     def on_ask(ack, body, view):
