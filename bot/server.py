@@ -345,7 +345,6 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     kpilog.setup()
     from storage import database
 
-    database.keep_warm(SERVE_LINGER)  # a question must not pay for reopening the DuckDB file
     settings = Settings.from_env()
     mode = settings.mode()
     if mode is None:
@@ -355,6 +354,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     if mode == "socket" and not app_token.startswith("xapp-"):
         print("SLACK_APP_TOKEN must be an app-level token (xapp-...), not a bot token.", file=sys.stderr)
         return 2
+    database.keep_warm(SERVE_LINGER)  # serving: a question must not pay for reopening the DuckDB file
     try:
         # no auth.test inside Bolt's constructor (it would raise when Slack is down): the
         # SlackLink below verifies the token, retrying, and hands Bolt the result

@@ -33,7 +33,8 @@ def test_serve_keeps_duckdb_warm_unless_configured(monkeypatch):
     from bot.server import SERVE_LINGER
 
     monkeypatch.delenv("KPI_DUCKDB_LINGER", raising=False)
-    monkeypatch.setattr(database, "_warm", database._warm)  # restored after the test
+    # the process default (an in-process `serve` of another test may have warmed it); restored after
+    monkeypatch.setattr(database, "_warm", 2.0)
     assert database.linger_seconds() == 2.0
     database.keep_warm(SERVE_LINGER)
     assert database.linger_seconds() == 300.0
