@@ -12,7 +12,7 @@ from sqlalchemy import Integer, and_, func, literal, select, union_all
 from metrics.kpis import customers as customer_kpis
 from metrics.kpis import packaged
 from metrics.kpis.common import div, money_zero, num
-from metrics.spec import Band, Derived, Measure, Metric, in_window
+from metrics.spec import Band, Measure, Metric, in_window
 from storage.schema import costs, customers, marketing_spend, orders
 
 # ---- profit: revenue and cost to serve side by side ----------------------------------------
@@ -99,17 +99,6 @@ def _cac(a) -> dict:
     return {"value": div(spend, new), "spend": num(a, "spend"), "new_customers": num(a, "new")}
 
 
-# ---- derived customer economics -----------------------------------------------------------
-
-
-def _payback(v) -> float | None:
-    cac, arpa, margin = v.get("cac"), v.get("arpa"), v.get("gross_margin")
-    if cac is None or arpa is None or margin is None:
-        return None
-    monthly_profit = arpa * margin / 100.0
-    return cac / monthly_profit if monthly_profit > 0 else None
-
-
 _PYTHON = [
     Metric(
         id="margin",
@@ -184,26 +173,9 @@ _PYTHON = [
         extras_doc={"spend": "marketing spend", "new_customers": "new customers"},
         extras_units={"spend": "currency", "new_customers": "count"},
     ),
-    Metric(
-        id="cac_payback",
-        label="CAC payback",
-        group="financial",
-        unit="months",
-        formula="CAC ÷ (ARPA × gross margin): months of a customer's margin it takes to earn back what acquiring them cost",
-        direction="lower",
-        synonyms=("cac payback", "payback", "payback period", "cac payback period", "months to recover cac"),
-        tables=("marketing_spend", "customers", "subscriptions", "orders", "costs"),
-        bands=(
-            Band("healthy (under 12 months)", None, 12.0),
-            Band("slow (12 months or more)", 12.0, None, good=False),
-        ),
-        measure=Derived(inputs=("cac", "arpa", "gross_margin"), combine=_payback),
-        description="Seed 003: 'You should measure how fast your LTV break even your CAC (ideally less than 12 months)'.",
-    ),
 ]
 # Aggregations, ratios and derivations are data (metrics/kpis/data/financial.yml); the Python
-# entries above read a union of tables (profit, CAC) or a level over a range join (MRR), and
-# CAC payback has no value when the monthly margin is not positive (no arithmetic says that).
+# entries above read a union of tables (profit, CAC).
 _DATA = packaged.load("financial.yml", known=[*customer_kpis.METRICS, *_PYTHON])
 _ORDER = ("revenue", "mrr", "arr", "arpa", "margin", "gross_margin", "profit_per_customer", "avg_customer_value", "aov",
           "repeat_transactions", "cac", "clv", "clv_simple", "ltv_cac", "cac_payback")

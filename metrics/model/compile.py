@@ -510,7 +510,49 @@ def _derived(mid: str, entry: Mapping, ctx: Context) -> tuple[Derived, tuple[str
         if ref not in ctx.metrics:
             raise Invalid(f"unknown metric `{ref}`{_close(ref, ctx.metrics)}", entry, "expr")
     tables = tuple(dict.fromkeys(t for i in inputs for t in ctx.metrics[i].tables))
+    if "when" in entry:
+        holds = _condition(entry["when"], ctx)
+        inputs = tuple(dict.fromkeys((*inputs, *expression_names(str(entry["when"])))))
+        value = combine
+
+        def combine(v: Mapping[str, float | None]) -> float | None:
+            return value(v) if holds(v) else None
+
     return Derived(inputs, combine), tables, {}
+
+
+_COMPARE: dict[type, Callable[[float, float], bool]] = {
+    ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b, ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b, ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+}
+
+
+def _condition(when: Any, ctx: Context) -> Callable[[Mapping[str, float | None]], bool]:
+    """A derived metric's ``when``: one comparison of two arithmetic expressions over metric
+    ids (``arpa * gross_margin / 100 > 0``); where it does not hold, or an input is missing,
+    there is no value (CAC payback has none while the monthly margin is not positive)."""
+    problem = Invalid("when: one comparison (> >= < <= == !=) of arithmetic over metric ids", key="when")
+    try:
+        tree = ast.parse(str(when), mode="eval").body
+    except SyntaxError as exc:
+        raise problem from exc
+    if not isinstance(when, str) or not isinstance(tree, ast.Compare) or len(tree.ops) != 1 \
+            or type(tree.ops[0]) not in _COMPARE:
+        raise problem
+    try:
+        left, right = _arithmetic(ast.unparse(tree.left)), _arithmetic(ast.unparse(tree.comparators[0]))
+    except Invalid as exc:
+        raise problem from exc
+    for ref in expression_names(when):
+        if ref not in ctx.metrics:
+            raise Invalid(f"when: unknown metric `{ref}`{_close(ref, ctx.metrics)}", key="when")
+    compare = _COMPARE[type(tree.ops[0])]
+
+    def holds(v: Mapping[str, float | None]) -> bool:
+        a, b = left(v), right(v)
+        return a is not None and b is not None and compare(a, b)
+
+    return holds
 
 
 def _reference(entry: Mapping) -> Reference | None:
