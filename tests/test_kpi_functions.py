@@ -174,3 +174,16 @@ def test_unknown_function_option_or_aggregate_is_a_file_line_error():
     assert loaded.team == ("good_share",)
     metric = loaded.metrics["good_share"]
     assert metric.measure.n == "n" and metric.measure.finalize({"n": 4, "hits": 3})["value"] == pytest.approx(75.0)
+
+
+def test_profit_margin_gross_margin_and_per_customer():
+    profit = FINALIZERS["profit"].fn
+    # revenue 500, cost to serve 200, over 3 customers: 300 profit, 60%, 100 each
+    a = {"revenue": 500, "cost": 200, "customers": 3}
+    assert profit(a) == {"value": 300.0, "revenue": 500.0, "cost": 200.0, "profit": 300.0}
+    assert profit(a, value="gross_margin")["value"] == pytest.approx(60.0)
+    assert profit(a, value="per_customer")["value"] == pytest.approx(100.0)
+    # cost but no revenue: a loss of 200, no gross margin (÷ 0); neither: no data
+    assert profit({"revenue": None, "cost": 200})["value"] == -200.0
+    assert profit({"revenue": None, "cost": 200}, value="gross_margin")["value"] is None
+    assert profit({"revenue": None, "cost": None}) == {"value": None}

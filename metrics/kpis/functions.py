@@ -168,6 +168,23 @@ def mean_of(a: Aggs, total: str, n: str, median: str | None = None, divide: floa
     return out
 
 
+PROFIT = {
+    "margin": lambda revenue, cost, a: revenue - cost,
+    "gross_margin": lambda revenue, cost, a: div(revenue - cost, revenue, 100.0),
+    "per_customer": lambda revenue, cost, a: div(revenue - cost, a.get("customers")),
+}
+
+
+def profit(a: Aggs, value: str = "margin") -> dict[str, Any]:
+    """Revenue − cost to serve (``margin``), as % of revenue (``gross_margin``) or per
+    customer with revenue or cost (``per_customer``, reads ``customers``); revenue, cost and
+    profit as extras. No data when there is neither revenue nor cost; one without the other is 0."""
+    if a.get("revenue") is None and a.get("cost") is None:
+        return {"value": None}
+    revenue, cost = num_or_zero(a, "revenue"), num_or_zero(a, "cost")
+    return {"value": PROFIT[value](revenue, cost, a), "revenue": revenue, "cost": cost, "profit": revenue - cost}
+
+
 def _check_ratio(args: Mapping[str, Any]) -> str | None:
     per = args.get("per")
     if per is not None and per not in ("week", "month"):
@@ -194,6 +211,9 @@ FINALIZERS: dict[str, Finalizer] = {
                        check=_check_ratio, required=("num", "den")),
     "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
                          required=("total", "n")),
+    "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
+                        check=lambda args: None if args.get("value", "margin") in PROFIT
+                        else f"value: {' or '.join(PROFIT)}"),
     "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show"),
                         required=("of",)),
 }
@@ -202,6 +222,8 @@ FINALIZERS: dict[str, Finalizer] = {
 def referenced(args: Mapping[str, Any], fin: Finalizer) -> list[str]:
     """The aggregate names an entry's finalize options point at."""
     out: list[str] = list(fin.needs) + (["window_seconds"] if args.get("per") else [])
+    if fin.fn is profit and args.get("value") == "per_customer":
+        out.append("customers")
     for key in fin.refs:
         v = args.get(key)
         if isinstance(v, str):

@@ -36,7 +36,7 @@ COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "refer
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
                "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window", "rows"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr", "when"),
     "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
