@@ -187,3 +187,11 @@ def test_profit_margin_gross_margin_and_per_customer():
     assert profit({"revenue": None, "cost": 200})["value"] == -200.0
     assert profit({"revenue": None, "cost": 200}, value="gross_margin")["value"] is None
     assert profit({"revenue": None, "cost": None}) == {"value": None}
+
+
+def test_in_days_turns_seconds_into_days_with_extras():
+    # 2 days and 12 hours to convert, 1 day to MQL, no SQL yet, 4 leads converted
+    out = run("in_days", {"c": 216000, "m": 86400, "s": None, "n": 4}, of="c", days={"to_mql": "m", "to_sql": "s"},
+              show=["n"])
+    assert out == {"value": 2.5, "to_mql": 1.0, "to_sql": None, "n": 4}
+    assert run("in_days", {"c": None}, of="c") == {"value": None}

@@ -168,6 +168,18 @@ def mean_of(a: Aggs, total: str, n: str, median: str | None = None, divide: floa
     return out
 
 
+def in_days(a: Aggs, of: str, days: Any = None, show: Any = ()) -> dict[str, Any]:
+    """Seconds as days: the aggregate ``of`` as the value, ``days`` (extra name -> aggregate)
+    as extras in days, ``show`` as they are (time to convert, to MQL, to SQL)."""
+
+    def as_days(key: str) -> float | None:
+        v = a.get(key)
+        return None if v is None else float(v) / DAY
+
+    return {"value": as_days(of), **{name: as_days(agg) for name, agg in (days or {}).items()},
+            **_shown(a, show, None)}
+
+
 PROFIT = {
     "margin": lambda revenue, cost, a: revenue - cost,
     "gross_margin": lambda revenue, cost, a: div(revenue - cost, revenue, 100.0),
@@ -211,6 +223,7 @@ FINALIZERS: dict[str, Finalizer] = {
                        check=_check_ratio, required=("num", "den")),
     "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
                          required=("total", "n")),
+    "in_days": Finalizer(in_days, args=("of", "days", "show"), refs=("of", "days", "show"), required=("of",)),
     "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
                         check=lambda args: None if args.get("value", "margin") in PROFIT
                         else f"value: {' or '.join(PROFIT)}"),

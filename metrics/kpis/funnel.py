@@ -7,7 +7,7 @@ invested. Lead to customer conversion. time from the first touchpoint to MQL, SQ
 customer conversion.'
 
 The counts and rates are data (metrics/kpis/data/funnel.yml); what stays here reads a union of
-tables (time to convert over the stages reached, marketing return over orders and spend).
+tables pre-aggregated per window and channel (marketing return over orders and spend, leads per spend).
 A "per week" value over any period is the weekly average: count ÷ (days in the period ÷ 7).
 Conversion rates follow the cohort of leads created in the period (recent cohorts are still
 converting); time to convert follows the events (an MQL, SQL or conversion in the period).
@@ -16,52 +16,14 @@ Lead ``source`` and marketing channels share their names (``paid_search``, ``eve
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, and_, func, literal, select, union_all
+from sqlalchemy import Integer, and_, func, literal, select, union_all
 
 from metrics.kpis import packaged
-from metrics.kpis.common import DAY, count_if, div, money_zero, num, when
-from metrics.spec import Measure, Metric, in_window
+from metrics.kpis.common import div, money_zero, num, when
+from metrics.spec import Measure, Metric
 from storage.schema import customers, leads, marketing_spend, orders
-from storage.sqlfuncs import median, seconds_between
 
 LEAD_DIMS = ("source",)
-
-
-# ---- time to convert: one row per stage reached -------------------------------------------
-
-STAGES = (("mql", "mql_at"), ("sql", "sql_at"), ("customer", "converted_at"))
-
-
-def lead_stages():
-    """One row per lead and stage it reached: lead_id, source, stage, at, created_at."""
-    parts = [
-        select(
-            leads.c.lead_id,
-            leads.c.source,
-            literal(stage, String).label("stage"),
-            leads.c[column].label("at"),
-            leads.c.created_at,
-        ).where(leads.c[column].is_not(None))
-        for stage, column in STAGES
-    ]
-    return union_all(*parts).subquery("lead_stages")
-
-
-def _stage_days(stage: str):
-    return lambda t, w: median(when(t.c.stage == stage, seconds_between(t.c.at, t.c.created_at)))
-
-
-def _time_to_convert(a) -> dict:
-    def days(key):
-        v = a.get(key)
-        return None if v is None else float(v) / DAY
-
-    return {
-        "value": days("customer_days"),
-        "to_mql": days("mql_days"),
-        "to_sql": days("sql_days"),
-        "converted": a.get("converted"),
-    }
 
 
 # ---- marketing return per channel ---------------------------------------------------------
@@ -157,36 +119,6 @@ def _leads_per_dollar(a) -> dict:
 
 METRICS = [
     *packaged.load("funnel.yml"),  # leads, mqls, sqls and the cohort rates: data
-    Metric(
-        id="time_to_convert",
-        label="Time to convert",
-        group="funnel",
-        unit="days",
-        formula="median days from a lead's created_at (first touch) to converted_at, over leads converted in the "
-        "period (median days to MQL and to SQL, over leads reaching them in the period, as extras)",
-        direction="lower",
-        synonyms=("time to conversion", "days to convert", "sales cycle", "sales cycle length", "time to close leads", "time to customer", "conversion time",
-                  "lead velocity"),
-        tables=("leads",),
-        dimensions=LEAD_DIMS,
-        customer_dimensions=False,
-        measure=Measure(
-            table=lead_stages,
-            join=in_window("at"),
-            time_column="at",
-            aggregates={
-                "customer_days": _stage_days("customer"),
-                "mql_days": _stage_days("mql"),
-                "sql_days": _stage_days("sql"),
-                "converted": lambda t, w: count_if(t.c.stage == "customer"),
-            },
-            finalize=_time_to_convert,
-            n="converted",
-        ),
-        description="Seed 003: 'time from the first touchpoint to MQL, SQL, and customer conversion.'",
-        extras_doc={"to_mql": "median time to MQL", "to_sql": "median time to SQL", "converted": "leads converted"},
-        extras_units={"to_mql": "days", "to_sql": "days", "converted": "count"},
-    ),
     Metric(
         id="marketing_roi",
         label="Marketing ROI",
