@@ -195,3 +195,14 @@ def test_in_days_turns_seconds_into_days_with_extras():
               show=["n"])
     assert out == {"value": 2.5, "to_mql": 1.0, "to_sql": None, "n": 4}
     assert run("in_days", {"c": None}, of="c") == {"value": None}
+
+
+def test_acquisition_cost_and_leads_per_spend():
+    # 1,500 spent, 6 new customers: 250 each; spend without customers: no CAC, the spend shown
+    assert run("acquisition_cost", {"spend": 1500, "new": 6}) == {"value": 250.0, "spend": 1500.0, "new_customers": 6.0}
+    assert run("acquisition_cost", {"spend": 1500, "new": 0})["value"] is None
+    assert run("acquisition_cost", {"spend": None, "new": None}) == {"value": None}
+    # 30 leads for 2,400: 12.5 leads per 1,000, 80 per lead
+    out = run("leads_per_spend", {"leads": 30, "spend": 2400})
+    assert out == {"value": 12.5, "leads": 30.0, "spend": 2400.0, "cost_per_lead": 80.0}
+    assert run("leads_per_spend", {"leads": None, "spend": None}) == {"value": None}

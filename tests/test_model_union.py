@@ -85,3 +85,67 @@ def test_a_union_of_orders_and_costs_answers_the_hand_computed_profit(tmp_path):
     assert answer.value == pytest.approx(150.0, abs=1e-9)
     assert answer.extras == {"revenue": pytest.approx(200.05), "cost": pytest.approx(50.05),
                              "profit": pytest.approx(150.0)}
+
+
+PER_WINDOW = """
+version: 1
+metrics:
+  spend_per_signup:
+    type: simple
+    rows:
+      name: spend_signups
+      per_window: true
+      union:
+        - {source: marketing_spend, time: spent_on, columns: {acquisition_channel: channel, spend: {agg: sum, expr: amount}, new: 0}}
+        - {source: customers, time: signed_up_at, columns: {acquisition_channel: acquisition_channel, spend: 0, new: {agg: count}}}
+    aggregates: {spend: {agg: sum, expr: spend}, new: {agg: sum, expr: new}}
+    finalize: acquisition_cost
+    dimensions: [acquisition_channel]
+    customer_dimensions: false
+  no_time:
+    type: simple
+    rows:
+      name: no_time_rows
+      per_window: true
+      union:
+        - {source: marketing_spend, columns: {spend: {agg: sum, expr: amount}, new: 0}}
+        - {source: customers, time: signed_up_at, columns: {spend: 0, new: {agg: count}}}
+    aggregates: {spend: {agg: sum, expr: spend}, new: {agg: sum, expr: new}}
+    finalize: acquisition_cost
+"""
+
+
+def test_a_per_window_union_answers_by_channel(tmp_path):
+    from datetime import date
+
+    from storage.schema import customers, marketing_spend
+
+    doc, errors = parse(PER_WINDOW, "team.yml")
+    assert errors == [] and doc is not None
+    loaded = load_model([("team.yml", doc)])
+    assert [str(e).split(" (")[0] for e in loaded.errors] == [
+        "team.yml:22: metric `no_time`: union part `marketing_spend`: per window, give its `time` column"]
+    url = f"duckdb:///{tmp_path / 'own.duckdb'}"
+    engine = database.get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(marketing_spend.insert(), [
+            {"spend_id": "m1", "spent_on": date(2026, 3, 1), "channel": "ads", "amount": Decimal("300.00")},
+            {"spend_id": "m2", "spent_on": date(2026, 3, 31), "channel": "ads", "amount": Decimal("150.50")},
+            {"spend_id": "m3", "spent_on": date(2026, 3, 15), "channel": "events", "amount": Decimal("99.50")},
+            {"spend_id": "m4", "spent_on": date(2026, 4, 1), "channel": "ads", "amount": Decimal("1000")},
+        ])
+        conn.execute(customers.insert(), [
+            {"customer_id": f"c{i}", "signed_up_at": datetime(2026, 3, 3 + i), "acquisition_channel": ch}
+            for i, ch in enumerate(["ads", "ads", "ads", "events", "organic"])
+        ])
+    model.configure(loaded, url)
+    try:
+        answer = ask("spend per signup march 2026", url=url, as_of=date(2026, 4, 20))
+        by = {g.group: g.value for g in ask("spend per signup by acquisition channel march 2026", url=url,
+                                            as_of=date(2026, 4, 20)).breakdown}
+    finally:
+        model.configure(None)
+    # March: 300 + 150.50 + 99.50 = 550 spent, 5 sign-ups: 110; ads 450.50 / 3, events 99.50 / 1,
+    # organic: no spend, 1 sign-up -> 0 / 1 = 0 (spend is summed as 0 there)
+    assert answer.value == pytest.approx(110.0)
+    assert by == pytest.approx({"ads": 450.50 / 3, "events": 99.50, "organic": 0.0})

@@ -180,6 +180,27 @@ def in_days(a: Aggs, of: str, days: Any = None, show: Any = ()) -> dict[str, Any
             **_shown(a, show, None)}
 
 
+def acquisition_cost(a: Aggs) -> dict[str, Any]:
+    """Marketing spend ÷ new customers (CAC), both beside it; no data with neither."""
+    spend, new = a.get("spend"), a.get("new")
+    if spend is None and new is None:
+        return {"value": None}
+    return {"value": div(spend, new), "spend": num_or_zero(a, "spend"), "new_customers": num_or_zero(a, "new")}
+
+
+def leads_per_spend(a: Aggs) -> dict[str, Any]:
+    """Leads per 1,000 of marketing spend, with leads, spend and the cost per lead; no data
+    with neither."""
+    if a.get("spend") is None and a.get("leads") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("leads"), a.get("spend"), 1000.0),
+        "leads": num_or_zero(a, "leads"),
+        "spend": num_or_zero(a, "spend"),
+        "cost_per_lead": div(a.get("spend"), a.get("leads")),
+    }
+
+
 PROFIT = {
     "margin": lambda revenue, cost, a: revenue - cost,
     "gross_margin": lambda revenue, cost, a: div(revenue - cost, revenue, 100.0),
@@ -223,6 +244,8 @@ FINALIZERS: dict[str, Finalizer] = {
                        check=_check_ratio, required=("num", "den")),
     "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
                          required=("total", "n")),
+    "acquisition_cost": Finalizer(acquisition_cost, needs=("spend", "new")),
+    "leads_per_spend": Finalizer(leads_per_spend, needs=("leads", "spend")),
     "in_days": Finalizer(in_days, args=("of", "days", "show"), refs=("of", "days", "show"), required=("of",)),
     "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
                         check=lambda args: None if args.get("value", "margin") in PROFIT

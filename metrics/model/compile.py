@@ -327,16 +327,22 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
             if "source" in entry:
                 raise Invalid("give `source` or `rows`, not both", entry, "rows")
             name, table, sources = union.union(entry["rows"], ctx.table, ctx.has, Invalid)
-            ctx.unions[name] = table()
+            per_window = bool(entry["rows"].get("per_window"))
+            if per_window and (rows is not None or "time" in entry):
+                raise Invalid("a per_window union's parts name their own `time`", entry, "time")
+            ctx.unions[name] = table(union.windows_like()) if per_window else table()
         given = {k: v for k, v in entry.items() if k in keys}
-        part = _part({**given, "source": name} if table is not None else given, ctx, entry, needs_time=rows is None)
+        windowed = table is not None and per_window
+        part = _part({**given, "source": name} if table is not None else given, ctx, entry,
+                     needs_time=rows is None and not windowed)
         aggregates, finalize, info = _finalized(entry, part, ctx)
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else _join(part, ctx)
+        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else (
+            (lambda t, w: t.c.w == w.c.w) if windowed else _join(part, ctx))
         key = _customer_key(part.source, ctx) if table is None else (
             "customer_id" if "customer_id" in ctx.columns(part.source) else None)
         measure = Measure(table=table or part.source, join=join, aggregates=aggregates, finalize=finalize,
-                          n=entry.get("n"), where=where, time_column=None if rows is not None else part.time,
+                          n=entry.get("n"), where=where, time_column=None if rows is not None or windowed else part.time,
                           customer_key=key)
         return measure, sources or (part.source,), info
     if kind == "simple":

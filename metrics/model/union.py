@@ -6,6 +6,11 @@ a logical column of the source, ``0`` (money where another part's column is mone
 stay exact), a quoted text (``'mql'``), or an SQL expression over the source's columns. The
 union is written as a hand-built entry would (``union_all(...).subquery(name)``), so a KPI
 moved to data sends the same statement.
+
+With ``per_window: true`` each part is first aggregated per window and by its plain columns
+(marketing spend per window and channel beside new customers per window and channel): a
+column may then also be ``{agg:, expr:}``, and each part names its own ``time`` column (a
+date column is matched with the window's dates).
 """
 
 from __future__ import annotations
@@ -13,13 +18,32 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Integer, String, literal, select, union_all
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    column,
+    func,
+    literal,
+    select,
+    table,
+    union_all,
+)
 
 from metrics.kpis.common import money_zero
 from metrics.model import sqlexpr
 from storage.schema import MONEY
 
-KEYS = ("source", "columns", "filter")
+KEYS = ("source", "columns", "filter", "time")
+AGGS: dict[str, Callable[..., Any]] = {"sum": func.sum, "count": func.count, "min": func.min, "max": func.max, "avg": func.avg}
+
+
+def windows_like():
+    """A stand-in for the engine's windows subquery, to check a per-window union at load time."""
+    return table("w", column("w", Integer), column("ws", DateTime), column("we", DateTime),
+                 column("ds", Date), column("de", Date))
 
 
 def _quoted(value: Any) -> str | None:
@@ -34,9 +58,12 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
     makes the load error naming the file and line."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("union"), list) or len(spec["union"]) < 2:
         raise invalid("rows: {name:, union: [{source:, columns:, filter:}, …]} (two parts or more)", spec, "union")
-    unknown = [k for k in spec if k not in ("name", "union")]
+    unknown = [k for k in spec if k not in ("name", "union", "per_window")]
     if unknown:
-        raise invalid(f"rows: unknown key `{unknown[0]}` (name, union)", spec, unknown[0])
+        raise invalid(f"rows: unknown key `{unknown[0]}` (name, union, per_window)", spec, unknown[0])
+    per_window = spec.get("per_window", False)
+    if not isinstance(per_window, bool):
+        raise invalid("rows: per_window is true or false", spec, "per_window")
     name = spec.get("name")
     if not isinstance(name, str) or not name.isidentifier():
         raise invalid("rows: `name` (the union's name in the SQL) must be a word", spec, "name")
@@ -57,7 +84,17 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
             names = keys
         elif keys != names:
             raise invalid(f"union part `{source}`: columns must be {', '.join(names)}, in that order", part, "columns")
+        if per_window and part.get("time") not in cols:
+            raise invalid(f"union part `{source}`: per window, give its `time` column", part, "time")
+        if not per_window and "time" in part:
+            raise invalid("union part: `time` is for a per_window union (else the metric's `time`)", part, "time")
         for col, value in part["columns"].items():
+            if per_window and isinstance(value, Mapping):
+                if value.get("agg", "count") not in AGGS or (value.get("expr") is None) != (value.get("agg") == "count") \
+                        or (value.get("expr") is not None and value["expr"] not in cols):
+                    raise invalid(f"union column `{col}`: {{agg: {'|'.join(AGGS)}, expr: a column}} (count: no expr)",
+                                  part["columns"], col)
+                continue
             if isinstance(value, bool) or not (isinstance(value, (int, float, str))):
                 raise invalid(f"union column `{col}`: a column, a number, 'text' or SQL", part["columns"], col)
             if isinstance(value, str) and _quoted(value) is None and sqlexpr.check(value, cols):
@@ -66,11 +103,16 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
             raise invalid("union part filter: " + (sqlexpr.check(str(part["filter"]), cols) or ["must be text"])[0],
                           part, "filter")
     assert names is not None
+    def read(part: Mapping, v: Any) -> Any:
+        return v.get("expr") if isinstance(v, Mapping) else v
+
     money = {col for part in parts for col, v in part["columns"].items()
-             if isinstance(v, str) and v in table(str(part["source"])).c
-             and isinstance(table(str(part["source"])).c[v].type, type(MONEY))}
+             if isinstance(read(part, v), str) and read(part, v) in table(str(part["source"])).c
+             and isinstance(table(str(part["source"])).c[read(part, v)].type, type(MONEY))}
 
     def column(t, col: str, value: Any):
+        if isinstance(value, Mapping):
+            return (func.count() if value.get("agg", "count") == "count" else AGGS[value["agg"]](t.c[value["expr"]])).label(col)
         if isinstance(value, (int, float)):
             zero = money_zero() if value == 0 and col in money else literal(value, Integer if isinstance(value, int) else None)
             return zero.label(col)
@@ -81,14 +123,33 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
             return t.c[value] if value == col else t.c[value].label(col)
         return sqlexpr.build(value, t).label(col)
 
-    def build():
+    def plain(t, value: Any) -> Any:
+        if isinstance(value, str) and _quoted(value) is None:
+            return t.c[value] if value in t.c else sqlexpr.build(value, t)
+        return None
+
+    def build_over(w):
         selects = []
         for part in parts:
             t = table(str(part["source"]))
-            s = select(*(column(t, col, v) for col, v in part["columns"].items()))
+            picked = [column(t, col, v) for col, v in part["columns"].items()]
+            if w is None:
+                s = select(*picked)
+            else:
+                at = t.c[part["time"]]
+                dates = isinstance(at.type, Date)
+                inside = and_(at >= (w.c.ds if dates else w.c.ws), at < (w.c.de if dates else w.c.we))
+                keys = [e for e in (plain(t, v) for v in part["columns"].values()) if e is not None]
+                s = select(w.c.w, *picked).select_from(t.join(w, inside)).group_by(w.c.w, *keys)
             if part.get("filter"):
                 s = s.where(sqlexpr.build(part["filter"], t))
             selects.append(s)
         return union_all(*selects).subquery(name)
 
-    return name, build, tuple(dict.fromkeys(str(p["source"]) for p in parts))
+    def build():
+        return build_over(None)
+
+    def build_per_window(w):
+        return build_over(w)
+
+    return name, build_per_window if per_window else build, tuple(dict.fromkeys(str(p["source"]) for p in parts))
