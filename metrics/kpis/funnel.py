@@ -7,7 +7,8 @@ invested. Lead to customer conversion. time from the first touchpoint to MQL, SQ
 customer conversion.'
 
 The counts and rates are data (metrics/kpis/data/funnel.yml); what stays here reads a union of
-tables pre-aggregated per window and channel (marketing return over orders and spend, leads per spend).
+tables pre-aggregated per window and channel, then per channel again (marketing return: revenue
+from each channel's customers, counted only where the channel has spend).
 A "per week" value over any period is the weekly average: count ÷ (days in the period ÷ 7).
 Conversion rates follow the cohort of leads created in the period (recent cohorts are still
 converting); time to convert follows the events (an MQL, SQL or conversion in the period).
@@ -16,12 +17,12 @@ Lead ``source`` and marketing channels share their names (``paid_search``, ``eve
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, and_, func, literal, select, union_all
+from sqlalchemy import and_, func, select, union_all
 
 from metrics.kpis import packaged
 from metrics.kpis.common import div, money_zero, num, when
 from metrics.spec import Measure, Metric
-from storage.schema import customers, leads, marketing_spend, orders
+from storage.schema import customers, marketing_spend, orders
 
 LEAD_DIMS = ("source",)
 
@@ -80,45 +81,9 @@ def _roi(a) -> dict:
     }
 
 
-def _leads_and_spend(w):
-    """Per window and channel: leads created (by source) and marketing spend."""
-    ld, ms = leads, marketing_spend
-    created = (
-        select(
-            w.c.w,
-            ld.c.source.label("acquisition_channel"),
-            func.count().label("leads"),
-            money_zero().label("spend"),
-        )
-        .select_from(ld.join(w, and_(ld.c.created_at >= w.c.ws, ld.c.created_at < w.c.we)))
-        .group_by(w.c.w, ld.c.source)
-    )
-    spend = (
-        select(
-            w.c.w,
-            ms.c.channel.label("acquisition_channel"),
-            literal(0, Integer).label("leads"),
-            func.sum(ms.c.amount).label("spend"),
-        )
-        .select_from(ms.join(w, and_(ms.c.spent_on >= w.c.ds, ms.c.spent_on < w.c.de)))
-        .group_by(w.c.w, ms.c.channel)
-    )
-    return union_all(created, spend).subquery("leads_and_spend")
-
-
-def _leads_per_dollar(a) -> dict:
-    if a.get("spend") is None and a.get("leads") is None:
-        return {"value": None}
-    return {
-        "value": div(a.get("leads"), a.get("spend"), 1000.0),
-        "leads": num(a, "leads"),
-        "spend": num(a, "spend"),
-        "cost_per_lead": div(a.get("spend"), a.get("leads")),
-    }
-
-
+_DATA = packaged.load("funnel.yml")  # counts, cohort rates, time to convert, leads per spend: data
 METRICS = [
-    *packaged.load("funnel.yml"),  # leads, mqls, sqls and the cohort rates: data
+    *(m for m in _DATA if m.id != "leads_per_dollar"),
     Metric(
         id="marketing_roi",
         label="Marketing ROI",
@@ -148,27 +113,5 @@ METRICS = [
         extras_doc={"earned": "revenue from paid channels' customers", "spend": "marketing spend"},
         extras_units={"earned": "currency", "spend": "currency"},
     ),
-    Metric(
-        id="leads_per_dollar",
-        label="Leads per 1,000 spent",
-        group="funnel",
-        unit="count",
-        formula="leads created in the period ÷ marketing spend in the period × 1,000; by channel: leads from that "
-        "source ÷ the channel's spend × 1,000 (cost per lead as an extra)",
-        direction="higher",
-        synonyms=("leads per dollar", "leads per $", "leads per spend", "leads per 1000", "leads per 1,000 spent"),
-        tables=("leads", "marketing_spend"),
-        dimensions=("acquisition_channel",),
-        customer_dimensions=False,
-        measure=Measure(
-            table=_leads_and_spend,
-            join=lambda t, w: t.c.w == w.c.w,
-            aggregates={"leads": lambda t, w: func.sum(t.c.leads), "spend": lambda t, w: func.sum(t.c.spend)},
-            finalize=_leads_per_dollar,
-            customer_key=None,
-        ),
-        description="Seed 003: 'Amount of leads per $ invested.' Shown per 1,000 so small channels read well.",
-        extras_doc={"cost_per_lead": "cost per lead (spend ÷ leads)"},
-        extras_units={"cost_per_lead": "currency"},
-    ),
+    next(m for m in _DATA if m.id == "leads_per_dollar"),  # after marketing_roi, as listed before
 ]
