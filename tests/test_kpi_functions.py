@@ -206,3 +206,11 @@ def test_acquisition_cost_and_leads_per_spend():
     out = run("leads_per_spend", {"leads": 30, "spend": 2400})
     assert out == {"value": 12.5, "leads": 30.0, "spend": 2400.0, "cost_per_lead": 80.0}
     assert run("leads_per_spend", {"leads": None, "spend": None}) == {"value": None}
+
+
+def test_marketing_return_per_dollar_spent():
+    # 900 earned from paid channels' customers (1,200 from all) on 300 spent: 3 per dollar
+    out = run("marketing_return", {"earned": 900, "spend": 300, "revenue": 1200})
+    assert out == {"value": 3.0, "earned": 900.0, "spend": 300.0, "revenue_all_channels": 1200.0}
+    assert run("marketing_return", {"earned": 900, "spend": None, "revenue": 1200}) == {"value": None}
+    assert run("marketing_return", {"earned": None, "spend": 300, "revenue": None})["earned"] == 0.0

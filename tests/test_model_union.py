@@ -149,3 +149,73 @@ def test_a_per_window_union_answers_by_channel(tmp_path):
     # organic: no spend, 1 sign-up -> 0 / 1 = 0 (spend is summed as 0 there)
     assert answer.value == pytest.approx(110.0)
     assert by == pytest.approx({"ads": 450.50 / 3, "events": 99.50, "organic": 0.0})
+
+
+COMBINED = """
+version: 1
+metrics:
+  return_on_spend:
+    type: simple
+    rows:
+      name: channel_money
+      per_window: true
+      combine: channel_money_rows
+      union:
+        - source: orders
+          join: {source: customers, using: customer_id}
+          time: ordered_at
+          columns: {acquisition_channel: acquisition_channel, revenue: {agg: sum, expr: amount}, spend: 0}
+        - {source: marketing_spend, time: spent_on, columns: {acquisition_channel: channel, revenue: 0, spend: {agg: sum, expr: amount}}}
+    aggregates:
+      earned: {agg: sum, expr: revenue, filter: spend > 0, empty: null}
+      spend: {agg: sum, expr: spend}
+      revenue: {agg: sum, expr: revenue}
+    finalize: marketing_return
+    dimensions: [acquisition_channel]
+    customer_dimensions: false
+  bad_join:
+    type: simple
+    rows:
+      name: bad_join_rows
+      per_window: true
+      union:
+        - {source: orders, join: {source: customers, on: customer_id}, time: ordered_at, columns: {n: {agg: count}}}
+        - {source: costs, time: incurred_at, columns: {n: {agg: count}}}
+    aggregates: {spend: {agg: sum, expr: n}, new: {agg: sum, expr: n}}
+    finalize: acquisition_cost
+"""
+
+
+def test_a_joined_and_combined_union_counts_only_channels_with_spend(tmp_path):
+    from datetime import date
+
+    from storage.schema import customers, marketing_spend
+
+    doc, errors = parse(COMBINED, "team.yml")
+    assert errors == [] and doc is not None
+    loaded = load_model([("team.yml", doc)])
+    assert [str(e).split(" (")[0] for e in loaded.errors] == [
+        "team.yml:29: metric `bad_join`: union part join: {source:, using: a column both sources have}"]
+    assert loaded.metrics["return_on_spend"].tables == ("orders", "customers", "marketing_spend")
+    url = f"duckdb:///{tmp_path / 'own.duckdb'}"
+    engine = database.get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(customers.insert(), [
+            {"customer_id": "c1", "signed_up_at": datetime(2026, 3, 1), "acquisition_channel": "ads"},
+            {"customer_id": "c2", "signed_up_at": datetime(2026, 3, 30), "acquisition_channel": "organic"},
+        ])
+        conn.execute(orders.insert(), [
+            {"order_id": "o1", "customer_id": "c1", "ordered_at": datetime(2026, 3, 2), "amount": Decimal("600.00")},
+            {"order_id": "o2", "customer_id": "c2", "ordered_at": datetime(2026, 3, 30), "amount": Decimal("400.00")},
+        ])
+        conn.execute(marketing_spend.insert(), [
+            {"spend_id": "m1", "spent_on": date(2026, 3, 30), "channel": "ads", "amount": Decimal("200.00")},
+        ])
+    model.configure(loaded, url)
+    try:
+        answer = ask("return on spend march 2026", url=url, as_of=date(2026, 4, 20))
+    finally:
+        model.configure(None)
+    # only ads has spend: 600 earned on 200 spent = 3; organic's 400 is revenue, not return
+    assert answer.value == pytest.approx(3.0)
+    assert answer.extras["revenue_all_channels"] == pytest.approx(1000.0)

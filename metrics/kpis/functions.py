@@ -201,6 +201,19 @@ def leads_per_spend(a: Aggs) -> dict[str, Any]:
     }
 
 
+def marketing_return(a: Aggs) -> dict[str, Any]:
+    """Revenue earned from the customers of channels with spend ÷ that spend ($ per $), with
+    earned, spend and all channels' revenue beside it; no data without spend."""
+    if a.get("spend") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("earned"), a.get("spend")),
+        "earned": num_or_zero(a, "earned"),
+        "spend": num_or_zero(a, "spend"),
+        "revenue_all_channels": num_or_zero(a, "revenue"),
+    }
+
+
 PROFIT = {
     "margin": lambda revenue, cost, a: revenue - cost,
     "gross_margin": lambda revenue, cost, a: div(revenue - cost, revenue, 100.0),
@@ -246,6 +259,7 @@ FINALIZERS: dict[str, Finalizer] = {
                          required=("total", "n")),
     "acquisition_cost": Finalizer(acquisition_cost, needs=("spend", "new")),
     "leads_per_spend": Finalizer(leads_per_spend, needs=("leads", "spend")),
+    "marketing_return": Finalizer(marketing_return, needs=("earned", "spend", "revenue")),
     "in_days": Finalizer(in_days, args=("of", "days", "show"), refs=("of", "days", "show"), required=("of",)),
     "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
                         check=lambda args: None if args.get("value", "margin") in PROFIT

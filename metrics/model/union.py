@@ -10,7 +10,10 @@ moved to data sends the same statement.
 With ``per_window: true`` each part is first aggregated per window and by its plain columns
 (marketing spend per window and channel beside new customers per window and channel): a
 column may then also be ``{agg:, expr:}``, and each part names its own ``time`` column (a
-date column is matched with the window's dates).
+date column is matched with the window's dates). A part may ``join`` another source by a
+shared column (orders with their customers, for the channel that acquired them), and
+``combine: <name>`` sums the parts' rows again per window and plain column (one row per
+channel with both revenue and spend, so an aggregate can compare them).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from metrics.kpis.common import money_zero
 from metrics.model import sqlexpr
 from storage.schema import MONEY
 
-KEYS = ("source", "columns", "filter", "time")
+KEYS = ("source", "columns", "filter", "time", "join")
 AGGS: dict[str, Callable[..., Any]] = {"sum": func.sum, "count": func.count, "min": func.min, "max": func.max, "avg": func.avg}
 
 
@@ -58,9 +61,12 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
     makes the load error naming the file and line."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("union"), list) or len(spec["union"]) < 2:
         raise invalid("rows: {name:, union: [{source:, columns:, filter:}, …]} (two parts or more)", spec, "union")
-    unknown = [k for k in spec if k not in ("name", "union", "per_window")]
+    unknown = [k for k in spec if k not in ("name", "union", "per_window", "combine")]
     if unknown:
-        raise invalid(f"rows: unknown key `{unknown[0]}` (name, union, per_window)", spec, unknown[0])
+        raise invalid(f"rows: unknown key `{unknown[0]}` (name, union, per_window, combine)", spec, unknown[0])
+    combine = spec.get("combine")
+    if combine is not None and (not isinstance(combine, str) or not combine.isidentifier() or not spec.get("per_window")):
+        raise invalid("rows: `combine` names the parts' union (a word), in a per_window union", spec, "combine")
     per_window = spec.get("per_window", False)
     if not isinstance(per_window, bool):
         raise invalid("rows: per_window is true or false", spec, "per_window")
@@ -79,6 +85,12 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
         if not has(source):
             raise invalid(f"union part: unknown source `{source}`", part, "source")
         cols = list(table(source).c.keys())
+        joined = part.get("join")
+        if joined is not None:
+            if not isinstance(joined, Mapping) or not has(str(joined.get("source"))) or set(joined) != {"source", "using"} \
+                    or joined["using"] not in cols or joined["using"] not in table(str(joined["source"])).c:
+                raise invalid("union part join: {source:, using: a column both sources have}", part, "join")
+            cols += [c for c in table(str(joined["source"])).c.keys() if c not in cols]
         keys = [str(k) for k in part["columns"]]
         if names is None:
             names = keys
@@ -103,48 +115,67 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
             raise invalid("union part filter: " + (sqlexpr.check(str(part["filter"]), cols) or ["must be text"])[0],
                           part, "filter")
     assert names is not None
-    def read(part: Mapping, v: Any) -> Any:
+    def read(v: Any) -> Any:
         return v.get("expr") if isinstance(v, Mapping) else v
 
-    money = {col for part in parts for col, v in part["columns"].items()
-             if isinstance(read(part, v), str) and read(part, v) in table(str(part["source"])).c
-             and isinstance(table(str(part["source"])).c[read(part, v)].type, type(MONEY))}
+    def tables(part: Mapping) -> list:
+        joined = part.get("join")
+        return [table(str(part["source"]))] + ([table(str(joined["source"]))] if joined else [])
 
-    def column(t, col: str, value: Any):
+    def find(part: Mapping, name: Any) -> Any:
+        """The column ``name`` of the part's source, else of the source it joins."""
+        return next((t.c[name] for t in tables(part) if isinstance(name, str) and name in t.c), None)
+
+    money = {col for part in parts for col, v in part["columns"].items()
+             if find(part, read(v)) is not None and isinstance(find(part, read(v)).type, type(MONEY))}
+
+    def column(part: Mapping, col: str, value: Any):
+        t = table(str(part["source"]))
         if isinstance(value, Mapping):
-            return (func.count() if value.get("agg", "count") == "count" else AGGS[value["agg"]](t.c[value["expr"]])).label(col)
+            return (func.count() if value.get("agg", "count") == "count" else AGGS[value["agg"]](find(part, value["expr"]))).label(col)
         if isinstance(value, (int, float)):
             zero = money_zero() if value == 0 and col in money else literal(value, Integer if isinstance(value, int) else None)
             return zero.label(col)
         text = _quoted(value)
         if text is not None:
             return literal(text, String).label(col)
-        if value in t.c:
-            return t.c[value] if value == col else t.c[value].label(col)
+        found = find(part, value)
+        if found is not None:
+            return found if value == col else found.label(col)
         return sqlexpr.build(value, t).label(col)
 
-    def plain(t, value: Any) -> Any:
+    def plain(part: Mapping, value: Any) -> Any:
         if isinstance(value, str) and _quoted(value) is None:
-            return t.c[value] if value in t.c else sqlexpr.build(value, t)
+            found = find(part, value)
+            return found if found is not None else sqlexpr.build(value, table(str(part["source"])))
         return None
 
     def build_over(w):
         selects = []
         for part in parts:
             t = table(str(part["source"]))
-            picked = [column(t, col, v) for col, v in part["columns"].items()]
+            picked = [column(part, col, v) for col, v in part["columns"].items()]
             if w is None:
                 s = select(*picked)
             else:
                 at = t.c[part["time"]]
                 dates = isinstance(at.type, Date)
                 inside = and_(at >= (w.c.ds if dates else w.c.ws), at < (w.c.de if dates else w.c.we))
-                keys = [e for e in (plain(t, v) for v in part["columns"].values()) if e is not None]
-                s = select(w.c.w, *picked).select_from(t.join(w, inside)).group_by(w.c.w, *keys)
+                keys = [e for e in (plain(part, v) for v in part["columns"].values()) if e is not None]
+                joined = part.get("join")
+                rows = t.join(table(str(joined["source"])), t.c[joined["using"]] == table(str(joined["source"])).c[joined["using"]]) \
+                    if joined else t
+                s = select(w.c.w, *picked).select_from(rows.join(w, inside)).group_by(w.c.w, *keys)
             if part.get("filter"):
                 s = s.where(sqlexpr.build(part["filter"], t))
             selects.append(s)
-        return union_all(*selects).subquery(name)
+        if combine is None:
+            return union_all(*selects).subquery(name)
+        both = union_all(*selects).subquery(combine)
+        first = parts[0]
+        keys = [both.c[c] for c, v in first["columns"].items() if plain(first, v) is not None]
+        summed = [func.sum(both.c[c]).label(c) for c, v in first["columns"].items() if plain(first, v) is None]
+        return select(both.c.w, *keys, *summed).group_by(both.c.w, *keys).subquery(name)
 
     def build():
         return build_over(None)
@@ -152,4 +183,5 @@ def union(spec: Any, table: Callable[[str], Any], has: Callable[[str], bool], in
     def build_per_window(w):
         return build_over(w)
 
-    return name, build_per_window if per_window else build, tuple(dict.fromkeys(str(p["source"]) for p in parts))
+    read_from = [str(n) for p in parts for n in (p["source"], *([p["join"]["source"]] if p.get("join") else []))]
+    return name, build_per_window if per_window else build, tuple(dict.fromkeys(read_from))
