@@ -174,3 +174,43 @@ def test_unknown_function_option_or_aggregate_is_a_file_line_error():
     assert loaded.team == ("good_share",)
     metric = loaded.metrics["good_share"]
     assert metric.measure.n == "n" and metric.measure.finalize({"n": 4, "hits": 3})["value"] == pytest.approx(75.0)
+
+
+def test_profit_margin_gross_margin_and_per_customer():
+    profit = FINALIZERS["profit"].fn
+    # revenue 500, cost to serve 200, over 3 customers: 300 profit, 60%, 100 each
+    a = {"revenue": 500, "cost": 200, "customers": 3}
+    assert profit(a) == {"value": 300.0, "revenue": 500.0, "cost": 200.0, "profit": 300.0}
+    assert profit(a, value="gross_margin")["value"] == pytest.approx(60.0)
+    assert profit(a, value="per_customer")["value"] == pytest.approx(100.0)
+    # cost but no revenue: a loss of 200, no gross margin (÷ 0); neither: no data
+    assert profit({"revenue": None, "cost": 200})["value"] == -200.0
+    assert profit({"revenue": None, "cost": 200}, value="gross_margin")["value"] is None
+    assert profit({"revenue": None, "cost": None}) == {"value": None}
+
+
+def test_in_days_turns_seconds_into_days_with_extras():
+    # 2 days and 12 hours to convert, 1 day to MQL, no SQL yet, 4 leads converted
+    out = run("in_days", {"c": 216000, "m": 86400, "s": None, "n": 4}, of="c", days={"to_mql": "m", "to_sql": "s"},
+              show=["n"])
+    assert out == {"value": 2.5, "to_mql": 1.0, "to_sql": None, "n": 4}
+    assert run("in_days", {"c": None}, of="c") == {"value": None}
+
+
+def test_acquisition_cost_and_leads_per_spend():
+    # 1,500 spent, 6 new customers: 250 each; spend without customers: no CAC, the spend shown
+    assert run("acquisition_cost", {"spend": 1500, "new": 6}) == {"value": 250.0, "spend": 1500.0, "new_customers": 6.0}
+    assert run("acquisition_cost", {"spend": 1500, "new": 0})["value"] is None
+    assert run("acquisition_cost", {"spend": None, "new": None}) == {"value": None}
+    # 30 leads for 2,400: 12.5 leads per 1,000, 80 per lead
+    out = run("leads_per_spend", {"leads": 30, "spend": 2400})
+    assert out == {"value": 12.5, "leads": 30.0, "spend": 2400.0, "cost_per_lead": 80.0}
+    assert run("leads_per_spend", {"leads": None, "spend": None}) == {"value": None}
+
+
+def test_marketing_return_per_dollar_spent():
+    # 900 earned from paid channels' customers (1,200 from all) on 300 spent: 3 per dollar
+    out = run("marketing_return", {"earned": 900, "spend": 300, "revenue": 1200})
+    assert out == {"value": 3.0, "earned": 900.0, "spend": 300.0, "revenue_all_channels": 1200.0}
+    assert run("marketing_return", {"earned": 900, "spend": None, "revenue": 1200}) == {"value": None}
+    assert run("marketing_return", {"earned": None, "spend": 300, "revenue": None})["earned"] == 0.0

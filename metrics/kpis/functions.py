@@ -168,6 +168,69 @@ def mean_of(a: Aggs, total: str, n: str, median: str | None = None, divide: floa
     return out
 
 
+def in_days(a: Aggs, of: str, days: Any = None, show: Any = ()) -> dict[str, Any]:
+    """Seconds as days: the aggregate ``of`` as the value, ``days`` (extra name -> aggregate)
+    as extras in days, ``show`` as they are (time to convert, to MQL, to SQL)."""
+
+    def as_days(key: str) -> float | None:
+        v = a.get(key)
+        return None if v is None else float(v) / DAY
+
+    return {"value": as_days(of), **{name: as_days(agg) for name, agg in (days or {}).items()},
+            **_shown(a, show, None)}
+
+
+def acquisition_cost(a: Aggs) -> dict[str, Any]:
+    """Marketing spend ÷ new customers (CAC), both beside it; no data with neither."""
+    spend, new = a.get("spend"), a.get("new")
+    if spend is None and new is None:
+        return {"value": None}
+    return {"value": div(spend, new), "spend": num_or_zero(a, "spend"), "new_customers": num_or_zero(a, "new")}
+
+
+def leads_per_spend(a: Aggs) -> dict[str, Any]:
+    """Leads per 1,000 of marketing spend, with leads, spend and the cost per lead; no data
+    with neither."""
+    if a.get("spend") is None and a.get("leads") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("leads"), a.get("spend"), 1000.0),
+        "leads": num_or_zero(a, "leads"),
+        "spend": num_or_zero(a, "spend"),
+        "cost_per_lead": div(a.get("spend"), a.get("leads")),
+    }
+
+
+def marketing_return(a: Aggs) -> dict[str, Any]:
+    """Revenue earned from the customers of channels with spend ÷ that spend ($ per $), with
+    earned, spend and all channels' revenue beside it; no data without spend."""
+    if a.get("spend") is None:
+        return {"value": None}
+    return {
+        "value": div(a.get("earned"), a.get("spend")),
+        "earned": num_or_zero(a, "earned"),
+        "spend": num_or_zero(a, "spend"),
+        "revenue_all_channels": num_or_zero(a, "revenue"),
+    }
+
+
+PROFIT = {
+    "margin": lambda revenue, cost, a: revenue - cost,
+    "gross_margin": lambda revenue, cost, a: div(revenue - cost, revenue, 100.0),
+    "per_customer": lambda revenue, cost, a: div(revenue - cost, a.get("customers")),
+}
+
+
+def profit(a: Aggs, value: str = "margin") -> dict[str, Any]:
+    """Revenue − cost to serve (``margin``), as % of revenue (``gross_margin``) or per
+    customer with revenue or cost (``per_customer``, reads ``customers``); revenue, cost and
+    profit as extras. No data when there is neither revenue nor cost; one without the other is 0."""
+    if a.get("revenue") is None and a.get("cost") is None:
+        return {"value": None}
+    revenue, cost = num_or_zero(a, "revenue"), num_or_zero(a, "cost")
+    return {"value": PROFIT[value](revenue, cost, a), "revenue": revenue, "cost": cost, "profit": revenue - cost}
+
+
 def _check_ratio(args: Mapping[str, Any]) -> str | None:
     per = args.get("per")
     if per is not None and per not in ("week", "month"):
@@ -194,6 +257,13 @@ FINALIZERS: dict[str, Finalizer] = {
                        check=_check_ratio, required=("num", "den")),
     "mean_of": Finalizer(mean_of, args=("total", "n", "median", "divide", "count_as"), refs=("total", "n", "median"),
                          required=("total", "n")),
+    "acquisition_cost": Finalizer(acquisition_cost, needs=("spend", "new")),
+    "leads_per_spend": Finalizer(leads_per_spend, needs=("leads", "spend")),
+    "marketing_return": Finalizer(marketing_return, needs=("earned", "spend", "revenue")),
+    "in_days": Finalizer(in_days, args=("of", "days", "show"), refs=("of", "days", "show"), required=("of",)),
+    "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
+                        check=lambda args: None if args.get("value", "margin") in PROFIT
+                        else f"value: {' or '.join(PROFIT)}"),
     "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show"),
                         required=("of",)),
 }
@@ -202,6 +272,8 @@ FINALIZERS: dict[str, Finalizer] = {
 def referenced(args: Mapping[str, Any], fin: Finalizer) -> list[str]:
     """The aggregate names an entry's finalize options point at."""
     out: list[str] = list(fin.needs) + (["window_seconds"] if args.get("per") else [])
+    if fin.fn is profit and args.get("value") == "per_customer":
+        out.append("customers")
     for key in fin.refs:
         v = args.get(key)
         if isinstance(v, str):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
 
 from metrics.kpis.common import window_seconds
-from metrics.model import sqlexpr
+from metrics.model import sqlexpr, union
 from metrics.model.relations import Relations, Source
 from metrics.spec import (
     Aggs,
@@ -48,12 +48,13 @@ class Context:
     sources: Mapping[str, Source]
     dimensions: Mapping[str, Any]
     metrics: dict[str, Metric]  # built-ins and the team metrics compiled so far
+    unions: dict[str, Any] = field(default_factory=dict)  # a metric's `rows: {union:}`, by name
 
     def table(self, name: Any):
-        return self.relations.table(name)
+        return self.unions[name] if name in self.unions else self.relations.table(name)
 
     def has(self, name: Any) -> bool:
-        return name in self.sources or name in TABLES
+        return name in self.sources or name in TABLES or name in self.unions
 
     def columns(self, name: Any) -> list[str]:
         return list(self.table(name).c.keys())
@@ -320,14 +321,30 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
         if rows is not None and "time" in entry:
             raise Invalid("give `time` or `in_window`, not both", entry, "in_window")
         keys = ("source", "filter") if rows is not None else ("source", "time", "filter")
-        part = _part({k: v for k, v in entry.items() if k in keys}, ctx, entry, needs_time=rows is None)
+        table: Any = None
+        sources: tuple[str, ...] = ()
+        if "rows" in entry:  # a union of sources, under its own name
+            if "source" in entry:
+                raise Invalid("give `source` or `rows`, not both", entry, "rows")
+            name, table, sources = union.union(entry["rows"], ctx.table, ctx.has, Invalid)
+            per_window = bool(entry["rows"].get("per_window"))
+            if per_window and (rows is not None or "time" in entry):
+                raise Invalid("a per_window union's parts name their own `time`", entry, "time")
+            ctx.unions[name] = table(union.windows_like()) if per_window else table()
+        given = {k: v for k, v in entry.items() if k in keys}
+        windowed = table is not None and per_window
+        part = _part({**given, "source": name} if table is not None else given, ctx, entry,
+                     needs_time=rows is None and not windowed)
         aggregates, finalize, info = _finalized(entry, part, ctx)
         where = (lambda t: sqlexpr.build(part.filter, t)) if part.filter else None
-        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else _join(part, ctx)
-        measure = Measure(table=part.source, join=join, aggregates=aggregates, finalize=finalize,
-                          n=entry.get("n"), where=where, time_column=None if rows is not None else part.time,
-                          customer_key=_customer_key(part.source, ctx))
-        return measure, (part.source,), info
+        join = (lambda t, w: sqlexpr.build(rows, t, window=w)) if rows is not None else (
+            (lambda t, w: t.c.w == w.c.w) if windowed else _join(part, ctx))
+        key = _customer_key(part.source, ctx) if table is None else (
+            "customer_id" if "customer_id" in ctx.columns(part.source) else None)
+        measure = Measure(table=table or part.source, join=join, aggregates=aggregates, finalize=finalize,
+                          n=entry.get("n"), where=where, time_column=None if rows is not None or windowed else part.time,
+                          customer_key=key)
+        return measure, sources or (part.source,), info
     if kind == "simple":
         part = _part(entry, ctx, entry)
         name = _agg_name(part)
@@ -510,7 +527,49 @@ def _derived(mid: str, entry: Mapping, ctx: Context) -> tuple[Derived, tuple[str
         if ref not in ctx.metrics:
             raise Invalid(f"unknown metric `{ref}`{_close(ref, ctx.metrics)}", entry, "expr")
     tables = tuple(dict.fromkeys(t for i in inputs for t in ctx.metrics[i].tables))
+    if "when" in entry:
+        holds = _condition(entry["when"], ctx)
+        inputs = tuple(dict.fromkeys((*inputs, *expression_names(str(entry["when"])))))
+        value = combine
+
+        def combine(v: Mapping[str, float | None]) -> float | None:
+            return value(v) if holds(v) else None
+
     return Derived(inputs, combine), tables, {}
+
+
+_COMPARE: dict[type, Callable[[float, float], bool]] = {
+    ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b, ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b, ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+}
+
+
+def _condition(when: Any, ctx: Context) -> Callable[[Mapping[str, float | None]], bool]:
+    """A derived metric's ``when``: one comparison of two arithmetic expressions over metric
+    ids (``arpa * gross_margin / 100 > 0``); where it does not hold, or an input is missing,
+    there is no value (CAC payback has none while the monthly margin is not positive)."""
+    problem = Invalid("when: one comparison (> >= < <= == !=) of arithmetic over metric ids", key="when")
+    try:
+        tree = ast.parse(str(when), mode="eval").body
+    except SyntaxError as exc:
+        raise problem from exc
+    if not isinstance(when, str) or not isinstance(tree, ast.Compare) or len(tree.ops) != 1 \
+            or type(tree.ops[0]) not in _COMPARE:
+        raise problem
+    try:
+        left, right = _arithmetic(ast.unparse(tree.left)), _arithmetic(ast.unparse(tree.comparators[0]))
+    except Invalid as exc:
+        raise problem from exc
+    for ref in expression_names(when):
+        if ref not in ctx.metrics:
+            raise Invalid(f"when: unknown metric `{ref}`{_close(ref, ctx.metrics)}", key="when")
+    compare = _COMPARE[type(tree.ops[0])]
+
+    def holds(v: Mapping[str, float | None]) -> bool:
+        a, b = left(v), right(v)
+        return a is not None and b is not None and compare(a, b)
+
+    return holds
 
 
 def _reference(entry: Mapping) -> Reference | None:
@@ -569,13 +628,15 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
         for dim in listed:  # a derivation is cut by what all its inputs are cut by
             if not all(dim in ctx.metrics[i].dimensions for i in measure.inputs):
                 raise Invalid(f"dimension `{dim}`: not every input of this metric has it", entry, "dimensions")
-    elif not isinstance(listed, list) or not isinstance(measure, Measure) or not isinstance(measure.table, str):
+    elif not isinstance(listed, list) or not isinstance(measure, Measure) or not (
+            isinstance(measure.table, str) or isinstance(entry.get("rows"), Mapping)):
         if listed:
             raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
         listed = []
     for dim in listed if isinstance(measure, Measure) else ():
-        if dim not in ctx.columns(measure.table):  # type: ignore[union-attr]  # checked above
-            raise Invalid(f"dimension `{dim}` is not a column of `{measure.table}`", entry, "dimensions")  # type: ignore[union-attr]
+        own_table = measure.table if isinstance(measure.table, str) else entry["rows"]["name"]  # type: ignore[union-attr]
+        if dim not in ctx.columns(own_table):
+            raise Invalid(f"dimension `{dim}` is not a column of `{own_table}`", entry, "dimensions")
     own = tuple(dict.fromkeys((*listed, *own)))
     if "split" in entry:
         if entry["split"] not in ("sum", "mean", None):

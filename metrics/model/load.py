@@ -36,9 +36,9 @@ COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "refer
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
                "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window", "rows"),
     "ratio": ("numerator", "denominator", "scale"),
-    "derived": ("expr",),
+    "derived": ("expr", "when"),
     "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
     "conversion": ("base", "conversion", "entity", "window_days"),
 }
@@ -263,7 +263,9 @@ def _refs(entry: Any) -> list[str]:
     if kind == "ratio":
         return [entry[k] for k in ("numerator", "denominator") if isinstance(entry.get(k), str)]
     if kind == "derived" and isinstance(entry.get("expr"), str):
-        return compiler.expression_names(entry["expr"])
+        when = entry.get("when")
+        names = compiler.expression_names(entry["expr"]) + (compiler.expression_names(when) if isinstance(when, str) else [])
+        return list(dict.fromkeys(names))
     return []
 
 
@@ -295,7 +297,8 @@ def _order(entries: Mapping[str, tuple[str, Any, Any]], known: Mapping[str, Metr
                         errors.add(origin, entry, None, f"metric `{mid}`: depends on `{ref}`, which has errors")
                     ok = False
             elif ref not in known:
-                errors.add(origin, entry, "expr" if entry.get("type") == "derived" else None,
+                in_expr = ref in compiler.expression_names(str(entry.get("expr")))
+                errors.add(origin, entry, ("expr" if in_expr else "when") if entry.get("type") == "derived" else None,
                            f"metric `{mid}`: unknown metric `{ref}`{close(ref, [*known, *entries])}")
                 ok = False
         if state.get(mid) == "bad":
