@@ -182,16 +182,16 @@ def _text_first(bot: KpiBot, job: Job, result: Result, chart: PendingChart) -> s
             if job.surface not in ("slash", "shortcut") or not job.response_url:
                 raise
             png, note = chart.get()  # nothing to update later: the old order, chart first
-            image = None
+            image, upload_error = None, None
             if png is not None:
-                file_id, _ = upload_chart(bot, result, png)
+                file_id, upload_error = upload_chart(bot, result, png)
                 if file_id:
                     image = answer_actions.image_block(file_id, blocks.chart_alt_text(result),
                                                        blocks.chart_title(result))
             if code in blocks_not_member():
                 note = bot._not_member_note()
             elif png is not None and image is None:
-                note = "The chart could not be attached."
+                note = bot._upload_failure_note(upload_error)
             return _via_response_url(job, message(image, note), code, exc)
         job.posted_ts, job.posted_channel = str(posted.get("ts")), str(posted.get("channel") or job.channel_id)
     channel, ts = str(job.posted_channel), str(job.posted_ts)

@@ -419,6 +419,23 @@ def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
     assert "Drawing the chart" not in update.text and not has_image(update)
 
 
+def test_a_chart_that_cannot_be_drawn_leaves_the_text_with_a_note(slack, monkeypatch):
+    from metrics import charts
+
+    def broken(result):
+        raise ValueError("no figure today")
+
+    monkeypatch.setattr(charts, "render_png", broken)  # kpibot's own drawing, not Slack's SDK
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    update = answer_update(slack.fake, post)
+    assert f"*{EXPECTED_NPS}* score" in update.text and update.blocks[-1]["type"] == "actions"
+    assert "The chart could not be drawn (error id" in update.text and not has_image(update)
+    assert "no figure today" not in update.text and "Drawing the chart" not in update.text
+    assert not slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.seq > post.seq)
+
+
 def test_a_chart_slack_is_still_processing_is_shown_once_it_is_ready(slack):
     """Slack may refuse a just-uploaded file in an image block (invalid_blocks): the post is
     tried again; a file that never becomes usable goes to the thread the old way."""
