@@ -84,6 +84,14 @@ def _refusals(bot: KpiBot) -> _BlockRefusals:
     return bot.__dict__.setdefault("chart_block_refusals", _BlockRefusals())
 
 
+def _replaced(bot: KpiBot) -> dict[tuple[str, str], bool]:
+    """Answers a click has replaced: a chart still on its way must not undo the click."""
+    seen = bot.__dict__.setdefault("answers_replaced", {})
+    if len(seen) > 10_000:
+        seen.clear()
+    return seen
+
+
 def upload_chart(bot: KpiBot, result: Result, png: bytes) -> tuple[str | None, str | None]:
     """(file id, None) or (None, Slack's error code)."""
     try:
@@ -120,6 +128,7 @@ def send_answer(bot: KpiBot, job: Job, result: Result, png: bytes | None, chart_
                                                image=image if with_image else None, actions=actions)}
 
     if job.update_ts:  # a click: the answer replaces the message it came from
+        _replaced(bot)[(job.channel_id, job.update_ts)] = True
         try:
             bot.client.chat_update(channel=job.channel_id, ts=job.update_ts, **message(True, chart_note))
             return "updated"
@@ -197,6 +206,8 @@ def _text_first(bot: KpiBot, job: Job, result: Result, chart: PendingChart) -> s
     channel, ts = str(job.posted_channel), str(job.posted_ts)
 
     def update(image: dict | None, note: str | None) -> None:
+        if _replaced(bot).get((channel, ts)):
+            return  # a click replaced this answer meanwhile: its old chart is not wanted
         bot.client.chat_update(channel=channel, ts=ts, **message(image, note))
 
     png, note = chart.get()

@@ -733,6 +733,21 @@ def test_by_select_replaces_the_answer_in_place_through_the_same_gate(slack):
         "U0BOB", "nps 2026-Q3 by touchpoint", "nps", "answered")
 
 
+def test_a_click_before_the_chart_arrives_is_not_undone_by_it(slack):
+    """The text goes out before the chart: a click on it may finish first. The answer's late
+    chart must not put the old answer back over the click's."""
+    ch = channel()
+    replies = slack.bot.stats["reply_answer"]
+    slack.fake.fail("files.getUploadURLExternal", status=429, retry_after=2)  # the answer's upload waits 2 s
+    slack.send.command(QUESTION, channel=ch)
+    [post] = posts_in(slack.fake, ch)
+    slack.send.click(as_held(post), element(post, "answer_trend"), channel=ch)
+    wait_stat(slack, "reply_answer", replies + 2)  # both delivered, in whichever order
+    updates = slack.fake.calls("chat.update", ok=True, where=lambda c: c.params.get("ts") == post.response["ts"])
+    assert updates and "Trend by week" in updates[-1].text  # the click's answer stays
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 1
+
+
 def test_trend_and_what_moved_it(slack):
     ch = channel()
     slack.send.command(QUESTION, channel=ch)
