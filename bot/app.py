@@ -29,6 +29,7 @@ Flow of every request::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -45,6 +46,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import audit, blocks
+from bot.answer_delivery import PendingChart
 from bot.dedupe import Deduper, make_deduper
 from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
@@ -188,6 +190,8 @@ class Job:
     restricted: bool = False  # the policy governs what it reads: audited before it is posted
     update_ts: str | None = None  # a click on an answer: the message its new answer replaces
     after: Callable[[Reply], None] | None = None  # a click: what to change once it succeeded
+    posted_ts: str | None = None  # the answer's text is out (its chart follows by chat.update)
+    posted_channel: str | None = None
 
 
 class WorkingNotice:
@@ -345,6 +349,7 @@ class KpiBot:
         queued_ms = (started - job.received) * 1000
         png: bytes | None = None
         chart_note: str | None = None
+        chart: PendingChart | None = None  # an answer's chart, drawn after its text is posted
         kpi: str | None = None  # for the audit log, also when the policy refuses the answer
         try:
             if job.limited:
@@ -366,7 +371,7 @@ class KpiBot:
                     kpi = reply.kpi
                     if reply.kind == "answer" and reply.result is not None:
                         kpi = reply.result.metric.id
-                        png, chart_note = self._draw(reply.result)
+                        chart = PendingChart(functools.partial(self._draw_in_slot, reply.result))
                     elif reply.kind == "answer" and reply.report is not None:
                         kpi = f"report:{reply.report.name}"
                         png, chart_note = self._draw_report(reply.report)
@@ -384,8 +389,8 @@ class KpiBot:
                 self._count("withheld_unaudited")
                 log_event(log, "answer_withheld", level=40, reason="audit log not writable", kpi=kpi,
                           user=job.user_id, channel=job.channel_id)
-                reply, png = Reply("error", WITHHELD, command=reply.command, reason="error"), None
-        outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note)
+                reply, png, chart = Reply("error", WITHHELD, command=reply.command, reason="error"), None, None
+        outcome, delivery_error_id = self._deliver_retrying(job, reply, png, chart_note, chart)
         if job.after is not None and reply.kind != "error" and reply.reason is None:
             try:  # e.g. an alert message showing "Acknowledged by …"
                 job.after(reply)
@@ -421,15 +426,15 @@ class KpiBot:
             elapsed_ms=(time.monotonic() - job.received) * 1000, delivery_error_id=delivery_error_id,
         )
 
-    def _deliver_retrying(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None
-                          ) -> tuple[str, str | None]:
+    def _deliver_retrying(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None,
+                          chart: PendingChart | None = None) -> tuple[str, str | None]:
         """Deliver; while Slack fails for a moment (5xx, 429, no connection), try again within
         ``post_retry_seconds`` (the client's own retries cover only ~2 s); then tell the asker."""
         deadline = time.monotonic() + self.settings.post_retry_seconds
         pause = 0.5
         while True:
             try:
-                return self.deliver(job, reply, png, chart_note), None
+                return self.deliver(job, reply, png, chart_note, chart), None
             except Exception as exc:  # noqa: BLE001
                 transient = _transient(exc)
                 if transient and time.monotonic() + pause < deadline:
@@ -439,6 +444,9 @@ class KpiBot:
                     time.sleep(pause)
                     pause = min(pause * 2, 4.0)
                     continue
+                if job.posted_ts is not None:  # the answer's text is out; only its chart is missing
+                    log_event(log, "chart_update_failed", level=30, channel=job.channel_id, error=_slack_error(exc))
+                    return "chart_failed", None
                 error_id = new_error_id()
                 log_event(log, "delivery_failed", level=40, exc_info=True, error_id=error_id,
                           surface=job.surface, channel=job.channel_id, error=_slack_error(exc))
@@ -527,6 +535,11 @@ class KpiBot:
             log_event(log, "chart_failed", level=40, exc_info=True, error_id=error_id, kpi=f"report:{report.name}")
             return None, f"The chart could not be drawn (error id `{error_id}`)."
 
+    def _draw_in_slot(self, result: Result) -> tuple[bytes | None, str | None]:
+        """Drawing is CPU work: it takes a compute slot like the query did."""
+        with self.compute:
+            return self._draw(result)
+
     def _draw(self, result: Result) -> tuple[bytes | None, str | None]:
         from metrics import charts
 
@@ -539,9 +552,10 @@ class KpiBot:
 
     # ---- delivery ------------------------------------------------------------------------
 
-    def deliver(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None) -> str:
+    def deliver(self, job: Job, reply: Reply, png: bytes | None, chart_note: str | None,
+                chart: PendingChart | None = None) -> str:
         if reply.kind == "answer" and reply.result is not None:
-            return self.send_answer(job, reply.result, png, chart_note)
+            return self.send_answer(job, reply.result, png, chart_note, chart)
         if reply.kind == "answer" and reply.report is not None:
             return self.send_report(job, reply.report, png, chart_note)
         self.send_private(job, reply.text)
@@ -569,11 +583,12 @@ class KpiBot:
             thread_ts=job.thread_ts,
         )
 
-    def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None) -> str:
-        """One message with the chart and its buttons (:mod:`bot.answer_delivery`)."""
+    def send_answer(self, job: Job, result: Result, png: bytes | None, chart_note: str | None,
+                    chart: PendingChart | None = None) -> str:
+        """One message, text first, then the chart and its buttons (:mod:`bot.answer_delivery`)."""
         from bot.answer_delivery import send_answer
 
-        return send_answer(self, job, result, png, chart_note)
+        return send_answer(self, job, result, png, chart_note, chart)
 
     def send_report(self, job: Job, report, png: bytes | None, chart_note: str | None) -> str:
         """A cross-silo report: its text in the channel (or thread), then its chart."""

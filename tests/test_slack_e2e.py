@@ -103,7 +103,15 @@ def posts_in(fake: FakeSlack, ch: str, count: int = 1, timeout: float = 15.0):
 def answer_in(h: Harness | FakeSlack, ch: str, timeout: float = 15.0):
     fake = getattr(h, "fake", h)
     [post] = posts_in(fake, ch, timeout=timeout)
+    answer_update(fake, post, timeout)  # the text first, then its chart added in place: both done
     return post
+
+
+def after_answer(fake: FakeSlack, post):
+    """Calls in the answer's channel after its chart was added (a click's, not the chart's own)."""
+    done = answer_update(fake, post).seq
+    in_ch = fake.in_channel(post.params["channel"])
+    return lambda c: in_ch(c) and c.seq > done
 
 
 def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 60.0, *, working: bool = False):
@@ -113,8 +121,21 @@ def responses_for(h: Harness, url: str, count: int = 1, timeout: float = 60.0, *
                            where=lambda c: c.params["key"] == key and (working or not_working(c)))
 
 
+def has_image(c) -> bool:
+    return any(b["type"] == "image" for b in c.blocks)
+
+
+def chart_update(fake: FakeSlack, post, timeout: float = 15.0):
+    """The ``chat.update`` that adds the chart to a posted answer (its text went out first)."""
+    return fake.wait_for("chat.update", timeout=timeout, where=lambda c: c.params.get("ts") == post.response["ts"]
+                         and c.params.get("channel") == post.response["channel"] and has_image(c))[0]
+
+
 def chart_of(fake: FakeSlack, post):
-    """The image block of an answer and the completed upload it shows (a PNG)."""
+    """The image block of an answer and the completed upload it shows (a PNG); for a posted
+    answer, the image its chart update added."""
+    if post.method == "chat.postMessage":
+        post = chart_update(fake, post)
     [image] = [b for b in post.blocks if b["type"] == "image"]
     file_id = image["slack_file"]["id"]
     assert fake.uploads[file_id].startswith(PNG_MAGIC)
@@ -148,14 +169,18 @@ def test_question_answered_with_number_and_png_chart(slack):
     assert "Asked by <@U0ALICE>" in text
     assert "thread_ts" not in post.params or not post.params["thread_ts"]
 
-    # one message: the chart is an image block showing the uploaded file, shared nowhere else
-    image, done = chart_of(slack.fake, post)
+    # one message: the text first, then the chart added in place (an image block showing the
+    # uploaded file, shared nowhere else)
+    assert not has_image(post) and "Drawing the chart" in post.text
+    update = chart_update(slack.fake, post)
+    image, done = chart_of(slack.fake, update)
     assert "channel_id" not in done.params and "channels" not in done.params
     [url_call] = slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.response.get("file_id") == image["slack_file"]["id"])
     assert url_call.params["filename"].endswith(".png")
     assert url_call.params["alt_txt"].startswith("Chart: ") and "Net Promoter Score" in url_call.params["alt_txt"]
     assert image["alt_text"] == url_call.params["alt_txt"]
-    assert done.seq < post.seq  # uploaded, then shown
+    assert post.seq < done.seq < update.seq  # posted, uploaded, then shown
+    assert "Drawing the chart" not in update.text and f"*{EXPECTED_NPS}* score" in update.text
     actions = post.blocks[-1]
     assert actions["type"] == "actions"
     assert [e.get("action_id") for e in actions["elements"]] == [
@@ -343,32 +368,93 @@ def test_server_error_on_post_is_retried(slack):
     assert [a.status for a in attempts] == [500, 200]
 
 
+def answer_update(fake: FakeSlack, post, timeout: float = 15.0):
+    """The ``chat.update`` that finishes a posted answer (chart added, or a note instead)."""
+    return fake.wait_for("chat.update", timeout=timeout, where=lambda c: c.params.get("ts") == post.response["ts"]
+                         and c.params.get("channel") == post.response["channel"])[0]
+
+
+def test_answer_text_is_posted_before_the_chart_is_uploaded(slack):
+    """What the asker waits for: the number and buttons go out before the chart is drawn and
+    uploaded; the chart is then added to that same message."""
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    assert f"*{EXPECTED_NPS}* score" in post.text and post.blocks[-1]["type"] == "actions"
+    assert not has_image(post)
+    update = chart_update(slack.fake, post)
+    image, done = chart_of(slack.fake, update)
+    [url_call] = slack.fake.calls("files.getUploadURLExternal",
+                                  where=lambda c: c.response.get("file_id") == image["slack_file"]["id"])
+    assert post.seq < url_call.seq < done.seq < update.seq  # text, then the upload, then the chart in place
+    assert update.params["channel"] == ch and update.params["ts"] == post.response["ts"]
+    assert f"*{EXPECTED_NPS}* score" in update.text and update.blocks[-1]["type"] == "actions"
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 1
+
+
+def test_a_failed_chart_update_is_retried_without_posting_again(slack):
+    ch = channel()
+    slack.fake.fail("chat.update", status=500, when=lambda p: p.get("channel") == ch)
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    chart_update(slack.fake, post)
+    attempts = slack.fake.calls("chat.update", ok=None, where=slack.fake.in_channel(ch))
+    assert [a.status for a in attempts] == [500, 200]
+    assert len(slack.fake.calls("chat.postMessage", ok=None, where=slack.fake.in_channel(ch))) == 1
+    assert len(slack.fake.calls("files.completeUploadExternal", where=lambda c: c.seq > post.seq
+                                and c.params["files"][0]["id"] in str(attempts[1].blocks))) == 1
+
+
 def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
     ch = channel()
     slack.fake.fail("files.getUploadURLExternal", error="missing_scope")  # the next upload: serial tests
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
-    assert f"*{EXPECTED_NPS}*" in post.text  # still the whole answer, in one message
-    assert "chart could not be attached" in post.text and "files:write" in post.text
-    assert not [b for b in post.blocks if b["type"] == "image"]
+    assert f"*{EXPECTED_NPS}*" in post.text  # the whole answer went out first
+    update = answer_update(slack.fake, post)
+    [refused] = slack.fake.calls("files.getUploadURLExternal", ok=False)
+    assert post.seq < refused.seq < update.seq
+    assert f"*{EXPECTED_NPS}*" in update.text and update.blocks[-1]["type"] == "actions"  # the text stands
+    assert "chart could not be attached" in update.text and "files:write" in update.text
+    assert "Drawing the chart" not in update.text and not has_image(update)
+
+
+def test_a_chart_that_cannot_be_drawn_leaves_the_text_with_a_note(slack, monkeypatch):
+    from metrics import charts
+
+    def broken(result):
+        raise ValueError("no figure today")
+
+    monkeypatch.setattr(charts, "render_png", broken)  # kpibot's own drawing, not Slack's SDK
+    ch = channel()
+    slack.send.command(QUESTION, channel=ch)
+    post = answer_in(slack, ch)
+    update = answer_update(slack.fake, post)
+    assert f"*{EXPECTED_NPS}* score" in update.text and update.blocks[-1]["type"] == "actions"
+    assert "The chart could not be drawn (error id" in update.text and not has_image(update)
+    assert "no figure today" not in update.text and "Drawing the chart" not in update.text
+    assert not slack.fake.calls("files.getUploadURLExternal", where=lambda c: c.seq > post.seq)
 
 
 def test_a_chart_slack_is_still_processing_is_shown_once_it_is_ready(slack):
     """Slack may refuse a just-uploaded file in an image block (invalid_blocks): the post is
     tried again; a file that never becomes usable goes to the thread the old way."""
     ch = channel()
-    slack.fake.fail("chat.postMessage", error="invalid_blocks", when=lambda p: p.get("channel") == ch)
+    slack.fake.fail("chat.update", error="invalid_blocks", when=lambda p: p.get("channel") == ch)
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
-    refused = slack.fake.calls("chat.postMessage", ok=False, where=slack.fake.in_channel(ch))
-    assert len(refused) == 1 and refused[0].seq < post.seq
-    chart_of(slack.fake, post)
+    update = chart_update(slack.fake, post)
+    refused = slack.fake.calls("chat.update", ok=False, where=slack.fake.in_channel(ch))
+    assert len(refused) == 1 and post.seq < refused[0].seq < update.seq
+    chart_of(slack.fake, update)
 
     ch = channel()
-    slack.fake.fail("chat.postMessage", error="invalid_blocks", times=3, when=lambda p: p.get("channel") == ch)
+    slack.fake.fail("chat.update", error="invalid_blocks", times=3, when=lambda p: p.get("channel") == ch)
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
-    assert not [b for b in post.blocks if b["type"] == "image"] and f"*{EXPECTED_NPS}*" in post.text
+    [plain] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    assert not has_image(plain) and f"*{EXPECTED_NPS}*" in plain.text and "Drawing the chart" not in plain.text
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 1
     [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
     assert slack.fake.uploads[shared.params["files"][0]["id"]].startswith(PNG_MAGIC)
     assert shared.params["thread_ts"] == post.response["ts"]  # in the answer's thread
@@ -382,7 +468,7 @@ def test_a_workspace_refusing_chart_images_gets_charts_in_the_thread(slack):
     try:
         for _ in range(3):
             ch = channel()
-            slack.fake.fail("chat.postMessage", error="invalid_blocks", times=3,
+            slack.fake.fail("chat.update", error="invalid_blocks", times=3,
                             when=lambda p, ch=ch: p.get("channel") == ch)
             slack.send.command(QUESTION, channel=ch)
             slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
@@ -391,8 +477,9 @@ def test_a_workspace_refusing_chart_images_gets_charts_in_the_thread(slack):
         post = answer_in(slack, ch)
         [shared] = slack.fake.wait_for("files.completeUploadExternal", where=slack.fake.in_channel(ch))
         assert shared.params["thread_ts"] == post.response["ts"]
-        assert not slack.fake.calls("chat.postMessage", ok=False, where=slack.fake.in_channel(ch))
-        assert not [b for b in post.blocks if b["type"] == "image"] and post.blocks[-1]["type"] == "actions"
+        assert not slack.fake.calls("chat.update", ok=False, where=slack.fake.in_channel(ch))
+        [plain] = slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+        assert not has_image(plain) and plain.blocks[-1]["type"] == "actions" and "Drawing the chart" not in plain.text
     finally:
         slack.bot.__dict__.pop("chart_block_refusals", None)  # the module's app: back to image blocks
 
@@ -624,7 +711,7 @@ def test_by_select_replaces_the_answer_in_place_through_the_same_gate(slack):
     jobs = slack.bot.stats["jobs"]
     resp = slack.send.click(as_held(post), select, channel=ch, user="U0BOB")
     assert resp.status == 200 and resp.elapsed < ACK_LIMIT
-    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    [update] = slack.fake.wait_for("chat.update", where=after_answer(slack.fake, post))
     assert update.params["ts"] == post.response["ts"]  # the same message, replaced
     table = next(b["text"]["text"] for b in update.blocks if b["type"] == "section" and "```" in b["text"]["text"])
     rows = table.strip("`\n").splitlines()
@@ -646,12 +733,27 @@ def test_by_select_replaces_the_answer_in_place_through_the_same_gate(slack):
         "U0BOB", "nps 2026-Q3 by touchpoint", "nps", "answered")
 
 
+def test_a_click_before_the_chart_arrives_is_not_undone_by_it(slack):
+    """The text goes out before the chart: a click on it may finish first. The answer's late
+    chart must not put the old answer back over the click's."""
+    ch = channel()
+    replies = slack.bot.stats["reply_answer"]
+    slack.fake.fail("files.getUploadURLExternal", status=429, retry_after=2)  # the answer's upload waits 2 s
+    slack.send.command(QUESTION, channel=ch)
+    [post] = posts_in(slack.fake, ch)
+    slack.send.click(as_held(post), element(post, "answer_trend"), channel=ch)
+    wait_stat(slack, "reply_answer", replies + 2)  # both delivered, in whichever order
+    updates = slack.fake.calls("chat.update", ok=True, where=lambda c: c.params.get("ts") == post.response["ts"])
+    assert updates and "Trend by week" in updates[-1].text  # the click's answer stays
+    assert len(slack.fake.calls("chat.postMessage", where=slack.fake.in_channel(ch))) == 1
+
+
 def test_trend_and_what_moved_it(slack):
     ch = channel()
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
     slack.send.click(as_held(post), element(post, "answer_trend"), channel=ch)
-    [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+    [update] = slack.fake.wait_for("chat.update", where=after_answer(slack.fake, post))
     assert update.params["ts"] == post.response["ts"] and "Trend by week" in update.text
     slack.send.click(as_held(post), element(post, "answer_moved"), channel=ch)
     [reply] = slack.fake.wait_for("chat.postMessage", where=lambda c: c.params.get("thread_ts") == post.response["ts"])
@@ -670,7 +772,7 @@ def test_a_click_with_a_value_we_did_not_make_is_refused(slack):
     wait_stat(slack, "bad_actions", before + 4)
     refusals = slack.fake.wait_for("response_url", count=4, where=lambda c: "out of date" in c.text)
     assert all(r.params["response_type"] == "ephemeral" and not r.params["replace_original"] for r in refusals)
-    assert not slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+    assert not slack.fake.calls("chat.update", where=after_answer(slack.fake, post))
 
 
 def test_a_click_passes_the_policy_like_a_typed_question(slack):
@@ -685,7 +787,7 @@ def test_a_click_passes_the_policy_like_a_typed_question(slack):
                                     and c.params.get("user") == "U0BOB")
     assert "KPI policy" in refusal.text and "`revenue`" in refusal.text
     assert slack.bot.stats["policy_refusals"] == before + 1
-    assert not slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))
+    assert not slack.fake.calls("chat.update", where=after_answer(slack.fake, post))
 
 
 def test_clicks_count_against_the_rate_limit(slack, monkeypatch):
@@ -704,12 +806,12 @@ def test_clicks_count_against_the_rate_limit(slack, monkeypatch):
             slack.send.click(as_held(post), element(post, action), channel=ch, user="U0CLICKY")
         [limited] = slack.fake.wait_for("chat.postEphemeral", where=lambda c: c.params.get("channel") == ch
                                         and c.params.get("user") == "U0CLICKY")
-        [update] = slack.fake.wait_for("chat.update", where=slack.fake.in_channel(ch))
+        [update] = slack.fake.wait_for("chat.update", where=after_answer(slack.fake, post))
     finally:
         slack.bot.limits = saved
     assert "try again in" in limited.text
     assert "Trend by week" in update.text  # the first click, answered; the second refused
-    assert len(slack.fake.calls("chat.update", where=slack.fake.in_channel(ch))) == 1
+    assert len(slack.fake.calls("chat.update", where=after_answer(slack.fake, post))) == 1
 
 
 def test_socket_mode_click_is_acked_over_the_socket_and_updates_the_answer(socket_slack):
@@ -730,5 +832,5 @@ def test_socket_mode_click_is_acked_over_the_socket_and_updates_the_answer(socke
     })
     elapsed, _ = ws.wait_ack(envelope)
     assert elapsed < ACK_LIMIT
-    [update] = fake.wait_for("chat.update", where=fake.in_channel(ch))
+    [update] = fake.wait_for("chat.update", where=after_answer(fake, post))
     assert update.params["ts"] == post.response["ts"] and "same period last year" in update.text

@@ -43,7 +43,7 @@ def test_home_shows_schedules_recent_questions_catalogue_and_freshness(app):  # 
     send.command("digest add weekly mon 09:00 UTC nps", channel="C0TEAM")
     fake.wait_for("response_url", where=lambda c: "Digest #1 added" in c.text)
     send.command(QUESTION, channel="C0TEAM")
-    fake.wait_for("chat.postMessage", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)
+    fake.wait_for("chat.update", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)  # the answer, chart added
     # the audit row is written by the audit thread once the answer is out
     assert audit.flush()
     assert home_opened(send).status == 200
@@ -169,7 +169,7 @@ def test_message_shortcut_where_the_bot_is_not_a_member_answers_through_its_resp
 def test_save_a_recent_question_as_a_favourite_and_ask_it(app):  # noqa: F811
     fake, send, _ = app
     send.command(QUESTION, channel="C0TEAM")
-    fake.wait_for("chat.postMessage", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)
+    fake.wait_for("chat.update", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)  # the answer, chart added
     assert audit.flush()
     home_opened(send)
     [home] = fake.wait_for("views.publish")
