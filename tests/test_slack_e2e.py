@@ -412,8 +412,8 @@ def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
     post = answer_in(slack, ch)
     assert f"*{EXPECTED_NPS}*" in post.text  # the whole answer went out first
     update = answer_update(slack.fake, post)
-    [refused] = slack.fake.calls("files.getUploadURLExternal", ok=False)
-    assert post.seq < refused.seq < update.seq
+    # the module's fake Slack is shared: only this answer's refused upload, between its post and update
+    assert slack.fake.calls("files.getUploadURLExternal", ok=False, where=lambda c: post.seq < c.seq < update.seq)
     assert f"*{EXPECTED_NPS}*" in update.text and update.blocks[-1]["type"] == "actions"  # the text stands
     assert "chart could not be attached" in update.text and "files:write" in update.text
     assert "Drawing the chart" not in update.text and not has_image(update)
