@@ -190,6 +190,7 @@ class Job:
     restricted: bool = False  # the policy governs what it reads: audited before it is posted
     update_ts: str | None = None  # a click on an answer: the message its new answer replaces
     after: Callable[[Reply], None] | None = None  # a click: what to change once it succeeded
+    follow_up: bool = False  # the second half of one gated action (an edit's removal): not limited again
     posted_ts: str | None = None  # the answer's text is out (its chart follows by chat.update)
     posted_channel: str | None = None
 
@@ -299,9 +300,9 @@ class KpiBot:
     def submit(self, job: Job) -> None:
         try:
             self._count("jobs")
-            if self.limits is not None:  # in arrival order, in memory: cheap enough for here
+            if self.limits is not None and not job.follow_up:  # in arrival order, in memory: cheap enough for here
                 job.limited = self.limits.check(job.user_id, job.channel_id)
-            if not job.limited and not is_instant(job.text):
+            if not job.limited and not job.follow_up and not is_instant(job.text):
                 job.limited = self._enter(job)
             after = None if job.limited else self.settings.working_after
             notice = WorkingNotice(after, lambda: self.send_working(job))

@@ -57,7 +57,7 @@ def register(app: App, bot: KpiBot) -> None:
                 old = find(get_state_engine(), old_id)
                 if old is not None:
                     bot.submit(Job(surface="modal", text=f"{kind} remove {old_id}", user_id=_user(body),
-                                   channel_id=old.channel_id))
+                                   channel_id=old.channel_id, follow_up=True))
         submit_command(body, sub, after)
 
     @app.view(modals.DIGEST_VIEW)
