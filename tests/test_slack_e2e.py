@@ -368,6 +368,12 @@ def test_server_error_on_post_is_retried(slack):
     assert [a.status for a in attempts] == [500, 200]
 
 
+def quiet(h: Harness) -> None:
+    """No question of earlier tests still running on the module's shared bot (one may still be
+    uploading its chart, and an upload names no channel to tell it apart)."""
+    wait_until(lambda: not +h.bot._in_flight, what="the shared bot finishing earlier questions")
+
+
 def answer_update(fake: FakeSlack, post, timeout: float = 15.0):
     """The ``chat.update`` that finishes a posted answer (chart added, or a note instead)."""
     return fake.wait_for("chat.update", timeout=timeout, where=lambda c: c.params.get("ts") == post.response["ts"]
@@ -407,7 +413,8 @@ def test_a_failed_chart_update_is_retried_without_posting_again(slack):
 
 def test_chart_upload_failure_still_delivers_the_text_with_a_note(slack):
     ch = channel()
-    slack.fake.fail("files.getUploadURLExternal", error="missing_scope")  # the next upload: serial tests
+    quiet(slack)  # uploads carry no channel: the next one must be this answer's
+    slack.fake.fail("files.getUploadURLExternal", error="missing_scope")
     slack.send.command(QUESTION, channel=ch)
     post = answer_in(slack, ch)
     assert f"*{EXPECTED_NPS}*" in post.text  # the whole answer went out first
@@ -737,6 +744,7 @@ def test_a_click_before_the_chart_arrives_is_not_undone_by_it(slack):
     """The text goes out before the chart: a click on it may finish first. The answer's late
     chart must not put the old answer back over the click's."""
     ch, user = channel(), "U0RACE"
+    quiet(slack)  # uploads carry no channel: the next one must be this answer's
     slack.fake.fail("files.getUploadURLExternal", status=429, retry_after=2)  # the answer's upload waits 2 s
     slack.send.command(QUESTION, channel=ch, user=user)
     [post] = posts_in(slack.fake, ch)
