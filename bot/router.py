@@ -110,11 +110,12 @@ def clean_text(text: str | None, bot_user_id: str | None = None) -> str:
 
 def is_instant(text: str) -> bool:
     """Help, the list and a definition: answered from the catalogue, no query, so not counted
-    in a user's questions in flight; so is a schedule command's help."""
+    in a user's questions in flight; so is a digest or alert command other than a preview (it
+    reads and writes the state database only; rate limits still apply)."""
     words = (text or "").split()
     head = words[0].lower().rstrip(":") if words else ""
-    if head in SCHEDULE_WORDS and len(words) == 2 and words[1].lower() in HELP_WORDS:
-        return True
+    if head in SCHEDULE_WORDS:
+        return len(words) < 2 or words[1].lower() not in ("preview", "test")
     return (head in HELP_WORDS and len(words) <= 1) or (head in LIST_WORDS and len(words) == 1) or head in DEFINE_WORDS
 
 
