@@ -253,6 +253,8 @@ class KpiBot:
         self._identity: dict | None = None
         self._identity_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kpibot-work")
+        # "try again in …" needs no query: it must not queue behind answers that wait for compute
+        self.quick = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpibot-quick")
         # CPU-bound steps hold the GIL; more of them at once than cores only slows the acks.
         self.compute = threading.BoundedSemaphore(settings.compute_slots)
         self.policy = _load_policy() if settings.enforce_policy else None  # a broken file stops the start
@@ -307,7 +309,7 @@ class KpiBot:
             after = None if job.limited else self.settings.working_after
             notice = WorkingNotice(after, lambda: self.send_working(job))
             try:
-                self.pool.submit(self._run, job, notice)
+                (self.quick if job.limited else self.pool).submit(self._run, job, notice)
             except RuntimeError:  # the pool is shut down: the process is stopping
                 notice.finish()
                 log_event(log, "job_rejected_shutting_down", level=30, surface=job.surface)
@@ -711,6 +713,7 @@ class KpiBot:
             self.dispatcher.shutdown(wait=wait, cancel_futures=not wait)
             self.listener_pool.shutdown(wait=wait, cancel_futures=not wait)
             self.pool.shutdown(wait=wait, cancel_futures=not wait)
+            self.quick.shutdown(wait=wait, cancel_futures=not wait)
         finally:
             if wait:  # drained: queries are allowed again (another app in this process, the CLI)
                 database.resume_queries()
