@@ -58,6 +58,13 @@ def open_view(bot: KpiBot, trigger_id: str | None, view: dict) -> None:
         log_event(log, "views_open_failed", level=30, error=code)
 
 
+def _value(action: dict, *, select: str) -> str | None:
+    """What was clicked: the chosen option of the ``select`` menu, else the button's value."""
+    if action.get("action_id") == select:
+        return (action.get("selected_option") or {}).get("value")
+    return action.get("value")
+
+
 def register(app: App, bot: KpiBot) -> None:
     from bot.app import Job
 
@@ -66,7 +73,7 @@ def register(app: App, bot: KpiBot) -> None:
         ack()
         where = click_context(bot, body)
         action_id = action.get("action_id")
-        value = (action.get("selected_option") or {}).get("value") if action_id == aa.BY else action.get("value")
+        value = _value(action, select=aa.BY)
         try:
             state = aa.decode(value)
         except aa.BadAction as exc:
@@ -120,7 +127,7 @@ def register(app: App, bot: KpiBot) -> None:
         ack()
         where = click_context(bot, body)
         action_id = action.get("action_id")
-        value = (action.get("selected_option") or {}).get("value") if action_id == marks.SNOOZE else action.get("value")
+        value = _value(action, select=marks.SNOOZE)
         try:
             rule_id, choice = marks.decode(value)
             if action_id == marks.SNOOZE and choice is None:
