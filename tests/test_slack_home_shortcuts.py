@@ -13,6 +13,7 @@ from bot import audit
 from bot.schedules import store
 from tests.slack_helpers import EXPECTED_NPS, QUESTION, TEAM_ID
 from tests.test_slack_modals import app, submit  # noqa: F401 - the fixture
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.test_schedules_support"]
 pytestmark = pytest.mark.usefixtures("schedule_env")
@@ -32,6 +33,17 @@ def home_click(send, action_id: str, value: dict | None = None, user: str = "U0A
                              "view": {"id": "VHOME", "type": "home"}, "actions": [element]})
 
 
+def answered_row_written(user: str = "U0ALICE") -> None:
+    """The answer's audit row is queued once its reply is handed over, which is after Slack saw
+    the post: wait until the audit thread has written it (the Home reads recent questions there)."""
+
+    def written() -> bool:
+        audit.flush()
+        return any(r["user_id"] == user and r["question"] == QUESTION for r in audit.latest(50))
+
+    wait_until(written, what="the answer's audit row")
+
+
 def button(blocks: list, action_id: str) -> dict:
     found = [b.get("accessory") for b in blocks if (b.get("accessory") or {}).get("action_id") == action_id]
     found += [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action_id]
@@ -44,8 +56,7 @@ def test_home_shows_schedules_recent_questions_catalogue_and_freshness(app):  # 
     fake.wait_for("response_url", where=lambda c: "Digest #1 added" in c.text)
     send.command(QUESTION, channel="C0TEAM")
     fake.wait_for("chat.update", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)  # the answer, chart added
-    # the audit row is written by the audit thread once the answer is out
-    assert audit.flush()
+    answered_row_written()
     assert home_opened(send).status == 200
     [home] = fake.wait_for("views.publish")
     assert home.params["user_id"] == "U0ALICE"
@@ -170,7 +181,7 @@ def test_save_a_recent_question_as_a_favourite_and_ask_it(app):  # noqa: F811
     fake, send, _ = app
     send.command(QUESTION, channel="C0TEAM")
     fake.wait_for("chat.update", where=lambda c: f"*{EXPECTED_NPS}*" in c.text)  # the answer, chart added
-    assert audit.flush()
+    answered_row_written()
     home_opened(send)
     [home] = fake.wait_for("views.publish")
     save = json.loads(button(home.params["view"]["blocks"], "home_fav_save")["value"])
