@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
+from sqlalchemy import Date, Float, and_, case, distinct, exists, func, or_, select
 
 from metrics.kpis.common import window_seconds
 from metrics.model import sqlexpr, summary, union
@@ -234,10 +234,11 @@ def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
 
-def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
+def _aggregate(spec: Part, empty_null: bool = False, empty_zero: bool = False) -> Callable:
     """One of a function-finalized entry's named aggregates, written as a hand-built entry
     would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere (NULL with
-    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL."""
+    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL. An
+    unfiltered sum with ``empty_zero`` reads 0 where every value is NULL (outages: none)."""
     if spec.agg == "window_seconds":
         return window_seconds
 
@@ -250,6 +251,8 @@ def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
             e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" and not empty_null else case((cond, e))
         if e is None:
             return func.count()
+        if empty_zero and cond is None and spec.agg == "sum":
+            return func.coalesce(func.sum(e), 0.0 if isinstance(e.type, Float) else 0)  # money stays exact
         return median(e) if spec.agg == "median" else AGG[spec.agg](e)
 
     return agg
@@ -280,7 +283,8 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
         empty_null = "empty" in x and x["empty"] in (None, "null")
         given = {k: v for k, v in x.items() if k != "empty"}
         sub = _part({**given, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
-        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null)
+        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null,
+                                           "empty" in x and x["empty"] == 0)
     spec = entry.get("finalize")
     name, args = (spec, {}) if isinstance(spec, str) else (
         (spec.get("function"), {k: v for k, v in spec.items() if k != "function"}) if isinstance(spec, Mapping) else (None, {}))
