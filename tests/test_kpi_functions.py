@@ -214,3 +214,53 @@ def test_marketing_return_per_dollar_spent():
     assert out == {"value": 3.0, "earned": 900.0, "spend": 300.0, "revenue_all_channels": 1200.0}
     assert run("marketing_return", {"earned": 900, "spend": None, "revenue": 1200}) == {"value": None}
     assert run("marketing_return", {"earned": None, "spend": 300, "revenue": None})["earned"] == 0.0
+
+
+def test_arithmetic_over_aggregates_with_amounts():
+    # MRR 200 at the start, 150 of it kept at the end: 100 × 150 ÷ 200 = 75%
+    moves = {"kept": 150, "mrr_start": 200, "contraction": 30, "churned": 40, "new": 25}
+    out = run("arithmetic", moves, expr="100 * kept / mrr_start", amounts=["new", "churned", "expansion"])
+    assert out == {"value": 75.0, "new": 25.0, "churned": 40.0, "expansion": 0.0}
+    # (200 − 30 − 40) ÷ 200 = 65%; 25 − 30 − 40 = −45
+    assert run("arithmetic", moves, expr="100 * (mrr_start - contraction - churned) / mrr_start")["value"] == 65.0
+    assert run("arithmetic", moves, expr="new - contraction - churned")["value"] == -45.0
+    # a division by zero or a missing aggregate is no data
+    assert run("arithmetic", {"kept": 0, "mrr_start": 0}, expr="100 * kept / mrr_start")["value"] is None
+    assert run("arithmetic", {"kept": None, "mrr_start": 5}, expr="kept / mrr_start")["value"] is None
+
+
+def test_arithmetic_names_only_declared_aggregates():
+    doc, _ = parse(
+        "version: 1\nmetrics:\n  odd:\n    type: simple\n    source: orders\n    time: ordered_at\n"
+        "    aggregates: {total: {agg: sum, expr: amount}}\n    finalize: {function: arithmetic, expr: total / n}\n"
+        "  bad:\n    type: simple\n    source: orders\n    time: ordered_at\n"
+        "    aggregates: {total: {agg: sum, expr: amount}}\n    finalize: {function: arithmetic, expr: total ** 2}\n",
+        "team.yml")
+    errors = [str(e) for e in load_model([("team.yml", doc)]).errors]
+    assert len(errors) == 2
+    assert errors[0].startswith(
+        "team.yml:7: metric `odd`: finalize `arithmetic` reads aggregate `n`, which `aggregates` does not declare")
+    assert errors[1] == "team.yml:14: metric `bad`: finalize `arithmetic`: expr: `total ** 2`: only + - * / ( ), " \
+        "numbers and aggregate names"
+
+
+def test_downtime_and_uptime_from_outage_seconds():
+    # 2 outages, 5,400 s down once overlaps are merged, the longest 3,600 s, in a 30-day window
+    aggs = {"down": 5400.0, "incidents": 2, "longest": 3600.0, "tracked": 7, "window_seconds": 30 * 86400.0}
+    assert run("downtime", aggs) == {"value": 90.0, "incidents": 2, "longest": 60.0}
+    up = run("uptime", aggs)
+    assert up["value"] == pytest.approx(100 * (1 - 5400 / 2_592_000))  # 99.7917
+    assert (up["downtime_minutes"], up["incidents"]) == (90.0, 2)
+    # a window without outages: 0 minutes, 100% up; no incident tracked at all: no data
+    quiet = {"down": None, "incidents": 0, "longest": None, "tracked": 7, "window_seconds": 86400.0}
+    assert run("downtime", quiet) == {"value": 0.0, "incidents": 0, "longest": None}
+    assert run("uptime", quiet)["value"] == 100.0
+    assert run("downtime", {**aggs, "tracked": 0}) == {"value": None}
+    assert run("uptime", {**aggs, "tracked": 0}) == {"value": None}
+
+
+def test_inactive_customers_with_their_share(monkeypatch):
+    monkeypatch.setenv("KPI_INACTIVE_DAYS", "45")
+    # 8 customers active at the end, 2 of them without usage in the 45 days before it
+    assert run("inactive", {"active": 8, "inactive": 2}) == {"value": 2.0, "pct": 25.0, "days": 45}
+    assert run("inactive", {"active": 0, "inactive": 0}) == {"value": None}

@@ -263,8 +263,8 @@ def _check_arithmetic(args: Mapping[str, Any]) -> str | None:
         return "expr: arithmetic over the aggregates' names"
     try:
         _formula(expr)
-    except Invalid as exc:
-        return str(exc)
+    except Invalid:
+        return f"expr: `{expr}`: only + - * / ( ), numbers and aggregate names"
     return None
 
 

@@ -92,6 +92,11 @@ def _close(word: Any, names) -> str:
     return close(word, names)
 
 
+def _known(word: Any, keys: tuple[str, ...]) -> str:
+    """`` (did you mean `by`?)`` for a misspelt key, else the keys there are."""
+    return _close(word, keys) or f" ({', '.join(keys)})"
+
+
 def _key(t, name: str, expr: str):
     found = t.c[expr] if expr in t.c else sqlexpr.build(expr, t)
     return found if expr == name else found.label(name)
@@ -108,8 +113,7 @@ def summarize(spec: Any, default_name: str, rows: Rows, table: Callable[[str], A
         raise invalid("summarize: {name:, by: [columns], columns: {name: {agg:, expr:, filter:}}}", spec, None)
     bad = [k for k in spec if k not in SUMMARY_KEYS]
     if bad:
-        raise invalid(f"summarize: unknown key `{bad[0]}`{_close(bad[0], SUMMARY_KEYS)} ({', '.join(SUMMARY_KEYS)})",
-                      spec, bad[0])
+        raise invalid(f"summarize: unknown key `{bad[0]}`{_known(bad[0], SUMMARY_KEYS)}", spec, bad[0])
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name.isidentifier():
         raise invalid("summarize: `name` (the summary's name in the SQL) must be a word", spec, "name")
@@ -124,7 +128,7 @@ def summarize(spec: Any, default_name: str, rows: Rows, table: Callable[[str], A
             raise invalid(f"summarize: column `{col}`: expected {{agg:, expr:, filter:}}", given, col)
         unknown = [k for k in x if k not in COLUMN_KEYS]
         if unknown:
-            raise invalid(f"summarize: column `{col}`: unknown key `{unknown[0]}`{_close(unknown[0], COLUMN_KEYS)}",
+            raise invalid(f"summarize: column `{col}`: unknown key `{unknown[0]}`{_known(unknown[0], COLUMN_KEYS)}",
                           x, unknown[0])
         if col in keys or col == "w" or not str(col).isidentifier():
             raise invalid(f"summarize: column `{col}`: a name of its own (not a key, not `w`)", given, col)
@@ -168,7 +172,7 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
         raise invalid("pairs: {name:, entity:, item:, flag:, population:}", spec, None)
     bad = [k for k in spec if k not in PAIR_KEYS]
     if bad:
-        raise invalid(f"pairs: unknown key `{bad[0]}`{_close(bad[0], PAIR_KEYS)} ({', '.join(PAIR_KEYS)})", spec, bad[0])
+        raise invalid(f"pairs: unknown key `{bad[0]}`{_known(bad[0], PAIR_KEYS)}", spec, bad[0])
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name.isidentifier():
         raise invalid("pairs: `name` (the pairs' name in the SQL) must be a word", spec, "name")
@@ -186,7 +190,8 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
             raise invalid("pairs: population: {source:, in_window:, filter:} of a known source", spec, "population")
         bad = [k for k in population if k not in POPULATION_KEYS]
         if bad:
-            raise invalid(f"pairs: population: unknown key `{bad[0]}` ({', '.join(POPULATION_KEYS)})", population, bad[0])
+            raise invalid(f"pairs: population: unknown key `{bad[0]}`{_known(bad[0], POPULATION_KEYS)}", population,
+                          bad[0])
         pop_cols = list(table(str(population["source"])).c.keys())
         if entity not in pop_cols:
             raise invalid(f"pairs: population: `{population['source']}` has no column `{entity}`", population, "source")
