@@ -109,6 +109,28 @@ def test_snippets_become_bound_comparisons():
     o = TABLES["opportunities"]
     assert str(build("coalesce(won_at, lost_at) < period_end", o, window=w)) == (
         "coalesce(opportunities.won_at, opportunities.lost_at) < w.we")
+    # whole-day shifts are the portable add_days (a number in the statement); coalesce takes a literal
+    from storage.sqlfuncs import add_days
+
+    ue = TABLES["usage_events"]
+    shifted = build("occurred_at >= days_before(period_end, 7) and occurred_at < period_end", ue, window=w)
+    since = shifted.clauses[0].right
+    assert isinstance(since, add_days) and [str(c) for c in since.clauses] == ["w.we", "-7"]
+    later = build("signed_up_at < days_after(period_start, 30)", TABLES["customers"], window=w).right
+    assert isinstance(later, add_days) and [str(c) for c in later.clauses] == ["w.ws", "30"]
+    assert str(build("coalesce(product, '(none)')", TABLES["subscriptions"])) == (
+        "coalesce(subscriptions.product, :coalesce_1)")  # '(none)' bound, not text
+    assert "days_before" in str(build("occurred_at >= days_before(period_end, 1.5)", ue, window=w))  # whole days only
+
+
+def test_unknown_names_in_a_snippet():
+    from metrics.model.sqlexpr import unknown
+
+    cols = ["mrr_start", "mrr_end"]
+    assert unknown("mrr_start > 0 and coalesce(mrr_end, 0) < period_end", cols) is None  # functions, bounds, words
+    assert unknown("case when mrr_start is not null then 1 else 0 end", cols) is None
+    assert unknown("mrr_strat > 0", cols) == "mrr_strat"
+    assert unknown("mrr_end = 'mrr_x'", cols) is None  # quoted text is not a name
 
 
 BAD = """\

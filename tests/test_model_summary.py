@@ -1,4 +1,5 @@
-"""Summaries per entity (``summarize:``) and every (entity, item) pair (``pairs:``) in a team's
+"""Summaries per entity (``summarize:``), every (entity, item) pair (``pairs:``) and a named row
+function (``rows: {function: outages}``) in a team's
 model file, over the team's own schema (an ``app`` schema on PostgreSQL and DuckDB, name
 prefixes on SQLite, money in cents): the team's KPIs and the built-in MRR movements over the
 mapped tables equal what the small fixture gives by hand, cut by a customer dimension too; a
@@ -27,6 +28,8 @@ SCHEMA = [
     "mrr_cents BIGINT, addon VARCHAR(10))",
     "CREATE TABLE {app}events (id VARCHAR(10), account_id VARCHAR(10), member VARCHAR(10), happened_at TIMESTAMP, "
     "feature VARCHAR(10))",
+    "CREATE TABLE {app}outages (id VARCHAR(10), began TIMESTAMP, finished TIMESTAMP, sev VARCHAR(10), "
+    "what VARCHAR(12))",
 ]
 ROWS = [
     "INSERT INTO {app}accounts VALUES ('a1', '2026-01-05 10:00:00', NULL, 'Retail'), "
@@ -44,6 +47,11 @@ ROWS = [
     "('e4', 'a3', 'u1', '2026-03-28 08:00:00', 'search'), ('e5', 'a3', 'u9', '2026-03-20 08:00:00', 'export'), "
     "('e6', 'a4', 'u1', '2026-04-02 08:00:00', 'export'), ('e7', 'a2', 'u1', '2026-03-03 08:00:00', 'search'), "
     "('e8', 'a4', 'u3', '2026-03-29 08:00:00', 'search')",
+    # o1 and o2 overlap (10:00-12:00 down once), o3 is a degradation, o4 runs 30 minutes into April
+    "INSERT INTO {app}outages VALUES ('o1', '2026-03-02 10:00:00', '2026-03-02 11:00:00', 'sev1', 'outage'), "
+    "('o2', '2026-03-02 10:30:00', '2026-03-02 12:00:00', 'sev2', 'outage'), "
+    "('o3', '2026-03-20 08:00:00', '2026-03-20 08:30:00', 'sev2', 'degradation'), "
+    "('o4', '2026-03-31 23:30:00', '2026-04-01 00:30:00', 'sev1', 'outage')",
 ]
 
 MODEL = """\
@@ -61,7 +69,18 @@ sources:
     columns: {{event_id: id, customer_id: account_id, member: member, used_at: happened_at, feature: feature}}
     time: used_at
     customer_key: customer_id
+  incidents:
+    relation: {app}outages
+    columns: {{incident_id: id, started_at: began, ended_at: finished, severity: sev, kind: what}}
 metrics:
+  outage_hours:
+    type: simple
+    rows: {{function: outages}}
+    aggregates: {{down: {{agg: sum, expr: down_seconds, empty: 0}}}}
+    finalize: {{function: arithmetic, expr: down / 3600}}
+    dimensions: [severity]
+    customer_dimensions: false
+    unit: hours
   weekly_members:
     type: simple
     source: events
@@ -155,6 +174,13 @@ def _assert_answers(url: str) -> None:
     assert _ask("feature reach march 2026", url).value == pytest.approx(75.0)
     reach = {g.group: g.value for g in _ask("feature reach by feature march 2026", url).breakdown}
     assert reach == pytest.approx({"export": 50.0, "search": 100.0})
+    # outages in March: 10:00-12:00 on the 2nd (o1 and o2 overlap), 23:30-24:00 on the 31st (o4, clipped)
+    assert _ask("outage hours march 2026", url).value == pytest.approx(2.5)
+    hours = {g.group: g.value for g in _ask("outage hours by severity march 2026", url).breakdown}
+    assert hours == pytest.approx({"sev1": 1.0 + 0.5, "sev2": 1.0})  # o2's first half hour is o1's
+    down = _ask("downtime march 2026", url)
+    assert down.value == pytest.approx(150.0) and down.extras == {"incidents": 3, "longest": pytest.approx(90.0)}
+    assert _ask("uptime march 2026", url).value == pytest.approx(100 * (1 - 150 / (31 * 24 * 60)))
     # accounts alive at the end: a1, a3, a4; held then: a1 core + sso, a3 core, a4 core -> 4 of 3 × 2
     assert _ask("addon reach march 2026", url).value == pytest.approx(100 * 4 / 6)
     addons = {g.group: g.value for g in _ask("addon reach by product march 2026", url).breakdown}
