@@ -1,9 +1,9 @@
 """Summaries per entity (``summarize:``), every (entity, item) pair (``pairs:``) and a named row
-function (``rows: {function: outages}``) in a team's
-model file, over the team's own schema (an ``app`` schema on PostgreSQL and DuckDB, name
-prefixes on SQLite, money in cents): the team's KPIs and the built-in MRR movements over the
-mapped tables equal what the small fixture gives by hand, cut by a customer dimension too; a
-bad summary is a load error naming file and line while the rest loads."""
+function (``rows: {function: outages}``) in a team's model file, over the team's own schema
+(an ``app`` schema on PostgreSQL and DuckDB, name prefixes on SQLite, money in cents): the
+team's KPIs and the built-in MRR movements and downtime over the mapped tables equal what the
+small fixture gives by hand, cut by a dimension too; a bad summary is a load error naming file
+and line while the rest loads."""
 
 from __future__ import annotations
 
