@@ -694,9 +694,31 @@ def _part_words(spec: Mapping) -> str:
     return what + (f" where {spec['filter']}" if spec.get("filter") else "")
 
 
+def _shaped_words(entry: Mapping) -> str | None:
+    """A summarized, paired or function-read entry in words (its aggregates and how they end)."""
+    spec = entry.get("finalize")
+    how = spec if isinstance(spec, str) else spec.get("function") if isinstance(spec, Mapping) else None
+    then = f"{', '.join(map(str, entry.get('aggregates') or {}))}, finalized by {how}"
+    source = entry.get("source")
+    if isinstance(entry.get("summarize"), Mapping):
+        by = entry["summarize"].get("by")
+        keys = ", ".join(map(str, by)) if isinstance(by, list | Mapping) else "?"
+        rows = "that exist by the period's end" if entry.get("type") == "cumulative" else "in the period"
+        return f"{source} rows {rows} summarized per {keys}; then {then}"
+    if isinstance(entry.get("pairs"), Mapping):
+        pairs = entry["pairs"]
+        return f"every ({pairs.get('entity')}, {pairs.get('item')}) pair of {source} in the period; then {then}"
+    if isinstance(entry.get("rows"), Mapping) and "function" in entry["rows"]:
+        return f"the {entry['rows']['function']} rows of the period; then {then}"
+    return None
+
+
 def _formula(entry: Mapping) -> str:
     """The entry in words, as the built-in KPIs' formulas read."""
     kind = entry["type"]
+    shaped = _shaped_words(entry)
+    if shaped:
+        return shaped
     if kind == "simple":
         return _part_words(entry) + " in the period"
     if kind == "cumulative":
