@@ -300,6 +300,12 @@ metrics:
     pairs: {entity: customer_id, item: acton}
     aggregates: {n: {agg: count}}
     finalize: {function: value, of: n}
+  pairs_names:
+    type: simple
+    source: usage_events
+    pairs: {entity: customer_id, item: action, names: {hold: x}}
+    aggregates: {n: {agg: count}}
+    finalize: {function: value, of: n}
 """
 
 
@@ -323,4 +329,6 @@ def test_a_bad_summary_is_a_load_error_naming_its_line_and_the_rest_loads():
         "(rows picked by `time` are not joined to the windows)",
         "team.yml:65: metric `pairs_item`: pairs: item: unknown column `acton` of `usage_events` "
         "(did you mean `action`?)",
+        "team.yml:71: metric `pairs_names`: pairs: `names` gives the inner subqueries' names in the SQL "
+        "(held, entities, items: words)",
     ]

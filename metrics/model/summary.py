@@ -9,7 +9,7 @@ over those rows.
   ``time``). Without columns the rows are the distinct keys. So "users active in the 7 days
   before the end" is ``count`` over users, and each customer's MRR at the window's start and
   end is two filtered sums, compared by the metric's own filtered sums.
-* ``pairs: {name:, entity:, item:, flag:, population:}``: per window, every (entity, item)
+* ``pairs: {name:, entity:, item:, flag:, population:, names:}``: per window, every (entity, item)
   pair with ``flag`` 0 — entities from ``population`` (a source and its ``in_window``), else
   those holding any item, items those held by anyone — and each pair held with ``flag`` 1 (by
   a population entity). Summed per item, the first count is the population, the second the
@@ -32,7 +32,8 @@ from metrics.model import sqlexpr
 
 SUMMARY_KEYS = ("name", "by", "columns")
 COLUMN_KEYS = ("agg", "expr", "filter")
-PAIR_KEYS = ("name", "entity", "item", "flag", "population")
+PAIR_KEYS = ("name", "entity", "item", "flag", "population", "names")
+PART_NAMES = ("held", "entities", "items")  # the pairs' inner subqueries
 POPULATION_KEYS = ("source", "in_window", "filter")
 
 
@@ -176,6 +177,12 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name.isidentifier():
         raise invalid("pairs: `name` (the pairs' name in the SQL) must be a word", spec, "name")
+    names = {part: f"{name}_{part}" for part in PART_NAMES}
+    given = spec.get("names") or {}
+    if not isinstance(given, Mapping) or any(k not in PART_NAMES or not str(v).isidentifier() for k, v in given.items()):
+        raise invalid(f"pairs: `names` gives the inner subqueries' names in the SQL ({', '.join(PART_NAMES)}: words)",
+                      spec, "names")
+    names.update({str(k): str(v) for k, v in given.items()})
     cols = list(table(rows.source).c.keys())
     entity, item, flag = spec.get("entity"), spec.get("item"), spec.get("flag", "held")
     for key, value in (("entity", entity), ("item", item)):
@@ -209,15 +216,15 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
 
     def build(w, bucket):
         stmt, at, t = _select(rows, table, w, bucket, lambda t: [t.c[entity], t.c[item]])
-        held = stmt.group_by(at, t.c[entity], t.c[item]).cte(f"{name}_held")
+        held = stmt.group_by(at, t.c[entity], t.c[item]).cte(names["held"])
         if population is None:
-            pop = select(held.c.w, held.c[entity]).group_by(held.c.w, held.c[entity]).subquery(f"{name}_entities")
+            pop = select(held.c.w, held.c[entity]).group_by(held.c.w, held.c[entity]).subquery(names["entities"])
         else:
             whole = Rows(str(population["source"]), "in_window", str(population["in_window"]),
                          filter=population.get("filter"))
             found, at, p = _select(whole, table, w, bucket, lambda p: [p.c[entity]])
-            pop = (found if keyed else found.group_by(at, p.c[entity])).subquery(f"{name}_entities")
-        items = select(held.c.w, held.c[item]).group_by(held.c.w, held.c[item]).subquery(f"{name}_items")
+            pop = (found if keyed else found.group_by(at, p.c[entity])).subquery(names["entities"])
+        items = select(held.c.w, held.c[item]).group_by(held.c.w, held.c[item]).subquery(names["items"])
         every = select(pop.c.w, pop.c[entity], items.c[item], literal(0, Integer).label(flag)).select_from(
             pop.join(items, items.c.w == pop.c.w))
         kept = select(held.c.w, held.c[entity], held.c[item], literal(1, Integer).label(flag))
