@@ -306,6 +306,12 @@ metrics:
     pairs: {entity: customer_id, item: action, names: {hold: x}}
     aggregates: {n: {agg: count}}
     finalize: {function: value, of: n}
+  costs:
+    type: simple
+    source: usage_events
+    summarize: {by: [customer_id]}
+    aggregates: {n: {agg: count}}
+    finalize: {function: value, of: n}
 """
 
 
@@ -314,7 +320,7 @@ def test_a_bad_summary_is_a_load_error_naming_its_line_and_the_rest_loads():
     assert errors == [] and doc is not None
     loaded = load_model([("team.yml", doc)])
     assert "good" in loaded.metrics
-    found = sorted(str(e) for e in loaded.errors)
+    found = [str(e) for e in loaded.errors]
     assert found == [
         "team.yml:15: metric `unknown_key`: summarize: unknown key `group_by` (did you mean `by`?)",
         "team.yml:22: metric `unknown_by`: summarize: by `usr_id`: unknown column `usr_id` of the source "
@@ -331,4 +337,5 @@ def test_a_bad_summary_is_a_load_error_naming_its_line_and_the_rest_loads():
         "(did you mean `action`?)",
         "team.yml:71: metric `pairs_names`: pairs: `names` gives the inner subqueries' names in the SQL "
         "(held, entities, items: words)",
+        "team.yml:77: metric `costs`: summarize: `costs` is a source's name; name the rows otherwise (`name:`)",
     ]

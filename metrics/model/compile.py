@@ -386,6 +386,9 @@ def _summarized(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure, tuple[
         sources: tuple[str, ...] = (part.source,)
     else:
         name, build, check, sources = summary.pairs(entry["pairs"], mid, rows, ctx.table, ctx.has, windows, Invalid)
+    if name in ctx.sources or name in TABLES:  # it would hide that source from the metrics after this one
+        key = "summarize" if "summarize" in entry else "pairs"
+        raise Invalid(f"{key}: `{name}` is a source's name; name the rows otherwise (`name:`)", entry[key], "name")
     ctx.unions[name] = check
     inner = check.c.keys()
     for agg_name, x in (entry.get("aggregates") or {}).items():
