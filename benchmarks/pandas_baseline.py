@@ -64,7 +64,7 @@ def subs_at(subs, at):
 
 
 def mrr_moves(t, s, e):
-    """Per customer MRR at the start and at the end, classified (metrics.kpis.retention)."""
+    """Per customer MRR at the start and at the end, classified (metrics/kpis/data/retention.yml)."""
     subs = t["subscriptions"]
     df = pd.concat(
         [subs_at(subs, s).groupby("customer_id").mrr.sum().rename("a"),

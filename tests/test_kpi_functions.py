@@ -109,6 +109,28 @@ def test_snippets_become_bound_comparisons():
     o = TABLES["opportunities"]
     assert str(build("coalesce(won_at, lost_at) < period_end", o, window=w)) == (
         "coalesce(opportunities.won_at, opportunities.lost_at) < w.we")
+    # whole-day shifts are the portable add_days (a number in the statement); coalesce takes a literal
+    from storage.sqlfuncs import add_days
+
+    ue = TABLES["usage_events"]
+    shifted = build("occurred_at >= days_before(period_end, 7) and occurred_at < period_end", ue, window=w)
+    since = shifted.clauses[0].right
+    assert isinstance(since, add_days) and [str(c) for c in since.clauses] == ["w.we", "-7"]
+    later = build("signed_up_at < days_after(period_start, 30)", TABLES["customers"], window=w).right
+    assert isinstance(later, add_days) and [str(c) for c in later.clauses] == ["w.ws", "30"]
+    assert str(build("coalesce(product, '(none)')", TABLES["subscriptions"])) == (
+        "coalesce(subscriptions.product, :coalesce_1)")  # '(none)' bound, not text
+    assert "days_before" in str(build("occurred_at >= days_before(period_end, 1.5)", ue, window=w))  # whole days only
+
+
+def test_unknown_names_in_a_snippet():
+    from metrics.model.sqlexpr import unknown
+
+    cols = ["mrr_start", "mrr_end"]
+    assert unknown("mrr_start > 0 and coalesce(mrr_end, 0) < period_end", cols) is None  # functions, bounds, words
+    assert unknown("case when mrr_start is not null then 1 else 0 end", cols) is None
+    assert unknown("mrr_strat > 0", cols) == "mrr_strat"
+    assert unknown("mrr_end = 'mrr_x'", cols) is None  # quoted text is not a name
 
 
 BAD = """\
@@ -214,3 +236,53 @@ def test_marketing_return_per_dollar_spent():
     assert out == {"value": 3.0, "earned": 900.0, "spend": 300.0, "revenue_all_channels": 1200.0}
     assert run("marketing_return", {"earned": 900, "spend": None, "revenue": 1200}) == {"value": None}
     assert run("marketing_return", {"earned": None, "spend": 300, "revenue": None})["earned"] == 0.0
+
+
+def test_arithmetic_over_aggregates_with_amounts():
+    # MRR 200 at the start, 150 of it kept at the end: 100 × 150 ÷ 200 = 75%
+    moves = {"kept": 150, "mrr_start": 200, "contraction": 30, "churned": 40, "new": 25}
+    out = run("arithmetic", moves, expr="100 * kept / mrr_start", amounts=["new", "churned", "expansion"])
+    assert out == {"value": 75.0, "new": 25.0, "churned": 40.0, "expansion": 0.0}
+    # (200 − 30 − 40) ÷ 200 = 65%; 25 − 30 − 40 = −45
+    assert run("arithmetic", moves, expr="100 * (mrr_start - contraction - churned) / mrr_start")["value"] == 65.0
+    assert run("arithmetic", moves, expr="new - contraction - churned")["value"] == -45.0
+    # a division by zero or a missing aggregate is no data
+    assert run("arithmetic", {"kept": 0, "mrr_start": 0}, expr="100 * kept / mrr_start")["value"] is None
+    assert run("arithmetic", {"kept": None, "mrr_start": 5}, expr="kept / mrr_start")["value"] is None
+
+
+def test_arithmetic_names_only_declared_aggregates():
+    doc, _ = parse(
+        "version: 1\nmetrics:\n  odd:\n    type: simple\n    source: orders\n    time: ordered_at\n"
+        "    aggregates: {total: {agg: sum, expr: amount}}\n    finalize: {function: arithmetic, expr: total / n}\n"
+        "  bad:\n    type: simple\n    source: orders\n    time: ordered_at\n"
+        "    aggregates: {total: {agg: sum, expr: amount}}\n    finalize: {function: arithmetic, expr: total ** 2}\n",
+        "team.yml")
+    errors = [str(e) for e in load_model([("team.yml", doc)]).errors]
+    assert len(errors) == 2
+    assert errors[0].startswith(
+        "team.yml:7: metric `odd`: finalize `arithmetic` reads aggregate `n`, which `aggregates` does not declare")
+    assert errors[1] == "team.yml:14: metric `bad`: finalize `arithmetic`: expr: `total ** 2`: only + - * / ( ), " \
+        "numbers and aggregate names"
+
+
+def test_downtime_and_uptime_from_outage_seconds():
+    # 2 outages, 5,400 s down once overlaps are merged, the longest 3,600 s, in a 30-day window
+    aggs = {"down": 5400.0, "incidents": 2, "longest": 3600.0, "tracked": 7, "window_seconds": 30 * 86400.0}
+    assert run("downtime", aggs) == {"value": 90.0, "incidents": 2, "longest": 60.0}
+    up = run("uptime", aggs)
+    assert up["value"] == pytest.approx(100 * (1 - 5400 / 2_592_000))  # 99.7917
+    assert (up["downtime_minutes"], up["incidents"]) == (90.0, 2)
+    # a window without outages: 0 minutes, 100% up; no incident tracked at all: no data
+    quiet = {"down": None, "incidents": 0, "longest": None, "tracked": 7, "window_seconds": 86400.0}
+    assert run("downtime", quiet) == {"value": 0.0, "incidents": 0, "longest": None}
+    assert run("uptime", quiet)["value"] == 100.0
+    assert run("downtime", {**aggs, "tracked": 0}) == {"value": None}
+    assert run("uptime", {**aggs, "tracked": 0}) == {"value": None}
+
+
+def test_inactive_customers_with_their_share(monkeypatch):
+    monkeypatch.setenv("KPI_INACTIVE_DAYS", "45")
+    # 8 customers active at the end, 2 of them without usage in the 45 days before it
+    assert run("inactive", {"active": 8, "inactive": 2}) == {"value": 2.0, "pct": 25.0, "days": 45}
+    assert run("inactive", {"active": 0, "inactive": 0}) == {"value": None}

@@ -380,7 +380,7 @@ def test_load_errors_name_file_and_line_and_the_rest_loads():
         "team.yml:15: metric `summed_dates`: cannot sum `signed_up_at`: it is not numeric (datetime)",
         "team.yml:16: metric `loop_a`: cycle among derived metrics: loop_a -> loop_b -> loop_a",
         "team.yml:18: metric `from_nowhere`: unknown source `refundss` (did you mean `refunds`?)",
-        "team.yml:19: metric `odd`: bad type `percentile` (one of simple, ratio, derived, cumulative, conversion)",
+        "team.yml:19: metric `odd`: bad type `percentile` (one of simple, ratio, derived, cumulative, conversion, model)",
         "team.yml:20: metric `ratio_of_ghosts`: unknown metric `refunded` (did you mean `refunds_total`?)",
         "team.yml:22: metric `typo`: unknown key `filtr` for a simple metric (did you mean `filter`?)",
     ])

@@ -1,4 +1,5 @@
-"""The catalogue entries, one module per KPI family. Adding a KPI = one entry + its tests."""
+"""The catalogue: one module per KPI family, each loading its data file (metrics/kpis/data/*.yml).
+Adding a KPI = one entry in the model file's format (docs/model.md) + its tests."""
 
 from metrics.kpis import (
     customers,

@@ -27,10 +27,6 @@ def count_if(cond) -> ColumnElement:
     return func.sum(case((cond, 1), else_=0))
 
 
-def sum_if(cond, value) -> ColumnElement:
-    return func.sum(case((cond, value), else_=0))  # an integer 0 keeps a DECIMAL sum exact
-
-
 def when(cond, value) -> ColumnElement:
     """``value`` where ``cond`` holds, else NULL (for AVG, MEDIAN, COUNT over a subset)."""
     return case((cond, value), else_=None)

@@ -15,7 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.kpis.common import DAY, MONTH_DAYS, YEAR_DAYS, div, per_month, per_week, window_days
+from metrics.kpis.common import (
+    DAY,
+    MONTH_DAYS,
+    YEAR_DAYS,
+    div,
+    inactive_days,
+    per_month,
+    per_week,
+    window_days,
+)
 from metrics.kpis.common import num as num_or_zero
 from metrics.spec import Aggs
 
@@ -231,6 +240,69 @@ def profit(a: Aggs, value: str = "margin") -> dict[str, Any]:
     return {"value": PROFIT[value](revenue, cost, a), "revenue": revenue, "cost": cost, "profit": revenue - cost}
 
 
+def _formula(expr: str) -> Callable[[Mapping[str, float | None]], float | None]:
+    """Built per call: the evaluator keeps the values it reads, so one is never shared by threads."""
+    from metrics.model.compile import _arithmetic  # the same arithmetic as a derived metric's
+
+    return _arithmetic(expr)
+
+
+def arithmetic(a: Aggs, expr: str, show: Any = (), rates: Any = None, amounts: Any = ()) -> dict[str, Any]:
+    """Arithmetic over the aggregates (``100 * kept / mrr_start``): + - * / parentheses and
+    numbers, evaluated left to right as written; a missing aggregate or a division by zero is
+    no data. Extras as ``ratio`` gives them."""
+    values = {k: None if v is None else float(v) for k, v in a.items()}
+    return {"value": _formula(expr)(values), **_shown(a, show, rates, amounts)}
+
+
+def _check_arithmetic(args: Mapping[str, Any]) -> str | None:
+    from metrics.model.compile import Invalid, expression_names
+
+    expr = args.get("expr")
+    if not isinstance(expr, str) or not expression_names(expr):
+        return "expr: arithmetic over the aggregates' names"
+    try:
+        _formula(expr)
+    except Invalid:
+        return f"expr: `{expr}`: only + - * / ( ), numbers and aggregate names"
+    return None
+
+
+def downtime(a: Aggs) -> dict[str, Any]:
+    """Minutes of outage in the window (``down`` seconds, overlaps counted once), the outages
+    and the longest (minutes) beside it; no data when no incident is tracked at all."""
+    if not a.get("tracked"):
+        return {"value": None}
+    longest = a.get("longest")
+    return {
+        "value": num_or_zero(a, "down") / 60.0,
+        "incidents": a.get("incidents"),
+        "longest": None if longest is None else float(longest) / 60.0,
+    }
+
+
+def uptime(a: Aggs) -> dict[str, Any]:
+    """100 × (1 − down seconds ÷ the window's seconds), the downtime (minutes) and outages beside it."""
+    if not a.get("tracked") or not a.get("window_seconds"):
+        return {"value": None}
+    down = num_or_zero(a, "down")
+    return {
+        "value": 100.0 * max(0.0, 1.0 - down / num_or_zero(a, "window_seconds")),
+        "downtime_minutes": down / 60.0,
+        "incidents": a.get("incidents"),
+    }
+
+
+def inactive(a: Aggs) -> dict[str, Any]:
+    """Customers without usage (``inactive``) of those active at the end (``active``), their
+    share, and the days without use that count (``KPI_INACTIVE_DAYS``, as the rows read it)."""
+    active = a.get("active")
+    if not active:
+        return {"value": None}
+    count = num_or_zero(a, "inactive")
+    return {"value": count, "pct": 100.0 * count / active, "days": inactive_days()}
+
+
 def _check_ratio(args: Mapping[str, Any]) -> str | None:
     per = args.get("per")
     if per is not None and per not in ("week", "month"):
@@ -264,6 +336,11 @@ FINALIZERS: dict[str, Finalizer] = {
     "profit": Finalizer(profit, needs=("revenue", "cost"), args=("value",),
                         check=lambda args: None if args.get("value", "margin") in PROFIT
                         else f"value: {' or '.join(PROFIT)}"),
+    "arithmetic": Finalizer(arithmetic, args=("expr", *_EXTRAS, "amounts"), refs=(*_EXTRAS, "amounts"),
+                            check=_check_arithmetic, required=("expr",)),
+    "downtime": Finalizer(downtime, needs=("down", "incidents", "longest", "tracked")),
+    "uptime": Finalizer(uptime, needs=("down", "incidents", "tracked", "window_seconds")),
+    "inactive": Finalizer(inactive, needs=("active", "inactive")),
     "weekly": Finalizer(weekly, needs=("window_seconds",), args=("of", "show"), refs=("of", "show"),
                         required=("of",)),
 }
@@ -274,6 +351,10 @@ def referenced(args: Mapping[str, Any], fin: Finalizer) -> list[str]:
     out: list[str] = list(fin.needs) + (["window_seconds"] if args.get("per") else [])
     if fin.fn is profit and args.get("value") == "per_customer":
         out.append("customers")
+    if fin.fn is arithmetic and isinstance(args.get("expr"), str):
+        from metrics.model.compile import expression_names
+
+        out.extend(expression_names(args["expr"]))
     for key in fin.refs:
         v = args.get(key)
         if isinstance(v, str):

@@ -1,4 +1,8 @@
-"""Predictive KPIs: lifetime value from the BG/NBD and Gamma-Gamma models (metrics/clv_model.py)."""
+"""Predictive KPIs: lifetime value from the BG/NBD and Gamma-Gamma models (metrics/clv_model.py).
+
+``predicted_clv`` is data (metrics/kpis/data/predictive.yml) naming the model ``predicted_clv``
+(metrics/kpis/rows.py), which computes it here: fits per window end, kept for reuse.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
+from metrics.kpis import packaged
 from metrics.periods import to_utc
-from metrics.spec import Custom, Metric
 
 HORIZON_MONTHS = 12
 ANNUAL_DISCOUNT = 0.10
@@ -61,7 +65,8 @@ def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
     return result
 
 
-def _predicted(engine, windows, settings, dimension, filters):
+def predicted(engine, windows, settings, dimension, filters):
+    """The model's cells per (window, segment), as :class:`metrics.spec.Custom` gives them."""
     out = {}
     version = _data_version(engine)
     for i, (_start, end) in enumerate(windows):
@@ -106,21 +111,4 @@ def _by_segment(engine, result, window: int, dimension: str) -> dict:
     return {(window, g): {"value": sum(v) / len(v), "n": len(v)} for g, v in groups.items()}
 
 
-METRICS = [
-    Metric(
-        id="predicted_clv",
-        label="Predicted customer lifetime value",
-        group="financial",
-        unit="currency",
-        formula=(
-            "mean over customers of expected one-off purchases in the next 12 months (BG/NBD, Fader, Hardie & Lee 2005) "
-            "× expected spend per purchase (Gamma-Gamma), discounted at 10% a year; fitted on one-off order history "
-            "up to the period's end (the models are for non-contractual buying; subscriptions are in `clv`)"
-        ),
-        direction="higher",
-        synonyms=("predictive clv", "predicted ltv", "future customer value", "clv forecast"),
-        tables=("orders", "customers"),
-        measure=Custom(compute=_predicted),
-        description="What an average customer is expected to spend over the next year, from their purchase rhythm.",
-    ),
-]
+METRICS = packaged.load("predictive.yml")

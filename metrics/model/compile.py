@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Date, and_, case, distinct, exists, func, or_, select
+from sqlalchemy import Date, Float, and_, case, distinct, exists, func, or_, select
 
 from metrics.kpis.common import window_seconds
-from metrics.model import sqlexpr, union
+from metrics.model import sqlexpr, summary, union
 from metrics.model.relations import Relations, Source
 from metrics.spec import (
     Aggs,
     Band,
+    Custom,
     Derived,
     Measure,
     Metric,
@@ -233,10 +234,11 @@ def _split(agg: str) -> str | None:
     return "sum" if agg in ("sum", "count") else None
 
 
-def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
+def _aggregate(spec: Part, empty_null: bool = False, empty_zero: bool = False) -> Callable:
     """One of a function-finalized entry's named aggregates, written as a hand-built entry
     would: a filtered count is a sum of 1/0, a filtered sum adds 0 elsewhere (NULL with
-    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL."""
+    ``empty_null``: no matching row is no data), any other filtered aggregate reads NULL. An
+    unfiltered sum with ``empty_zero`` reads 0 where every value is NULL (outages: none)."""
     if spec.agg == "window_seconds":
         return window_seconds
 
@@ -249,6 +251,8 @@ def _aggregate(spec: Part, empty_null: bool = False) -> Callable:
             e = case((cond, 1 if e is None else e), else_=0) if spec.agg == "sum" and not empty_null else case((cond, e))
         if e is None:
             return func.count()
+        if empty_zero and cond is None and spec.agg == "sum":
+            return func.coalesce(func.sum(e), 0.0 if isinstance(e.type, Float) else 0)  # money stays exact
         return median(e) if spec.agg == "median" else AGG[spec.agg](e)
 
     return agg
@@ -279,7 +283,8 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
         empty_null = "empty" in x and x["empty"] in (None, "null")
         given = {k: v for k, v in x.items() if k != "empty"}
         sub = _part({**given, "source": part.source, "agg": "sum" if agg == "median" else agg}, ctx, x, needs_time=False)
-        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null)
+        aggregates[str(name)] = _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None), empty_null,
+                                           "empty" in x and x["empty"] == 0)
     spec = entry.get("finalize")
     name, args = (spec, {}) if isinstance(spec, str) else (
         (spec.get("function"), {k: v for k, v in spec.items() if k != "function"}) if isinstance(spec, Mapping) else (None, {}))
@@ -310,8 +315,99 @@ def _finalized(entry: Mapping, part: Part, ctx: Context) -> tuple[dict[str, Call
     return aggregates, finalize, {"split": None}
 
 
+def _row_function(spec: Mapping) -> tuple[str, Callable, tuple[str, ...]]:
+    """``rows: {function: outages}``: a named, tested row source of metrics/kpis/rows.py, for
+    the few shapes no entry states (overlapping intervals merged per window)."""
+    from metrics.kpis.rows import ROW_SOURCES  # the catalogue loads through here
+
+    name = spec.get("function")
+    if name not in ROW_SOURCES or set(spec) != {"function"}:
+        raise Invalid(f"rows: unknown function `{name}`{_close(name, ROW_SOURCES)} (one of {', '.join(ROW_SOURCES)}; "
+                      "it takes no options)", spec, "function")
+    found = ROW_SOURCES[name]
+    return found.name, found.build, found.reads
+
+
+def _window_rows(entry: Mapping, part: Part, ctx: Context) -> summary.Rows:
+    """Which of the source's rows belong to a window, for a summary: by ``time`` (a plain
+    range), ``in_window`` or, cumulative, ``start``."""
+
+    def dated(col: str) -> bool:
+        return isinstance(ctx.table(part.source).c[col].type, Date)
+
+    if entry["type"] == "cumulative":
+        start = entry.get("start")
+        if start not in ctx.columns(part.source):
+            raise Invalid(f"start: unknown column `{start}` of `{part.source}`", entry, "start")
+        if entry.get("end") is not None:
+            raise Invalid("with `summarize`, say in the columns' filters which rows count (period_start, period_end)",
+                          entry, "end")
+        return summary.Rows(part.source, "start", start, dated(start), part.filter)
+    cond = entry.get("in_window")
+    if cond is not None:
+        if "time" in entry:
+            raise Invalid("give `time` or `in_window`, not both", entry, "in_window")
+        if not isinstance(cond, str) or sqlexpr.check(cond, ()) or not set(sqlexpr.names(cond)) & set(sqlexpr.WINDOW) \
+                or sqlexpr.unknown(cond, ctx.columns(part.source)):
+            bad = sqlexpr.unknown(str(cond), ctx.columns(part.source))
+            raise Invalid("in_window: a condition naming period_start or period_end" +
+                          (f" (unknown column `{bad}`{_close(bad, ctx.columns(part.source))})" if bad else ""),
+                          entry, "in_window")
+        return summary.Rows(part.source, "in_window", cond, False, part.filter)
+    return summary.Rows(part.source, "time", str(part.time), dated(part.time), part.filter)
+
+
+def _summarized(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure, tuple[str, ...], dict]:
+    """``summarize:`` or ``pairs:`` (metrics/model/summary.py): the source's rows per window
+    grouped by entity first; the entry's ``aggregates`` run over those rows."""
+    if "summarize" in entry and "pairs" in entry or "rows" in entry:
+        raise Invalid("give one of `summarize`, `pairs` or `rows`", entry, "pairs" if "pairs" in entry else "rows")
+    if "aggregates" not in entry:
+        raise Invalid("a summary is read by `aggregates` (and `finalize`)", entry, "aggregates")
+    given = {k: v for k, v in entry.items() if k in ("source", "time", "filter")}
+    needs_time = entry["type"] == "simple" and "in_window" not in entry
+    part = _part(given, ctx, entry, needs_time=needs_time)
+    rows = _window_rows(entry, part, ctx)
+    cols = ctx.columns(part.source)
+    if part.filter is not None and sqlexpr.unknown(part.filter, cols):
+        bad = sqlexpr.unknown(part.filter, cols)
+        raise Invalid(f"filter: unknown column `{bad}` of `{part.source}`{_close(bad, cols)}", entry, "filter")
+
+    def column(spec: Mapping, node: Any) -> Callable:
+        agg = spec.get("agg", "count")
+        if agg not in AGG:
+            raise Invalid(f"bad agg `{agg}` (one of {', '.join(AGG)})", node, "agg")
+        sub = _part({**spec, "source": part.source, "agg": agg}, ctx, node, needs_time=False)
+        return _aggregate(Part(sub.source, str(agg), sub.expr, sub.filter, None))
+
+    windows = union.windows_like()
+    if "summarize" in entry:
+        name, build, check = summary.summarize(entry["summarize"], mid, rows, ctx.table, column, windows, Invalid)
+        sources: tuple[str, ...] = (part.source,)
+    else:
+        name, build, check, sources = summary.pairs(entry["pairs"], mid, rows, ctx.table, ctx.has, windows, Invalid)
+    if name in ctx.sources or name in TABLES:  # it would hide that source from the metrics after this one
+        key = "summarize" if "summarize" in entry else "pairs"
+        raise Invalid(f"{key}: `{name}` is a source's name; name the rows otherwise (`name:`)", entry[key], "name")
+    ctx.unions[name] = check
+    inner = check.c.keys()
+    for agg_name, x in (entry.get("aggregates") or {}).items():
+        for key in ("expr", "filter"):
+            bad = sqlexpr.unknown(x[key], inner) if isinstance(x, Mapping) and isinstance(x.get(key), str) else None
+            if bad:
+                raise Invalid(f"aggregate `{agg_name}`: unknown column `{bad}` of the summary `{name}` "
+                              f"({', '.join(c for c in inner if c != 'w')}){_close(bad, inner)}", x, key)
+    aggregates, finalize, info = _finalized(entry, Part(name, "count", None, None, None), ctx)
+    customer = _customer_key(part.source, ctx)
+    measure = Measure(table=build, join=lambda t, w: t.c.w == w.c.w, aggregates=aggregates, finalize=finalize,
+                      n=entry.get("n"), customer_key=customer if customer in inner else None)
+    return measure, sources, {**info, "_own": name, **({"snapshot": True} if entry["type"] == "cumulative" else {})}
+
+
 def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, tuple[str, ...], dict]:
     kind = entry["type"]
+    if "summarize" in entry or "pairs" in entry:
+        return _summarized(mid, entry, ctx)
     if kind == "simple" and ("aggregates" in entry or "finalize" in entry):
         rows = entry.get("in_window")
         if rows is not None and (not isinstance(rows, str) or sqlexpr.check(rows, ())
@@ -323,13 +419,17 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
         keys = ("source", "filter") if rows is not None else ("source", "time", "filter")
         table: Any = None
         sources: tuple[str, ...] = ()
-        if "rows" in entry:  # a union of sources, under its own name
+        if "rows" in entry:  # a union of sources, or a named row function, under its own name
             if "source" in entry:
                 raise Invalid("give `source` or `rows`, not both", entry, "rows")
-            name, table, sources = union.union(entry["rows"], ctx.table, ctx.has, Invalid)
-            per_window = bool(entry["rows"].get("per_window"))
+            if isinstance(entry["rows"], Mapping) and "function" in entry["rows"]:
+                name, table, sources = _row_function(entry["rows"])
+                per_window = True
+            else:
+                name, table, sources = union.union(entry["rows"], ctx.table, ctx.has, Invalid)
+                per_window = bool(entry["rows"].get("per_window"))
             if per_window and (rows is not None or "time" in entry):
-                raise Invalid("a per_window union's parts name their own `time`", entry, "time")
+                raise Invalid("rows per window (a per_window union, a function) name their own `time`", entry, "time")
             ctx.unions[name] = table(union.windows_like()) if per_window else table()
         given = {k: v for k, v in entry.items() if k in keys}
         windowed = table is not None and per_window
@@ -344,7 +444,7 @@ def _simple(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure | Derived, 
         measure = Measure(table=table or part.source, join=join, aggregates=aggregates, finalize=finalize,
                           n=entry.get("n"), where=where, time_column=None if rows is not None or windowed else part.time,
                           customer_key=key)
-        return measure, sources or (part.source,), info
+        return measure, sources or (part.source,), {**info, "_own": name if table is not None else part.source}
     if kind == "simple":
         part = _part(entry, ctx, entry)
         name = _agg_name(part)
@@ -597,9 +697,31 @@ def _part_words(spec: Mapping) -> str:
     return what + (f" where {spec['filter']}" if spec.get("filter") else "")
 
 
+def _shaped_words(entry: Mapping) -> str | None:
+    """A summarized, paired or function-read entry in words (its aggregates and how they end)."""
+    spec = entry.get("finalize")
+    how = spec if isinstance(spec, str) else spec.get("function") if isinstance(spec, Mapping) else None
+    then = f"{', '.join(map(str, entry.get('aggregates') or {}))}, finalized by {how}"
+    source = entry.get("source")
+    if isinstance(entry.get("summarize"), Mapping):
+        by = entry["summarize"].get("by")
+        keys = ", ".join(map(str, by)) if isinstance(by, list | Mapping) else "?"
+        rows = "that exist by the period's end" if entry.get("type") == "cumulative" else "in the period"
+        return f"{source} rows {rows} summarized per {keys}; then {then}"
+    if isinstance(entry.get("pairs"), Mapping):
+        pairs = entry["pairs"]
+        return f"every ({pairs.get('entity')}, {pairs.get('item')}) pair of {source} in the period; then {then}"
+    if isinstance(entry.get("rows"), Mapping) and "function" in entry["rows"]:
+        return f"the {entry['rows']['function']} rows of the period; then {then}"
+    return None
+
+
 def _formula(entry: Mapping) -> str:
     """The entry in words, as the built-in KPIs' formulas read."""
     kind = entry["type"]
+    shaped = _shaped_words(entry)
+    if shaped:
+        return shaped
     if kind == "simple":
         return _part_words(entry) + " in the period"
     if kind == "cumulative":
@@ -611,16 +733,32 @@ def _formula(entry: Mapping) -> str:
         return f"{num} ÷ {den}" + (f" × {scale:g}" if scale != 1 else "")
     if kind == "derived":
         return str(entry["expr"])
+    if kind == "model":
+        return f"the {entry.get('function')} model"
     base, conv = entry["base"], entry["conversion"]
     return (f"share of {base['source']} ({entry.get('entity', 'customer_id')}) in the period with a "
             f"{conv['source']} row within {entry['window_days']} days of their first {base['source']} row × 100")
 
 
-_BUILD = {"simple": _simple, "cumulative": _simple, "ratio": _ratio, "derived": _derived, "conversion": _conversion}
+def _model(mid: str, entry: Mapping, ctx: Context) -> tuple[Custom, tuple[str, ...], dict]:
+    """``type: model, function: predicted_clv``: a named, tested model of metrics/kpis/rows.py
+    (fitted over per-customer histories, not an aggregate); it declares the tables it reads."""
+    from metrics.kpis.rows import MODELS  # the catalogue loads through here
+
+    name = entry.get("function")
+    if name not in MODELS:
+        raise Invalid(f"unknown model function `{name}`{_close(name, MODELS)} (one of {', '.join(MODELS)})",
+                      entry, "function")
+    return Custom(compute=MODELS[name].compute), MODELS[name].reads, {}
+
+
+_BUILD = {"simple": _simple, "cumulative": _simple, "ratio": _ratio, "derived": _derived, "conversion": _conversion,
+          "model": _model}
 
 
 def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
     measure, tables, extra = _BUILD[entry["type"]](mid, entry, ctx)
+    own_table = extra.pop("_own", measure.table if isinstance(measure, Measure) and isinstance(measure.table, str) else None)
     default_unit = {"conversion": "percent", "ratio": "ratio"}.get(entry["type"], "count")
     own = _own_dimensions(tables, ctx) if isinstance(measure, Measure) else ()
     listed = entry.get("dimensions") or []
@@ -628,13 +766,11 @@ def compile_metric(mid: str, entry: Mapping, ctx: Context) -> Metric:
         for dim in listed:  # a derivation is cut by what all its inputs are cut by
             if not all(dim in ctx.metrics[i].dimensions for i in measure.inputs):
                 raise Invalid(f"dimension `{dim}`: not every input of this metric has it", entry, "dimensions")
-    elif not isinstance(listed, list) or not isinstance(measure, Measure) or not (
-            isinstance(measure.table, str) or isinstance(entry.get("rows"), Mapping)):
+    elif not isinstance(listed, list) or not isinstance(measure, Measure) or own_table is None:
         if listed:
             raise Invalid("`dimensions` lists a simple or cumulative metric's own columns", entry, "dimensions")
         listed = []
     for dim in listed if isinstance(measure, Measure) else ():
-        own_table = measure.table if isinstance(measure.table, str) else entry["rows"]["name"]  # type: ignore[union-attr]
         if dim not in ctx.columns(own_table):
             raise Invalid(f"dimension `{dim}` is not a column of `{own_table}`", entry, "dimensions")
     own = tuple(dict.fromkeys((*listed, *own)))

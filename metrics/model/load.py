@@ -30,17 +30,19 @@ from storage.sensitivity import REACH
 UNITS = ("score", "percent", "count", "currency", "hours", "days", "months", "minutes", "ratio", "seconds")
 DIRECTIONS = ("higher", "lower", "neutral")
 AGGS = ("sum", "count", "count_distinct", "avg", "min", "max")
-TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
+TYPES = ("simple", "ratio", "derived", "cumulative", "conversion", "model")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 COMMON_KEYS = ("type", "label", "synonyms", "unit", "direction", "bands", "reference", "description", "group", "formula",
                "dimensions", "split", "format", "survey", "min_sample", "customer_dimensions", "extra_labels",
                "extra_units", "snapshot")
 KEYS: dict[str, tuple[str, ...]] = {
-    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window", "rows"),
+    "simple": ("source", "agg", "expr", "filter", "time", "extras", "aggregates", "finalize", "n", "in_window", "rows",
+               "summarize", "pairs"),
     "ratio": ("numerator", "denominator", "scale"),
     "derived": ("expr", "when"),
-    "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n"),
+    "cumulative": ("source", "agg", "expr", "filter", "start", "end", "aggregates", "finalize", "n", "summarize"),
     "conversion": ("base", "conversion", "entity", "window_days"),
+    "model": ("function",),
 }
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import elements, sqltypes
 from sqlalchemy.types import TypeDecorator
 
-from storage.sqlfuncs import hours_between, seconds_between
+from storage.sqlfuncs import add_days, hours_between, seconds_between
 
 # quoted strings first, so that words inside them are left alone
 _TOKENS = re.compile(r"('(?:[^']|'')*')|(\"[^\"]+\")|([A-Za-z_][A-Za-z0-9_]*)|(\s+)|(.)", re.S)
@@ -61,6 +61,28 @@ _LEX = re.compile(r"\s*('(?:[^']|'')*'|\d+(?:\.\d+)?|[A-Za-z_]\w*|<=|>=|<>|!=|==
 WINDOW = {"period_start": "ws", "period_end": "we"}
 
 
+#: whole-day shifts a snippet may write (``occurred_at >= days_before(period_end, 7)``): portable SQL
+#: (storage.sqlfuncs.add_days), the day count a number in the statement
+_DAYS = {"days_before": -1, "days_after": 1}
+#: SQL words a snippet may use besides column names (see :func:`unknown`)
+_WORDS = {"and", "or", "not", "is", "null", "true", "false", "case", "when", "then", "else", "end", "in", "between",
+          "like", "ilike", "distinct", "as", "cast", "interval", "from", "day", "days", "integer", "float", "numeric",
+          "text", "varchar", "date", "timestamp", "epoch", "extract"}
+
+
+def unknown(snippet: str, columns: Iterable[str]) -> str | None:
+    """The first word of ``snippet`` that is not one of ``columns``, a window bound, a function
+    (a word before ``(``) or an SQL word: a summary's columns are all known, so a typo there is a
+    load error rather than a database error at question time."""
+    known = set(columns) | set(WINDOW)
+    for m in _TOKENS.finditer(snippet):
+        word = m.group(3)
+        if word is None or word in known or word.lower() in _WORDS or snippet[m.end():].lstrip().startswith("("):
+            continue
+        return word
+    return None
+
+
 class _Unsupported(Exception):
     """Not one of the shapes :func:`_structured` builds: the snippet goes to the database as text."""
 
@@ -69,7 +91,8 @@ class _Parser:
     """``or`` of ``and`` of comparisons (parentheses allowed); a comparison is ``operand <op>
     operand``, ``operand is [not] null|true|false`` or a boolean column; an operand a column,
     a window bound, a number, 'text', true/false, ``lower(col)``, ``coalesce(col, …)``, ``hours_between(end, start)``
-    / ``seconds_between(end, start)``, or those joined by + - *."""
+    / ``seconds_between(end, start)``, ``days_before(col, n)`` / ``days_after(col, n)`` (n whole days), or
+    those joined by + - *."""
 
     def __init__(self, snippet: str, table, window) -> None:
         self.tokens = [m.group(1) for m in _LEX.finditer(snippet)]
@@ -144,12 +167,21 @@ class _Parser:
             return float(tok) if "." in tok else int(tok)
         if low in ("true", "false"):
             return true() if low == "true" else false()
+        if low in _DAYS and self.peek() == "(":
+            self.take("(")
+            at = self.column()
+            self.take(",")
+            days = self.take()
+            self.take(")")
+            if not days.isdigit():
+                raise _Unsupported
+            return add_days(at, _DAYS[low] * int(days))
         if low in ("lower", "coalesce", "hours_between", "seconds_between") and self.peek() == "(":
             self.take("(")
             args = [self.column()]
             while self.peek() == ",":
                 self.take()
-                args.append(self.column())
+                args.append(self.atom() if low == "coalesce" else self.column())  # coalesce(product, '(none)')
             self.take(")")
             if low == "lower" and len(args) == 1:
                 return func.lower(args[0])
