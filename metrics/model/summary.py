@@ -103,6 +103,19 @@ def _key(t, name: str, expr: str):
     return found if expr == name else found.label(name)
 
 
+def _named(spec: Any, kind: str, whose: str, shape: str, known: Any, default_name: str, invalid) -> str:
+    """The entry's ``kind`` mapping checked for unknown keys, and its name in the SQL."""
+    if not isinstance(spec, Mapping):
+        raise invalid(f"{kind}: {shape}", spec, None)
+    bad = [k for k in spec if k not in known]
+    if bad:
+        raise invalid(f"{kind}: unknown key `{bad[0]}`{_known(bad[0], known)}", spec, bad[0])
+    name = spec.get("name", default_name)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise invalid(f"{kind}: `name` ({whose} name in the SQL) must be a word", spec, "name")
+    return name
+
+
 def summarize(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any], column: Callable[[Mapping, Any], Any],
               windows, invalid) -> tuple[str, Callable[[Any, Any], Any], Any]:
     """``(name, build(w, bucket), check)``: the summary's name, a function building it per
@@ -110,14 +123,8 @@ def summarize(spec: Any, default_name: str, rows: Rows, table: Callable[[str], A
     metric's aggregates are checked against. ``column(spec, node)`` compiles one summary
     column (an aggregate ``(t, w) -> SQL``); ``invalid(message, node, key)`` makes the load
     error naming file and line."""
-    if not isinstance(spec, Mapping):
-        raise invalid("summarize: {name:, by: [columns], columns: {name: {agg:, expr:, filter:}}}", spec, None)
-    bad = [k for k in spec if k not in SUMMARY_KEYS]
-    if bad:
-        raise invalid(f"summarize: unknown key `{bad[0]}`{_known(bad[0], SUMMARY_KEYS)}", spec, bad[0])
-    name = spec.get("name", default_name)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise invalid("summarize: `name` (the summary's name in the SQL) must be a word", spec, "name")
+    name = _named(spec, "summarize", "the summary's", "{name:, by: [columns], columns: {name: {agg:, expr:, filter:}}}",
+                  SUMMARY_KEYS, default_name, invalid)
     source_columns = list(table(rows.source).c.keys())
     keys = _keys(spec.get("by"), source_columns, invalid, spec)
     given = spec.get("columns") or {}
@@ -169,14 +176,7 @@ def _bucket_like(windows):
 def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any], has: Callable[[str], bool],
           windows, invalid) -> tuple[str, Callable[[Any, Any], Any], Any, tuple[str, ...]]:
     """``(name, build(w, bucket), check, sources read)``; see the module docstring."""
-    if not isinstance(spec, Mapping):
-        raise invalid("pairs: {name:, entity:, item:, flag:, population:}", spec, None)
-    bad = [k for k in spec if k not in PAIR_KEYS]
-    if bad:
-        raise invalid(f"pairs: unknown key `{bad[0]}`{_known(bad[0], PAIR_KEYS)}", spec, bad[0])
-    name = spec.get("name", default_name)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise invalid("pairs: `name` (the pairs' name in the SQL) must be a word", spec, "name")
+    name = _named(spec, "pairs", "the pairs'", "{name:, entity:, item:, flag:, population:}", PAIR_KEYS, default_name, invalid)
     names = {part: f"{name}_{part}" for part in PART_NAMES}
     given = spec.get("names") or {}
     if not isinstance(given, Mapping) or any(k not in PART_NAMES or not str(v).isidentifier() for k, v in given.items()):
