@@ -15,11 +15,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, update
 
-from metrics import api, cache, rollups
+from metrics import access, api, cache, rollups
 from storage import database
-from storage.schema import usage_events
+from storage.schema import customers, usage_events
 from tests import kpi_fixtures
 from tests.kpi_fixtures import dt
 
@@ -104,13 +104,121 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
     assert wau.extras["customers"] == 2
 
 
-def test_breakdowns_and_filters_read_the_source(company):
+CUTS = ("by region last-quarter", "by industry last-quarter", "by plan 2026-Q3", "by size_band 2026-09",
+        "monthly 2026-Q2 to 2026-Q3 by acquisition_channel", "last-quarter where region=EMEA",
+        "by plan last-quarter where region=NA", "weekly 2026-Q3 where industry=retail")  # inside the watermark
+
+
+def breakdown(result) -> dict:
+    return {g.group: (g.value, g.n, g.previous) for g in result.breakdown}
+
+
+def test_breakdowns_and_filters_by_customer_attributes_come_from_the_rollup(company, monkeypatch):
     rollups.refresh(database.get_engine(company))
+    # by hand (tests/kpi_fixtures.py): Q3's WAU are k1/u1, k1/u2 (EMEA) and k4/u9 (NA); MAU adds
+    # k2/u1 (NA); Q2's MAU is k3/u4 alone (EMEA, Retail, SMB, Starter)
+    wau, sent = rollup_answer(company, "wau by region last-quarter")
+    assert sent and {g.group: g.value for g in wau.breakdown} == {"EMEA": 2, "NA": 1} and wau.value == 3
+    mau, sent = rollup_answer(company, "mau by industry last-quarter")
+    assert sent and {g.group: (g.value, g.previous) for g in mau.breakdown} == {"Retail": (2, 1), "Software": (2, None)}
+    emea, sent = rollup_answer(company, "mau last-quarter where region=EMEA")
+    assert sent and emea.value == 2 and emea.extras["customers"] == 1 and emea.previous.value == 1
+    na, sent = rollup_answer(company, "mau by plan last-quarter where region=na")
+    assert sent and {g.group: g.value for g in na.breakdown} == {"Starter": 1, "Growth": 1}
+    # core actions per user in Q3, by plan: Growth k1/u1 (2), k1/u2 (0), k4/u9 (2): 4 ÷ 3 users;
+    # Starter k2/u1 (1), k2/u3 (0), k3/u4 (1): 2 ÷ 3; Free k5/u5 (1): 1 ÷ 1 (per 92 days)
+    cap, sent = rollup_answer(company, "core_actions_per_user by plan last-quarter")
+    assert sent and {g.group: (g.value, g.n) for g in cap.breakdown} == {
+        "Growth": (pytest.approx(4 / 3 * M / 92), 3), "Starter": (pytest.approx(2 / 3 * M / 92), 3),
+        "Free": (pytest.approx(M / 92), 1)}
+    for kpi in rollups.SERVED:
+        for cut in CUTS:
+            text = f"{kpi} {cut}"
+            source = source_answer(company, text, monkeypatch)
+            served, sent = rollup_answer(company, text)
+            assert any("kpibot_user_days" in s for s in sent), f"{text}: not answered from the rollup"
+            assert same(served, source) and breakdown(served) == breakdown(source), text
+
+
+@contextmanager
+def source_groupings(url, table):
+    """Statements sent to the source database inside that group ``table``'s rows (the data
+    version's probe of its latest row is not one)."""
+    engine = database.get_engine(url)
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if table in statement and "GROUP BY" in statement.upper():
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
+    """MAU rose 1 -> 4 from Q2 to Q3 (by hand): by size band Enterprise went 0 -> 3 (k1/u1,
+    k1/u2, k4/u9) and SMB 1 -> 1; by plan Growth 0 -> 3 too, but size band is tried first and
+    cutting Enterprise by plan names the same users (not narrower): Enterprise explains 100%."""
+    from metrics import explain
+
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    monkeypatch.setenv("KPI_ROLLUPS", "0")
+    with cache.bypassed():
+        source = api.answer("mau last-quarter", as_of=AS_OF, url=company)
+    monkeypatch.delenv("KPI_ROLLUPS")
+    with cache.bypassed():
+        served = api.answer("mau last-quarter", as_of=AS_OF, url=company)
+    assert served.explanation == source.explanation
+    assert served.explanation is not None and "Enterprise size band explains 100% of the rise" in served.explanation
+    with source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
+        found = explain.find(served, engine, api.Settings.from_env())
+    assert found is not None and (found.dimension, found.segment, found.amount) == ("size_band", "Enterprise", 3)
+    assert not events_read  # every cut, and the pair, from the rollup: one grouping-sets statement, then one
+    assert sum("GROUPING SETS" in s.upper() for s in sent) == 1 and sum("kpibot_user_days" in s for s in sent) == 2
+
+
+def test_changed_customers_are_never_served_stale(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    with engine.begin() as conn:  # k4 moves to EMEA: its copy in the store is now stale
+        conn.execute(update(customers).where(customers.c.customer_id == "k4").values(region="EMEA"))
+    database.data_changed(engine)
     result, sent = rollup_answer(company, "wau by region last-quarter")
-    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 2, "NA": 1}
-    assert result.value == 3  # the total from the rollup, the breakdown from the source
-    _, sent = rollup_answer(company, "mau last-quarter where region=EMEA")
-    assert not sent
+    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3}  # by hand: all three in EMEA now
+    assert not any("kpibot_customers" in s for s in sent)
+    total, sent = rollup_answer(company, "wau last-quarter")  # no customer attribute: still the rollup
+    assert total.value == 3 and any("kpibot_user_days" in s for s in sent)
+    rollups.refresh(engine)  # the customers changed: copied again
+    result, sent = rollup_answer(company, "wau by region last-quarter")
+    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3} and any("kpibot_customers" in s for s in sent)
+
+
+def test_the_answer_cache_keys_rollup_answers_by_what_the_asker_may_see(company):
+    rollups.refresh(database.get_engine(company))
+    text = "mau by region last-quarter"
+    api.answer(text, as_of=AS_OF, url=company)  # unguarded (the CLI): cached
+
+    def refuse(needs):
+        raise access.AccessDenied("not here")
+
+    with store_reads(company) as sent, pytest.raises(access.AccessDenied):
+        api.answer(text, as_of=AS_OF, url=company, authorize=refuse)
+    assert not sent  # refused before any work, the rollup's included
+
+    def allow(needs):
+        pass
+
+    with store_reads(company) as sent:
+        guarded = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
+    assert any("kpibot_user_days" in s for s in sent)  # its own entry, computed under its own guard
+    assert {g.group: g.value for g in guarded.breakdown} == {"EMEA": 2, "NA": 2}
+    with store_reads(company) as sent:
+        again = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
+    assert not sent and again.breakdown == guarded.breakdown
 
 
 def test_a_stale_rollup_is_never_used(company, monkeypatch):
