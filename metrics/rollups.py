@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -64,6 +64,9 @@ from metrics.periods import Settings
 from metrics.spec import Metric
 from storage import database
 from storage.schema import usage_events
+
+if TYPE_CHECKING:
+    from metrics.rollup_query import Plan
 
 log = logging.getLogger(__name__)
 meta = MetaData()
@@ -118,6 +121,7 @@ SERVED: dict[str, tuple[str, int | None]] = {
     "mau": ("active", 30),
 
     "core_actions_per_user": ("per_user", None),
+    "inactive_customers": ("inactive", None),  # the days: KPI_INACTIVE_DAYS, read per question
 }
 
 
@@ -333,19 +337,8 @@ def enabled() -> bool:
     return os.environ.get("KPI_ROLLUPS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """How the rollup answers one question: its kind, each window's day span, the store."""
-
-    kind: str
-    spans: list[tuple[date, date]]
-    utc: list[tuple[datetime, datetime]]
-    store: Engine
-    tables: dict[str, Table]
-
-
 def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settings, engine: Engine,
-          names: Sequence[str]) -> _Plan | None:
+          names: Sequence[str]) -> Plan | None:
     """None when the rollup cannot answer: a KPI it does not serve, windows not on whole UTC
     days inside its watermark, a cut by something other than customer attributes, or a
     rollup (or customer copy) that no longer matches the source."""
@@ -361,6 +354,10 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     if any(t.time() != time() for pair in utc for t in pair):
         return None  # windows not on UTC midnights: the daily rollup cannot cut them
     kind, days = how
+    if kind == "inactive":  # customers without a day of use in the N days before the end
+        from metrics.kpis.common import inactive_days
+
+        days = inactive_days()
     spans = [((we - timedelta(days=days)).date() if days else ws.date(), we.date()) for ws, we in utc]
     found = _fresh(engine, settings)
     # before first_day the source had no events either (an older one arriving later changes
@@ -368,15 +365,17 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     if found is None or max(hi for _, hi in spans) > found.built_through:
         return None
     tables = {"user_days": user_days, "calendar": calendar, "customer_keys": customer_keys}
-    if names:
+    if names or kind == "inactive":
         copy = _fresh_customers(engine, settings)
         if copy is None or not set(names) <= set(copy.dimensions):
             return None
         tables["attrs"] = rollup_customers.table(copy.dimensions)
-    return _Plan(kind, spans, utc, _store(url), tables)
+    from metrics.rollup_query import Plan
+
+    return Plan(kind, spans, utc, _store(url), tables)
 
 
-def _serving(metric: Metric, answer: Callable[[_Plan], Any], plan: Callable[[], _Plan | None]):
+def _serving(metric: Metric, answer: Callable[[Plan], Any], plan: Callable[[], Plan | None]):
     """``answer(plan)``, or None when there is no plan or the store could not answer."""
     try:
         found = plan()
@@ -404,8 +403,7 @@ def serve(
     from metrics import rollup_query
 
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
-    return _serving(metric, lambda p: rollup_query.cells(metric, p.kind, p.spans, p.utc, p.store, p.tables,
-                                                         dimension, filters),
+    return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters),
                     lambda: _plan(metric, windows, settings, engine, names))
 
 
@@ -424,8 +422,7 @@ def serve_each(
     names = [*dimensions, *(name for name, _ in filters)]
     if not dimensions:
         return None
-    return _serving(metric, lambda p: rollup_query.cells_by_each(metric, p.kind, p.spans, p.utc, p.store, p.tables,
-                                                                 dimensions, filters),
+    return _serving(metric, lambda p: rollup_query.cells_by_each(metric, p, dimensions, filters),
                     lambda: _plan(metric, windows, settings, engine, names))
 
 

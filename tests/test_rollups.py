@@ -2,7 +2,8 @@
 when fresh, and an interrupted build leaves the previous one in use.
 
 Fixture: tests/kpi_fixtures.py (hand-computed in tests/test_kpis_funnel_engagement.py): in
-2026-Q3, WAU 3 (2 customers), MAU 4, 7 core actions by 7 active users.
+2026-Q3, WAU 3 (2 customers), MAU 4, 7 core actions by 7 active users; and in
+tests/test_kpis_customers.py: 1 inactive customer of 4 on Oct 1 (k5), 2 of 3 on Jul 1 (k1, k2).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
     engine = database.get_engine(company)
     assert rollups.refresh(engine) is not None
     hand = {("wau", "last-quarter"): 3, ("mau", "last-quarter"): 4,
-            ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92)}
+            ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92),
+            ("inactive_customers", "last-quarter"): 1}  # k5: a customer since Aug 20, no use in September
     for kpi in rollups.SERVED:
         for period in QUESTIONS:
             text = f"{kpi} {period}"
@@ -138,6 +140,27 @@ def test_breakdowns_and_filters_by_customer_attributes_come_from_the_rollup(comp
             served, sent = rollup_answer(company, text)
             assert any("kpibot_user_days" in s for s in sent), f"{text}: not answered from the rollup"
             assert same(served, source) and breakdown(served) == breakdown(source), text
+
+
+def test_inactive_customers_come_from_the_rollup(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    # by hand: on Oct 1 k1 and k5 (EMEA) and k2 and k4 (NA) are customers; only k5 (since
+    # Aug 20) had no use in September. On Jul 1: k1 (EMEA) and k2 (NA) had none in June, k3 (EMEA) had
+    result, sent = rollup_answer(company, "inactive_customers by region last-quarter")
+    assert any("kpibot_user_days" in s for s in sent) and result.value == 1 and result.extras["pct"] == 25.0
+    assert {g.group: (g.value, g.previous) for g in result.breakdown} == {"EMEA": (1, 1), "NA": (0, 1)}
+    assert result.previous.value == 2
+    monkeypatch.setenv("KPI_INACTIVE_DAYS", "20")  # [Sep 11, Oct 1): k2 (Sep 5) and k5 had none
+    result, sent = rollup_answer(company, "inactive_customers last-quarter")
+    assert any("kpibot_user_days" in s for s in sent) and result.value == 2 and result.extras["days"] == 20
+    assert same(result, source_answer(company, "inactive_customers last-quarter", monkeypatch))
+    monkeypatch.delenv("KPI_INACTIVE_DAYS")
+    with engine.begin() as conn:  # k5 churned on Sep 15: the customers' copy is stale, the source answers
+        conn.execute(update(customers).where(customers.c.customer_id == "k5").values(churned_at=dt("2026-09-15T00:00")))
+    database.data_changed(engine)
+    result, sent = rollup_answer(company, "inactive_customers last-quarter")
+    assert result.value == 0 and not any("kpibot_customers" in s for s in sent)  # k1, k2, k4 all used it
 
 
 @contextmanager
