@@ -11,7 +11,9 @@ the store has no grouping sets: SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -21,11 +23,15 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Integer,
+    Select,
+    String,
     Table,
     and_,
     case,
+    cast,
     func,
     literal,
+    null,
     or_,
     select,
     tuple_,
@@ -39,10 +45,10 @@ from storage import database
 Span = tuple[date, date]
 
 
-def window_days(spans: Sequence[Span], calendar: Table):
-    """(w, day) for every built day of every window's span."""
+def window_days(spans: Sequence[Span], calendar: Table, first: int = 0):
+    """(w, day) for every built day of every window's span (numbered from ``first``)."""
     parts = [select(literal(i, Integer).label("w"), literal(lo, Date).label("lo"), literal(hi, Date).label("hi"))
-             for i, (lo, hi) in enumerate(spans)]
+             for i, (lo, hi) in enumerate(spans, first)]
     w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("w")
     c = calendar
     return select(w.c.w, c.c.day).select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd")
@@ -55,9 +61,10 @@ def _matching(keys: Table, attrs: Table, filters: Sequence[tuple[str, str]]):
             .where(*(func.lower(attrs.c[name]) == value.lower() for name, value in filters)))
 
 
-def window_users(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]] = ()):
+def window_users(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]] = (),
+                 first: int = 0) -> Select:
     """Per window, one row per active user (user key, customer key, core actions)."""
-    pairs = window_days(spans, tables["calendar"])
+    pairs = window_days(spans, tables["calendar"], first)
     d = tables["user_days"]
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
     where = [d.c.day >= lo, d.c.day < hi]
@@ -68,87 +75,100 @@ def window_users(spans: Sequence[Span], tables: dict[str, Table], filters: Seque
     return (select(pairs.c.w, d.c.user_key, d.c.customer_key, func.sum(d.c.core).label("core"))
             .select_from(d.join(pairs, pairs.c.day == d.c.day))
             .where(*where)
-            .group_by(pairs.c.w, d.c.user_key, d.c.customer_key)
-            .subquery("window_users"))
+            .group_by(pairs.c.w, d.c.user_key, d.c.customer_key))
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """What a statement groups: its rows, their window column, the measure's aggregates, each
-    dimension's column, and the size a segment is ranked by."""
-
-    source: Any
-    w: Any
-    aggregates: list
-    column: Callable[[str], Any]
-    size: Any
-
-
-def _keyed(tables: dict[str, Table], dims: Sequence[str]):
-    keys, attrs = tables["customer_keys"], tables["attrs"]
-    return (select(keys.c.customer_key, *(attrs.c[d] for d in dims))
-            .select_from(keys.join(attrs, attrs.c.customer_id == keys.c.customer_id)).subquery("customer_attrs"))
-
-
-def _users(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str],
-           filters: Sequence[tuple[str, str]]) -> _Rows:
-    """Active users (``active``) or their core actions (``per_user``): per window the users,
-    then (cut by customer attributes) per customer, joined to the customers' attributes."""
-    u = window_users(spans, tables, filters)
-
-    def aggregates(users, customers, core) -> list:
-        if kind == "active":
-            return [users.label("users"), customers.label("customers"), users.label("_rows")]
-        return [func.coalesce(core, 0).label("core"), users.label("users"), users.label("_rows")]
-
-    if not dims:
-        return _Rows(u, u.c.w, aggregates(func.count(), func.count(u.c.customer_key.distinct()), func.sum(u.c.core)),
-                     lambda d: None, func.count())
-    pc = (select(u.c.w, u.c.customer_key, func.count().label("users"), func.sum(u.c.core).label("core"))
-          .group_by(u.c.w, u.c.customer_key).subquery("customer_users"))
-    keyed = _keyed(tables, dims)
-    return _Rows(pc.outerjoin(keyed, keyed.c.customer_key == pc.c.customer_key), pc.c.w,
-                 aggregates(func.sum(pc.c.users), func.count(), func.sum(pc.c.core)), lambda d: keyed.c[d],
-                 func.sum(pc.c.users))
-
-
-def _inactive(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]]) -> _Rows:
-    """Per window, every customer alive at its end (the span's end), whether a customer for
-    the whole span (the inactivity days before the end), and whether any of its users had a
-    day in the span (the source counts the events; only "none" matters)."""
-    pairs = window_days(spans, tables["calendar"])
+def customer_rows(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
+                  dims: Sequence[str], first: int = 0) -> Select:
+    """Inactivity: per window, every customer alive at its end (the span's end), whether idle
+    (a customer for the whole span, the inactivity days before the end, and none of its users
+    had a day in it: the source counts the events, only "none" matters), and its attributes."""
+    pairs = window_days(spans, tables["calendar"], first)
     d, keys, a = tables["user_days"], tables["customer_keys"], tables["attrs"]
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
     recent = (select(pairs.c.w, d.c.customer_key).select_from(d.join(pairs, pairs.c.day == d.c.day))
               .where(d.c.day >= lo, d.c.day < hi).group_by(pairs.c.w, d.c.customer_key).subquery("recent_customers"))
     parts = [select(literal(i, Integer).label("w"), literal(datetime.combine(end, time()), DateTime).label("we"),
                     literal(datetime.combine(start, time()), DateTime).label("cut"))
-             for i, (start, end) in enumerate(spans)]
+             for i, (start, end) in enumerate(spans, first)]
     w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("ends")
     alive = and_(a.c.signed_up_at < w.c.we, or_(a.c.churned_at.is_(None), a.c.churned_at >= w.c.we),
                  *(func.lower(a.c[name]) == value.lower() for name, value in filters))
-    source = (a.join(w, alive).outerjoin(keys, keys.c.customer_id == a.c.customer_id)
-              .outerjoin(recent, and_(recent.c.w == w.c.w, recent.c.customer_key == keys.c.customer_key)))
-    idle = and_(a.c.signed_up_at < w.c.cut, recent.c.customer_key.is_(None))
-    return _Rows(source, w.c.w, [func.count().label("active"), func.sum(case((idle, 1), else_=0)).label("inactive"),
-                                 func.count().label("_rows")], lambda name: a.c[name], func.count())
+    idle = case((and_(a.c.signed_up_at < w.c.cut, recent.c.customer_key.is_(None)), 1), else_=0)
+    return (select(w.c.w, idle.label("idle"), *(a.c[name] for name in dims))
+            .select_from(a.join(w, alive).outerjoin(keys, keys.c.customer_id == a.c.customer_id)
+                         .outerjoin(recent, and_(recent.c.w == w.c.w, recent.c.customer_key == keys.c.customer_key))))
+
+
+def _rows(kind: str, spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
+          dims: Sequence[str], first: int = 0) -> Select:
+    if kind == "inactive":
+        return customer_rows(spans, tables, filters, dims, first)
+    return window_users(spans, tables, filters, first)
+
+
+def _grouped(kind: str, rows, tables: dict[str, Table], dims: Sequence[str] = (), grouping_sets: bool = True,
+             limit: int = 0) -> Select:
+    """The windows' aggregates over ``rows`` (:func:`window_users` or :func:`customer_rows`),
+    per segment of each of ``dims`` (grouping sets; a single one without: ranked by size, at
+    most ``limit`` rows)."""
+    size: Any
+    if kind == "inactive":
+        r = source = rows
+        size = func.count()
+        aggregates = [size.label("active"), func.sum(r.c.idle).label("inactive"), size.label("_rows")]
+        cols = [r.c[d] for d in dims]
+    elif not dims:
+        r = source = rows
+        size = func.count()
+        aggregates = _users(kind, size, func.count(r.c.customer_key.distinct()), func.sum(r.c.core))
+    else:  # a user is one customer's: a segment's users are the sum of its customers'
+        r = (select(rows.c.w, rows.c.customer_key, func.count().label("users"), func.sum(rows.c.core).label("core"))
+             .group_by(rows.c.w, rows.c.customer_key).subquery("customer_users"))
+        keys, attrs = tables["customer_keys"], tables["attrs"]
+        keyed = (select(keys.c.customer_key, *(attrs.c[d] for d in dims))
+                 .select_from(keys.join(attrs, attrs.c.customer_id == keys.c.customer_id)).subquery("customer_attrs"))
+        source = r.outerjoin(keyed, keyed.c.customer_key == r.c.customer_key)
+        size = func.sum(r.c.users)
+        aggregates = _users(kind, size, func.count(), func.sum(r.c.core))
+        cols = [keyed.c[d] for d in dims]
+    base = select(r.c.w, *aggregates).select_from(source)
+    if not dims:
+        return base.group_by(r.c.w)
+    if len(dims) == 1 and not grouping_sets:
+        return base.add_columns(cols[0].label("grp")).group_by(r.c.w, cols[0]).order_by(size.desc()).limit(limit)
+    base = base.add_columns(*(c.label(f"g_{k}") for k, c in enumerate(cols)),
+                            *(func.grouping(c).label(f"gg_{k}") for k, c in enumerate(cols)))
+    return base.group_by(func.grouping_sets(*(tuple_(r.c.w, c) for c in cols)))
+
+
+def _users(kind: str, users, customers, core) -> list:
+    if kind == "active":
+        return [users.label("users"), customers.label("customers"), users.label("_rows")]
+    return [func.coalesce(core, 0).label("core"), users.label("users"), users.label("_rows")]
 
 
 def statement(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str] = (),
-              filters: Sequence[tuple[str, str]] = (), grouping_sets: bool = True):
+              filters: Sequence[tuple[str, str]] = (), grouping_sets: bool = True) -> Select:
     """Per window (and per segment of each of ``dims``): the measure's aggregates."""
-    rows = _inactive(spans, tables, filters) if kind == "inactive" else _users(kind, spans, tables, dims, filters)
-    columns = [rows.w, *rows.aggregates]
-    base = select(*columns).select_from(rows.source)
-    if not dims:
-        return base.group_by(rows.w)
-    cols = [rows.column(d) for d in dims]
-    if len(dims) == 1 and not grouping_sets:
-        return (base.add_columns(cols[0].label("grp")).group_by(rows.w, cols[0])
-                .order_by(rows.size.desc()).limit(MAX_SEGMENTS * len(spans)))
-    base = base.add_columns(*(c.label(f"g_{k}") for k, c in enumerate(cols)),
-                            *(func.grouping(c).label(f"gg_{k}") for k, c in enumerate(cols)))
-    return base.group_by(func.grouping_sets(*(tuple_(rows.w, c) for c in cols)))
+    rows = _rows(kind, spans, tables, filters, dims).subquery("window_rows")
+    return _grouped(kind, rows, tables, dims, grouping_sets, MAX_SEGMENTS * len(spans))
+
+
+def with_cuts(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str],
+              filters: Sequence[tuple[str, str]] = ()):
+    """Per window the aggregates (``part`` 0) and, for the first two windows (the period and
+    the one compared), each of ``dims``' segments (``part`` 1): their rows are made once
+    (a materialized CTE), so "what moved it" after the answer costs no second pass over them."""
+    head = _rows(kind, spans[:2], tables, filters, dims).cte("head_rows").prefix_with("MATERIALIZED")
+    blank = [cast(null(), String).label(f"g_{k}") for k in range(len(dims))]
+    ones = [literal(1, Integer).label(f"gg_{k}") for k in range(len(dims))]
+    parts = [_grouped(kind, head, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")),
+             _grouped(kind, head, tables, dims).add_columns(literal(1, Integer).label("part"))]
+    if len(spans) > 2:  # the trend's windows: counted alone
+        tail = _rows(kind, spans[2:], tables, filters, (), first=2).subquery("tail_rows")
+        parts.append(_grouped(kind, tail, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")))
+    return union_all(*parts)
 
 
 def _cell(metric: Metric, row: dict[str, Any], utc: Sequence[tuple[datetime, datetime]]) -> Cell:
@@ -164,22 +184,48 @@ def _cell(metric: Metric, row: dict[str, Any], utc: Sequence[tuple[datetime, dat
 class Plan:
     """How the rollup answers one question: how it reads the rows (``active``: users active in
     each span; ``per_user``: users and core actions; ``inactive``: customers without a day in
-    each span), each window's days and UTC bounds, and the store's tables."""
+    each span), each window's days and UTC bounds, the store's tables, and what the rollup
+    and its customers' copy were built from (``version``)."""
 
     kind: str
     spans: list[Span]
     utc: list[tuple[datetime, datetime]]
     store: Engine
     tables: dict[str, Table]
+    version: tuple = ()
 
     def run(self, stmt) -> list[dict[str, Any]]:
         with database.query(self.store) as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
+    def cut_key(self, metric: Metric, filters: Sequence[tuple[str, str]], dims: Sequence[str]) -> tuple:
+        """What "what moved it" for this plan's first two windows depends on."""
+        return (metric.id, self.kind, self.version, tuple(self.spans[:2]), tuple(self.utc[:2]), tuple(filters),
+                tuple(dims), self.store.url.render_as_string(hide_password=True))
 
-def cells(metric: Metric, plan: Plan, dimension: str | None = None,
-          filters: Sequence[tuple[str, str]] = ()) -> dict[Key, Cell]:
-    """The KPI's cells, as :func:`metrics.engine.compute` gives them (by ``dimension`` too)."""
+
+_cuts: OrderedDict[tuple, dict[str, dict[Key, Cell]]] = OrderedDict()  # the latest answers' cuts, for "what moved it"
+_cuts_lock = threading.Lock()
+
+
+def _remember(key: tuple, cuts: dict[str, dict[Key, Cell]]) -> None:
+    with _cuts_lock:
+        _cuts[key] = cuts
+        _cuts.move_to_end(key)
+        while len(_cuts) > 32:
+            _cuts.popitem(last=False)
+
+
+def cells(metric: Metric, plan: Plan, dimension: str | None = None, filters: Sequence[tuple[str, str]] = (),
+          explain_dims: Sequence[str] = ()) -> dict[Key, Cell]:
+    """The KPI's cells, as :func:`metrics.engine.compute` gives them (by ``dimension`` too).
+    With ``explain_dims`` the first two windows are also cut by each of them in the same
+    statement, kept for :func:`cells_by_each` ("what moved it", asked next)."""
+    if dimension is None and explain_dims and len(plan.spans) >= 2 and plan.store.dialect.name != "sqlite":
+        rows = plan.run(with_cuts(plan.kind, plan.spans, plan.tables, explain_dims, filters))
+        _remember(plan.cut_key(metric, filters, explain_dims),
+                  _split(metric, [r for r in rows if r["part"]], explain_dims, plan.utc, 2))
+        return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows if not r["part"]}
     if dimension is None:
         rows = plan.run(statement(plan.kind, plan.spans, plan.tables, (), filters))
         return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows}
@@ -189,16 +235,31 @@ def cells(metric: Metric, plan: Plan, dimension: str | None = None,
 
 def cells_by_each(metric: Metric, plan: Plan, dims: Sequence[str],
                   filters: Sequence[tuple[str, str]] = ()) -> dict[str, dict[Key, Cell]]:
-    """Per dimension, what :func:`cells` gives for it: one statement where the store has grouping sets."""
+    """Per dimension, what :func:`cells` gives for it: kept from the answer's own statement,
+    else one statement where the store has grouping sets."""
+    if len(plan.spans) == 2:
+        with _cuts_lock:
+            kept = _cuts.get(plan.cut_key(metric, filters, dims))
+        if kept is not None:
+            return kept
     if plan.store.dialect.name == "sqlite":
         return {d: cells(metric, plan, d, filters) for d in dims}
-    rows = plan.run(statement(plan.kind, plan.spans, plan.tables, dims, filters))
+    return _split(metric, plan.run(statement(plan.kind, plan.spans, plan.tables, dims, filters)), dims, plan.utc,
+                  len(plan.spans))
+
+
+def _split(metric: Metric, rows: list[dict[str, Any]], dims: Sequence[str], utc, windows: int) -> dict[str, dict[Key, Cell]]:
+    """Each grouping set's rows, largest segments first, as :func:`metrics.scan.by_each` keys them."""
     out: dict[str, dict[Key, Cell]] = {}
     for k, name in enumerate(dims):
         mine = sorted((r for r in rows if not r[f"gg_{k}"]), key=lambda r: -int(r["_rows"] or 0))
-        out[name] = {(int(r["w"]), _group(r[f"g_{k}"])): _cell(metric, r, plan.utc)
-                     for r in mine[: MAX_SEGMENTS * len(plan.spans)]}
+        out[name] = {(int(r["w"]), _group(r[f"g_{k}"])): _cell(metric, r, utc) for r in mine[: MAX_SEGMENTS * windows]}
     return out
 
 
-__all__ = ["Plan", "cells", "cells_by_each", "statement", "window_days", "window_users"]
+def forget() -> None:
+    with _cuts_lock:
+        _cuts.clear()
+
+
+__all__ = ["Plan", "cells", "cells_by_each", "forget", "statement", "window_days", "window_users", "with_cuts"]

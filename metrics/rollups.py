@@ -365,14 +365,28 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     if found is None or max(hi for _, hi in spans) > found.built_through:
         return None
     tables = {"user_days": user_days, "calendar": calendar, "customer_keys": customer_keys}
-    if names or kind == "inactive":
-        copy = _fresh_customers(engine, settings)
-        if copy is None or not set(names) <= set(copy.dimensions):
-            return None
+    version: tuple = (found.first_day, found.built_through, found.source_rows)
+    copy = _fresh_customers(engine, settings) if names or kind == "inactive" or len(windows) >= 2 else None
+    if copy is not None:
         tables["attrs"] = rollup_customers.table(copy.dimensions)
+        version += (copy.fingerprint,)
+    if (names or kind == "inactive") and (copy is None or not set(names) <= set(copy.dimensions)):
+        return None
     from metrics.rollup_query import Plan
 
-    return Plan(kind, spans, utc, _store(url), tables)
+    return Plan(kind, spans, utc, _store(url), tables, version)
+
+
+def _explained_by(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The dimensions "what moved it" will cut this answer's period by, when the customers'
+    copy has them all (then the answer's statement cuts them too): see :mod:`metrics.explain`."""
+    from metrics.catalogue import dimensions_for
+
+    if metric.split not in ("sum", "mean") or "attrs" not in plan.tables or len(plan.spans) < 2:
+        return ()
+    fixed = {name for name, _ in filters}
+    dims = tuple(d for d in dimensions_for(metric) if d not in fixed)
+    return dims if set(dims) <= set(plan.tables["attrs"].c.keys()) else ()
 
 
 def _serving(metric: Metric, answer: Callable[[Plan], Any], plan: Callable[[], Plan | None]):
@@ -403,7 +417,8 @@ def serve(
     from metrics import rollup_query
 
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
-    return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters),
+    return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters,
+                                                         () if dimension else _explained_by(metric, p, filters)),
                     lambda: _plan(metric, windows, settings, engine, names))
 
 
@@ -479,6 +494,9 @@ def dispose() -> None:
     _checked.clear()
     _ready.clear()
     rollup_customers._ready.clear()
+    from metrics import rollup_query
+
+    rollup_query.forget()
 
 
 __all__ = ["SERVED", "Status", "dispose", "enabled", "is_fresh", "refresh", "serve", "serve_each", "status", "store_url"]
