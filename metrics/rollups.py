@@ -486,6 +486,15 @@ def _fresh_customers(engine: Engine, settings: Settings) -> rollup_customers.Cop
     return copy if _remembered(key, ttl, lambda: rollup_customers.is_fresh(engine, copy)) else None
 
 
+def customers_status(source: Engine) -> tuple[rollup_customers.Copy | None, bool]:
+    """The customers' copy in the store (None: none made) and whether it equals the source's."""
+    url = store_url(source)
+    if url is None or not _exists(url):
+        return None, False
+    copy = rollup_customers.current(_store(url), _label(source))
+    return copy, copy is not None and rollup_customers.is_fresh(source, copy)
+
+
 def dispose() -> None:
     with _lock:
         for engine in _stores.values():
@@ -499,4 +508,4 @@ def dispose() -> None:
     rollup_query.forget()
 
 
-__all__ = ["SERVED", "Status", "dispose", "enabled", "is_fresh", "refresh", "serve", "serve_each", "status", "store_url"]
+__all__ = ["SERVED", "Status", "customers_status", "dispose", "enabled", "is_fresh", "refresh", "serve", "serve_each", "status", "store_url"]

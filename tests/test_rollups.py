@@ -241,6 +241,20 @@ def test_changed_customers_are_never_served_stale(company, monkeypatch):
     assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3} and any("kpibot_customers" in s for s in sent)
 
 
+def test_status_says_whether_the_customers_copy_is_used(company, capsys):
+    from bot import cli
+
+    engine = database.get_engine(company)
+    assert cli.main(["--url", company, "rollups", "refresh"]) == 0
+    assert "customer attributes: 7 customers (industry, size_band, region, plan, acquisition_channel); fresh" \
+        in capsys.readouterr().out
+    with engine.begin() as conn:
+        conn.execute(update(customers).where(customers.c.customer_id == "k7").values(plan="Growth"))
+    assert cli.main(["--url", company, "rollups", "status"]) == 0
+    assert "customer attributes: 7 customers (industry, size_band, region, plan, acquisition_channel); STALE" \
+        in capsys.readouterr().out
+
+
 def test_the_answer_cache_keys_rollup_answers_by_what_the_asker_may_see(company):
     rollups.refresh(database.get_engine(company))
     text = "mau by region last-quarter"
