@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -108,10 +108,10 @@ def _rows(kind: str, spans: Sequence[Span], tables: dict[str, Table], filters: S
 
 
 def _grouped(kind: str, rows, tables: dict[str, Table], dims: Sequence[str] = (), grouping_sets: bool = True,
-             limit: int = 0) -> Select:
+             limit: int = 0, pairs: bool = False) -> Select:
     """The windows' aggregates over ``rows`` (:func:`window_users` or :func:`customer_rows`),
-    per segment of each of ``dims`` (grouping sets; a single one without: ranked by size, at
-    most ``limit`` rows)."""
+    per segment of each of ``dims`` (grouping sets, with ``pairs`` also per segment of every
+    two of them; a single one without: ranked by size, at most ``limit`` rows)."""
     size: Any
     if kind == "inactive":
         r = source = rows
@@ -139,7 +139,10 @@ def _grouped(kind: str, rows, tables: dict[str, Table], dims: Sequence[str] = ()
         return base.add_columns(cols[0].label("grp")).group_by(r.c.w, cols[0]).order_by(size.desc()).limit(limit)
     base = base.add_columns(*(c.label(f"g_{k}") for k, c in enumerate(cols)),
                             *(func.grouping(c).label(f"gg_{k}") for k, c in enumerate(cols)))
-    return base.group_by(func.grouping_sets(*(tuple_(r.c.w, c) for c in cols)))
+    sets = [tuple_(r.c.w, c) for c in cols]
+    if pairs:
+        sets += [tuple_(r.c.w, a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
+    return base.group_by(func.grouping_sets(*sets))
 
 
 def _users(kind: str, users, customers, core) -> list:
@@ -158,13 +161,14 @@ def statement(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: 
 def with_cuts(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str],
               filters: Sequence[tuple[str, str]] = ()):
     """Per window the aggregates (``part`` 0) and, for the first two windows (the period and
-    the one compared), each of ``dims``' segments (``part`` 1): their rows are made once
-    (a materialized CTE), so "what moved it" after the answer costs no second pass over them."""
+    the one compared), each of ``dims``' segments and each pair of them (``part`` 1): their
+    rows are made once (a materialized CTE), so the breakdown and "what moved it" (its cuts
+    and its pair) after the answer cost no second pass over them."""
     head = _rows(kind, spans[:2], tables, filters, dims).cte("head_rows").prefix_with("MATERIALIZED")
     blank = [cast(null(), String).label(f"g_{k}") for k in range(len(dims))]
     ones = [literal(1, Integer).label(f"gg_{k}") for k in range(len(dims))]
     parts = [_grouped(kind, head, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")),
-             _grouped(kind, head, tables, dims).add_columns(literal(1, Integer).label("part"))]
+             _grouped(kind, head, tables, dims, pairs=True).add_columns(literal(1, Integer).label("part"))]
     if len(spans) > 2:  # the trend's windows: counted alone
         tail = _rows(kind, spans[2:], tables, filters, (), first=2).subquery("tail_rows")
         parts.append(_grouped(kind, tail, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")))
@@ -204,11 +208,22 @@ class Plan:
                 tuple(dims), self.store.url.render_as_string(hide_password=True))
 
 
-_cuts: OrderedDict[tuple, dict[str, dict[Key, Cell]]] = OrderedDict()  # the latest answers' cuts, for "what moved it"
+@dataclass(frozen=True)
+class _Cuts:
+    """An answer's first two windows cut by each dimension (cells) and every pair (raw rows)."""
+
+    dims: tuple[str, ...]
+    single: dict[str, dict[Key, Cell]]
+    rows: list[dict[str, Any]]
+
+
+_cuts: OrderedDict[tuple, _Cuts] = OrderedDict()  # the latest answers' cuts, for their breakdown and explanation
 _cuts_lock = threading.Lock()
+#: Aggregates the rollup's statements give that add up over disjoint sets of customers.
+ADDITIVE = ("users", "customers", "core", "active", "inactive", "_rows")
 
 
-def _remember(key: tuple, cuts: dict[str, dict[Key, Cell]]) -> None:
+def _remember(key: tuple, cuts: _Cuts) -> None:
     with _cuts_lock:
         _cuts[key] = cuts
         _cuts.move_to_end(key)
@@ -216,32 +231,68 @@ def _remember(key: tuple, cuts: dict[str, dict[Key, Cell]]) -> None:
             _cuts.popitem(last=False)
 
 
+def _kept(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]], dims: Sequence[str]) -> _Cuts | None:
+    if len(plan.spans) != 2 or not dims:
+        return None
+    with _cuts_lock:
+        return _cuts.get(plan.cut_key(metric, filters, dims))
+
+
 def cells(metric: Metric, plan: Plan, dimension: str | None = None, filters: Sequence[tuple[str, str]] = (),
-          explain_dims: Sequence[str] = ()) -> dict[Key, Cell]:
+          explained_by: Callable[[Sequence[tuple[str, str]]], Sequence[str]] = lambda f: ()) -> dict[Key, Cell]:
     """The KPI's cells, as :func:`metrics.engine.compute` gives them (by ``dimension`` too).
-    With ``explain_dims`` the first two windows are also cut by each of them in the same
-    statement, kept for :func:`cells_by_each` ("what moved it", asked next)."""
-    if dimension is None and explain_dims and len(plan.spans) >= 2 and plan.store.dialect.name != "sqlite":
-        rows = plan.run(with_cuts(plan.kind, plan.spans, plan.tables, explain_dims, filters))
-        _remember(plan.cut_key(metric, filters, explain_dims),
-                  _split(metric, [r for r in rows if r["part"]], explain_dims, plan.utc, 2))
+    ``explained_by(filters)``: the dimensions "what moved it" cuts by under those filters;
+    without a ``dimension`` the first two windows are cut by each of them (and every pair) in
+    the same statement, kept for the breakdown, :func:`cells_by_each` and the pair asked next."""
+    dims = tuple(explained_by(filters))
+    if dimension is None and dims and len(plan.spans) >= 2 and plan.store.dialect.name != "sqlite":
+        rows = plan.run(with_cuts(plan.kind, plan.spans, plan.tables, dims, filters))
+        head = [r for r in rows if r["part"]]
+        _remember(plan.cut_key(metric, filters, dims), _Cuts(dims, _split(metric, head, dims, plan.utc, 2), head))
         return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows if not r["part"]}
     if dimension is None:
         rows = plan.run(statement(plan.kind, plan.spans, plan.tables, (), filters))
         return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows}
+    kept = _kept(metric, plan, filters, dims)
+    if kept is not None and dimension in kept.dims:  # the answer's breakdown
+        return kept.single[dimension]
+    if filters:  # the explanation's pair: a segment of one dimension cut by another
+        kept = _kept(metric, plan, filters[:-1], explained_by(filters[:-1]))
+        name, value = filters[-1]
+        if kept is not None and {dimension, name} <= set(kept.dims) and dimension != name:
+            return _pair(metric, kept, dimension, name, value, plan.utc)
     rows = plan.run(statement(plan.kind, plan.spans, plan.tables, (dimension,), filters, grouping_sets=False))
     return {(int(r["w"]), _group(r["grp"])): _cell(metric, r, plan.utc) for r in rows}
+
+
+def _pair(metric: Metric, kept: _Cuts, dimension: str, name: str, value: str, utc) -> dict[Key, Cell]:
+    """Cut by ``dimension`` where ``name`` is ``value`` (compared lower-cased, as the source
+    filters), from the kept pair: the matching segments' aggregates add up (disjoint customers)."""
+    i, j = kept.dims.index(dimension), kept.dims.index(name)
+    grouped: dict[tuple[int, Any], dict[str, Any]] = {}
+    for r in _only(kept.rows, kept.dims, (i, j)):
+        if r[f"g_{j}"] is None or str(r[f"g_{j}"]).lower() != value.lower():
+            continue
+        into = grouped.setdefault((int(r["w"]), r[f"g_{i}"]), {"w": r["w"]})
+        for k in ADDITIVE:
+            if k in r:
+                into[k] = (into.get(k) or 0) + int(r[k] or 0)
+    ranked = sorted(grouped.items(), key=lambda kv: -kv[1]["_rows"])[: MAX_SEGMENTS * 2]
+    return {(w, _group(g)): _cell(metric, row, utc) for (w, g), row in ranked}
+
+
+def _only(rows: list[dict[str, Any]], dims: Sequence[str], grouped: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The rows of the grouping set by exactly the dimensions ``grouped`` (their GROUPING() is 0)."""
+    return [r for r in rows if all(bool(r[f"gg_{k}"]) == (k not in grouped) for k in range(len(dims)))]
 
 
 def cells_by_each(metric: Metric, plan: Plan, dims: Sequence[str],
                   filters: Sequence[tuple[str, str]] = ()) -> dict[str, dict[Key, Cell]]:
     """Per dimension, what :func:`cells` gives for it: kept from the answer's own statement,
     else one statement where the store has grouping sets."""
-    if len(plan.spans) == 2:
-        with _cuts_lock:
-            kept = _cuts.get(plan.cut_key(metric, filters, dims))
-        if kept is not None:
-            return kept
+    kept = _kept(metric, plan, filters, dims)
+    if kept is not None:
+        return kept.single
     if plan.store.dialect.name == "sqlite":
         return {d: cells(metric, plan, d, filters) for d in dims}
     return _split(metric, plan.run(statement(plan.kind, plan.spans, plan.tables, dims, filters)), dims, plan.utc,
@@ -249,10 +300,10 @@ def cells_by_each(metric: Metric, plan: Plan, dims: Sequence[str],
 
 
 def _split(metric: Metric, rows: list[dict[str, Any]], dims: Sequence[str], utc, windows: int) -> dict[str, dict[Key, Cell]]:
-    """Each grouping set's rows, largest segments first, as :func:`metrics.scan.by_each` keys them."""
+    """Each dimension's grouping set, largest segments first, as :func:`metrics.scan.by_each` keys them."""
     out: dict[str, dict[Key, Cell]] = {}
     for k, name in enumerate(dims):
-        mine = sorted((r for r in rows if not r[f"gg_{k}"]), key=lambda r: -int(r["_rows"] or 0))
+        mine = sorted(_only(rows, dims, (k,)), key=lambda r: -int(r["_rows"] or 0))
         out[name] = {(int(r["w"]), _group(r[f"g_{k}"])): _cell(metric, r, utc) for r in mine[: MAX_SEGMENTS * windows]}
     return out
 

@@ -418,7 +418,7 @@ def serve(
 
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
     return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters,
-                                                         () if dimension else _explained_by(metric, p, filters)),
+                                                         lambda fixed: _explained_by(metric, p, fixed)),
                     lambda: _plan(metric, windows, settings, engine, names))
 
 

@@ -197,8 +197,8 @@ def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
         served = api.answer("mau last-quarter", as_of=AS_OF, url=company)
     assert served.explanation == source.explanation
     assert served.explanation is not None and "Enterprise size band explains 100% of the rise" in served.explanation
-    # the answer's statement cut its two periods by every attribute too; then the pair
-    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True, False]
+    # the answer's statement cut its two periods by every attribute and every pair of them too
+    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True]
     rollup_query.forget()  # "what moved it" on its own: every attribute in one statement, then the pair
     with source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
         found = explain.find(served, engine, api.Settings.from_env())
@@ -223,6 +223,37 @@ def test_explanations_equal_the_source_s(company, monkeypatch):
             assert served.explanation == source.explanation, text
             explained += served.explanation is not None
     assert explained >= 10  # 12 of the 20 answers are judged good or bad, so explained
+
+
+def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
+    """The breakdown and the explanation's pair taken from the answer's own statement (the
+    kept cuts) equal the source's cells, case-insensitive filters included."""
+    from metrics.catalogue import CATALOGUE
+    from metrics.engine import compute
+    from metrics.periods import Settings
+
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    settings = Settings.from_env()
+    windows = [(date(2026, 7, 1), date(2026, 10, 1)), (date(2026, 4, 1), date(2026, 7, 1))]
+
+    def cells(metric, dimension, filters):
+        return {k: (c.value, c.n, c.extras, c.rows) for k, c in compute(metric, windows, settings, engine, dimension,
+                                                                         filters).items()}
+
+    for kpi in rollups.SERVED:
+        metric = CATALOGUE[kpi]
+        for dimension, filters in (("plan", (("size_band", "enterprise"),)), ("region", (("industry", "RETAIL"),)),
+                                   ("industry", ()), ("acquisition_channel", (("plan", "Starter"),))):
+            monkeypatch.setenv("KPI_ROLLUPS", "0")
+            source = cells(metric, dimension, filters)
+            monkeypatch.delenv("KPI_ROLLUPS")
+            rollup_query.forget()
+            with store_reads(company) as sent:
+                compute(metric, windows, settings, engine)  # the answer: its statement keeps the cuts
+                kept = cells(metric, dimension, filters)
+            assert [s for s in sent if "kpibot_user_days" in s] and sum("kpibot_user_days" in s for s in sent) == 1
+            assert source and kept == source, (kpi, dimension, filters)
 
 
 def test_changed_customers_are_never_served_stale(company, monkeypatch):
