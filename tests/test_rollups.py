@@ -236,6 +236,7 @@ def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
     rollups.refresh(engine)
     settings = Settings.from_env()
     windows = [(date(2026, 7, 1), date(2026, 10, 1)), (date(2026, 4, 1), date(2026, 7, 1))]
+    found = 0
 
     def cells(metric, dimension, filters):
         return {k: (c.value, c.n, c.extras, c.rows) for k, c in compute(metric, windows, settings, engine, dimension,
@@ -253,7 +254,9 @@ def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
                 compute(metric, windows, settings, engine)  # the answer: its statement keeps the cuts
                 kept = cells(metric, dimension, filters)
             assert [s for s in sent if "kpibot_user_days" in s] and sum("kpibot_user_days" in s for s in sent) == 1
-            assert source and kept == source, (kpi, dimension, filters)
+            assert kept == source, (kpi, dimension, filters)
+            found += bool(source)
+    assert found >= 14  # of 16: WAU has no Starter customer in either period's last week
 
 
 def test_changed_customers_are_never_served_stale(company, monkeypatch):
