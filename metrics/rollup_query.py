@@ -200,7 +200,7 @@ class Plan:
 
     def run(self, stmt) -> list[dict[str, Any]]:
         with database.query(self.store) as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
+            return [dict(r) for r in conn.execute(stmt).mappings().all()]  # fetchall: one call, not one per row
 
     def cut_key(self, metric: Metric, filters: Sequence[tuple[str, str]], dims: Sequence[str]) -> tuple:
         """What "what moved it" for this plan's first two windows depends on."""
