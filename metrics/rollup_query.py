@@ -242,10 +242,12 @@ def cells(metric: Metric, plan: Plan, dimension: str | None = None, filters: Seq
           explained_by: Callable[[Sequence[tuple[str, str]]], Sequence[str]] = lambda f: ()) -> dict[Key, Cell]:
     """The KPI's cells, as :func:`metrics.engine.compute` gives them (by ``dimension`` too).
     ``explained_by(filters)``: the dimensions "what moved it" cuts by under those filters;
-    without a ``dimension`` the first two windows are cut by each of them (and every pair) in
-    the same statement, kept for the breakdown, :func:`cells_by_each` and the pair asked next."""
+    without a ``dimension`` or a trend the two windows are cut by each of them (and every pair)
+    in the same statement, kept for the breakdown, :func:`cells_by_each` and the pair asked next."""
     dims = tuple(explained_by(filters))
-    if dimension is None and dims and len(plan.spans) >= 2 and plan.store.dialect.name != "sqlite":
+    # not with a trend: its answers are seldom explained (a 2-year trend's two periods are 2
+    # years of rows each, which the cuts would read for nothing); the explanation cuts them then
+    if dimension is None and dims and len(plan.spans) == 2 and plan.store.dialect.name != "sqlite":
         rows = plan.run(with_cuts(plan.kind, plan.spans, plan.tables, dims, filters))
         head = [r for r in rows if r["part"]]
         _remember(plan.cut_key(metric, filters, dims), _Cuts(dims, _split(metric, head, dims, plan.utc, 2), head))
