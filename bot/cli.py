@@ -328,6 +328,11 @@ def cmd_rollups(args: argparse.Namespace) -> int:
           f"built {found.built_at:%Y-%m-%d %H:%M} UTC; "
           + ("fresh: used for " + ", ".join(rollups.SERVED) if fresh
              else "STALE (the events changed since): not used until `kpibot rollups refresh`"))
+    copy, same = rollups.customers_status(engine)
+    if copy is not None:
+        print(f"customer attributes: {copy.rows:,} customers ({', '.join(copy.dimensions)}); "
+              + ("fresh: used for breakdowns, filters, what moved it and inactive customers" if same
+                 else "STALE (the customers changed since): not used until `kpibot rollups refresh`"))
     return 0
 
 

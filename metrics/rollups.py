@@ -16,11 +16,16 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   previous rollup, consistent, in use. Old events that changed (a backfill) make it build
   everything again.
 * **Used only when fresh.** :func:`serve` answers a KPI from the rollup only when every window
-  is whole UTC days inside the watermark, the question has no breakdown or filter, and the
-  source still holds exactly the events the rollup was built from before the watermark (an
-  import that added, changed or removed old events makes it stale: the source answers).
-  Served: ``mau``, ``wau``, ``core_actions``, ``core_actions_per_user`` (and KPIs derived from
-  them); not session time, whose median needs the events themselves.
+  is whole UTC days inside the watermark and the source still holds exactly the events the
+  rollup was built from before the watermark (an import that added, changed or removed old
+  events makes it stale: the source answers). Served: ``mau``, ``wau``,
+  ``core_actions_per_user`` (and KPIs derived from them); not session time, whose median
+  needs the events themselves.
+* **Cut by customer attributes too.** A breakdown or filter by a customer attribute, and
+  "what moved it" (:func:`serve_each`: every attribute in one statement), join the rollup's
+  customer keys to a copy of the customers' attributes in the store
+  (:mod:`metrics.rollup_customers`), used only while its fingerprint equals the source's
+  customers; else the source answers. The statements: :mod:`metrics.rollup_query`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -50,16 +55,18 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     select,
-    union_all,
 )
 from sqlalchemy.engine import make_url
 
+from metrics import rollup_customers
 from metrics.periods import Settings
 from metrics.spec import Metric
 from storage import database
 from storage.schema import usage_events
+
+if TYPE_CHECKING:
+    from metrics.rollup_query import Plan
 
 log = logging.getLogger(__name__)
 meta = MetaData()
@@ -114,6 +121,7 @@ SERVED: dict[str, tuple[str, int | None]] = {
     "mau": ("active", 30),
 
     "core_actions_per_user": ("per_user", None),
+    "inactive_customers": ("inactive", None),  # the days: KPI_INACTIVE_DAYS, read per question
 }
 
 
@@ -216,6 +224,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         if on_chunk is not None:
             on_chunk(upto, rows)
         day = upto
+    rollup_customers.refresh(source, store, _label(source))  # only when the customers changed
     return status(source)
 
 
@@ -321,11 +330,77 @@ def is_fresh(source: Engine, found: Status) -> bool:
 
 # ---- answering --------------------------------------------------------------------------------
 
-_checked: dict[tuple, tuple[Status, bool]] = {}
+_checked: dict[tuple, tuple[float, bool]] = {}  # (what, source, data version …) → (checked at, fresh)
 
 
 def enabled() -> bool:
     return os.environ.get("KPI_ROLLUPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settings, engine: Engine,
+          names: Sequence[str]) -> Plan | None:
+    """None when the rollup cannot answer: a KPI it does not serve, windows not on whole UTC
+    days inside its watermark, a cut by something other than customer attributes, or a
+    rollup (or customer copy) that no longer matches the source."""
+    how = SERVED.get(metric.id)
+    if how is None or not windows or not enabled() or any(n in metric.dimensions for n in names):
+        return None
+    url = store_url(engine)
+    if url is None or not _exists(url):
+        return None
+    from metrics.periods import to_utc
+
+    utc = [(to_utc(ds, settings), to_utc(de, settings)) for ds, de in windows]
+    if any(t.time() != time() for pair in utc for t in pair):
+        return None  # windows not on UTC midnights: the daily rollup cannot cut them
+    kind, days = how
+    if kind == "inactive":  # customers without a day of use in the N days before the end
+        from metrics.kpis.common import inactive_days
+
+        days = inactive_days()
+    spans = [((we - timedelta(days=days)).date() if days else ws.date(), we.date()) for ws, we in utc]
+    found = _fresh(engine, settings)
+    # before first_day the source had no events either (an older one arriving later changes
+    # the count is_fresh checks): only the watermark bounds what the rollup can answer
+    if found is None or max(hi for _, hi in spans) > found.built_through:
+        return None
+    tables = {"user_days": user_days, "calendar": calendar, "customer_keys": customer_keys}
+    version: tuple = (found.first_day, found.built_through, found.source_rows)
+    copy = _fresh_customers(engine, settings) if names or kind == "inactive" or len(windows) >= 2 else None
+    if copy is not None:
+        tables["attrs"] = rollup_customers.table(copy.dimensions)
+        version += (copy.fingerprint,)
+    if (names or kind == "inactive") and (copy is None or not set(names) <= set(copy.dimensions)):
+        return None
+    from metrics.rollup_query import Plan
+
+    return Plan(kind, spans, utc, _store(url), tables, version)
+
+
+def _explained_by(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The dimensions "what moved it" will cut this answer's period by, when the customers'
+    copy has them all (then the answer's statement cuts them too): see :mod:`metrics.explain`."""
+    from metrics.catalogue import dimensions_for
+
+    if metric.split not in ("sum", "mean") or "attrs" not in plan.tables or len(plan.spans) < 2:
+        return ()
+    fixed = {name for name, _ in filters}
+    dims = tuple(d for d in dimensions_for(metric) if d not in fixed)
+    return dims if set(dims) <= set(plan.tables["attrs"].c.keys()) else ()
+
+
+def _serving(metric: Metric, answer: Callable[[Plan], Any], plan: Callable[[], Plan | None]):
+    """``answer(plan)``, or None when there is no plan or the store could not answer."""
+    try:
+        found = plan()
+        return None if found is None else answer(found)
+    except database.DatabaseError as exc:
+        left = database.remaining()
+        if left is not None and left <= 0:  # out of time: the source would be too
+            raise
+        # the store is being refreshed, or refused this statement (out of memory): the source answers
+        log.warning("rollup not used for %s: %s", metric.id, exc)
+        return None
 
 
 def serve(
@@ -337,92 +412,87 @@ def serve(
     filters: Sequence[tuple[str, str]] = (),
 ) -> dict | None:
     """The KPI's cells from the rollup, exactly as :func:`metrics.engine.compute` gives them
-    from the source; None when the rollup cannot answer (then the source does)."""
-    how = SERVED.get(metric.id)
-    if how is None or dimension or filters or not windows or not enabled():
-        return None
-    url = store_url(engine)
-    if url is None or not _exists(url):
-        return None
-    from metrics.periods import to_utc
+    from the source (cut by a customer attribute, filtered by customer attributes); None when
+    the rollup cannot answer (then the source does)."""
+    from metrics import rollup_query
 
-    utc = [(to_utc(ds, settings), to_utc(de, settings)) for ds, de in windows]
-    if any(t.time() != time() for pair in utc for t in pair):
-        return None  # windows not on UTC midnights: the daily rollup cannot cut them
-    kind, days = how
-    spans = [((we - timedelta(days=days)).date() if days else ws.date(), we.date()) for ws, we in utc]
-    try:
-        found = _fresh(engine, settings)
-        # before first_day the source had no events either (an older one arriving later changes
-        # the count is_fresh checks): only the watermark bounds what the rollup can answer
-        if found is None or max(hi for _, hi in spans) > found.built_through:
-            return None
-        return _cells(metric, kind, spans, utc, _store(url))
-    except database.DatabaseError as exc:
-        left = database.remaining()
-        if left is not None and left <= 0:  # out of time: the source would be too
-            raise
-        # the store is being refreshed, or refused this statement (out of memory): the source answers
-        log.warning("rollup not used for %s: %s", metric.id, exc)
+    names = [n for n in (dimension, *(name for name, _ in filters)) if n]
+    return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters,
+                                                         lambda fixed: _explained_by(metric, p, fixed)),
+                    lambda: _plan(metric, windows, settings, engine, names))
+
+
+def serve_each(
+    metric: Metric,
+    windows: Sequence[tuple[date, date]],
+    settings: Settings,
+    engine: Engine,
+    dimensions: Sequence[str],
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[str, dict] | None:
+    """Per dimension, what :func:`serve` gives for it, from one statement: "what moved it"
+    (:mod:`metrics.scan`) from the rollup; None when the rollup cannot answer."""
+    from metrics import rollup_query
+
+    names = [*dimensions, *(name for name, _ in filters)]
+    if not dimensions:
         return None
+    return _serving(metric, lambda p: rollup_query.cells_by_each(metric, p, dimensions, filters),
+                    lambda: _plan(metric, windows, settings, engine, names))
+
+
+def _remembered(key: tuple, ttl: float | None, check: Callable[[], bool]) -> bool:
+    """``check()``, run once per key (the source's data version), and again after ``ttl``
+    seconds where the version is only a watermark (a server database)."""
+    import time as clock
+
+    hit = _checked.get(key)
+    now = clock.monotonic()
+    if hit is None or (ttl is not None and now - hit[0] > ttl):
+        from metrics import access
+
+        with access.unguarded():  # bookkeeping: nothing of it reaches the asker
+            hit = (now, check())
+        if len(_checked) > 256:
+            _checked.clear()
+        _checked[key] = hit
+    return hit[1]
 
 
 def _fresh(engine: Engine, settings: Settings) -> Status | None:
     """The rollup's status if it may be used, checked once per data version of the source."""
     from metrics import cache
 
-    url = store_url(engine)
     found = status(engine)
-    if found is None or url is None:
+    if found is None:
         return None
-    version, _ = cache.data_version(engine, ("usage_events",), settings)
-    key = (_label(engine), version, found.built_through, found.source_rows)
-    hit = _checked.get(key)
-    if hit is None:
-        hit = (found, is_fresh(engine, found))
-        if len(_checked) > 256:
-            _checked.clear()
-        _checked[key] = hit
-    return found if hit[1] else None
+    version, ttl = cache.data_version(engine, ("usage_events",), settings)
+    key = ("events", _label(engine), version, found.built_through, found.source_rows)
+    return found if _remembered(key, ttl, lambda: is_fresh(engine, found)) else None
 
 
-def _cells(metric: Metric, kind: str, spans: list[tuple[date, date]], utc, store: Engine) -> dict:
-    from metrics.engine import Cell, _finalize
-    from metrics.spec import Measure
+def _fresh_customers(engine: Engine, settings: Settings) -> rollup_customers.Copy | None:
+    """The customers' copy if it still equals the source's customers (once per data version)."""
+    from metrics import cache
 
-    measure = metric.measure
-    assert isinstance(measure, Measure), f"{metric.id}: a rollup serves measures only"
-    parts = [select(literal(i, Integer).label("w"), literal(lo, Date).label("lo"), literal(hi, Date).label("hi"))
-             for i, (lo, hi) in enumerate(spans)]
-    w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("w")
-    c = calendar
-    pairs = select(w.c.w, c.c.day).select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd")
-    d = user_days
-    lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-    # users per window first (a grouping DuckDB can spill to disk), then counted: DISTINCT
-    # aggregates over 50 windows × a million users would have to fit in memory
-    u = (select(pairs.c.w, d.c.user_key, d.c.customer_key, func.sum(d.c.core).label("core"))
-         .select_from(d.join(pairs, pairs.c.day == d.c.day))
-         .where(d.c.day >= lo, d.c.day < hi)
-         .group_by(pairs.c.w, d.c.user_key, d.c.customer_key)
-         .subquery("window_users"))
-    core = func.coalesce(func.sum(u.c.core), 0)
-    if kind == "active":
-        columns = [func.count().label("users"), func.count(u.c.customer_key.distinct()).label("customers"),
-                   func.count().label("_rows")]
-    else:
-        columns = [core.label("core"), func.count().label("users"), func.count().label("_rows")]
-    stmt = select(u.c.w, *columns).group_by(u.c.w)
-    with database.query(store) as conn:
-        rows = [dict(r) for r in conn.execute(stmt).mappings()]
-    out: dict[tuple[int, str | None], Cell] = {}
-    for row in rows:
-        i = int(row["w"])
-        ws, we = utc[i]
-        row["window_seconds"] = float((we - ws).total_seconds())
-        row = {k: (int(v) if k != "window_seconds" and v is not None else v) for k, v in row.items()}
-        out[(i, None)] = _finalize(metric, measure, row)
-    return out
+    url = store_url(engine)
+    if url is None:
+        return None
+    copy = rollup_customers.current(_store(url), _label(engine))
+    if copy is None:
+        return None
+    version, ttl = cache.data_version(engine, ("customers",), settings)
+    key = ("customers", _label(engine), version, copy.fingerprint, copy.dimensions)
+    return copy if _remembered(key, ttl, lambda: rollup_customers.is_fresh(engine, copy)) else None
+
+
+def customers_status(source: Engine) -> tuple[rollup_customers.Copy | None, bool]:
+    """The customers' copy in the store (None: none made) and whether it equals the source's."""
+    url = store_url(source)
+    if url is None or not _exists(url):
+        return None, False
+    copy = rollup_customers.current(_store(url), _label(source))
+    return copy, copy is not None and rollup_customers.is_fresh(source, copy)
 
 
 def dispose() -> None:
@@ -432,6 +502,10 @@ def dispose() -> None:
         _stores.clear()
     _checked.clear()
     _ready.clear()
+    rollup_customers._ready.clear()
+    from metrics import rollup_query
+
+    rollup_query.forget()
 
 
-__all__ = ["SERVED", "Status", "dispose", "enabled", "is_fresh", "refresh", "serve", "status", "store_url"]
+__all__ = ["SERVED", "Status", "customers_status", "dispose", "enabled", "is_fresh", "refresh", "serve", "serve_each", "status", "store_url"]

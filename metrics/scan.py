@@ -6,7 +6,8 @@ them by ``GROUPING SETS ((w, d1), (w, d2), …)``: the rows are read and joined 
 set is aggregated in the same pass. Exact for any aggregate (distinct counts, medians), as
 each set is its own ``GROUP BY``. SQLite has no ``GROUPING SETS``: there, and for KPIs that
 are not one measure (derived, custom), :func:`by_each` returns None and the caller groups
-per dimension as before.
+per dimension as before. A KPI kpibot's usage rollup serves is cut there instead
+(:func:`metrics.rollups.serve_each`), whatever the source database.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def by_each(
 ) -> dict[str, dict[Key, Cell]] | None:
     """Per dimension, what ``engine.compute(metric, windows, …, dimension, filters)`` gives,
     from one statement; None where one statement cannot do it (see the module docstring)."""
+    from metrics import rollups
+
+    # kpibot's own usage rollup, when fresh: one statement there, whatever the source
+    served = rollups.serve_each(metric, windows, settings, engine, dimensions, filters)
+    if served is not None:
+        return served
     measure = metric.measure
     if not dimensions or not supported(engine, metric) or not isinstance(measure, Measure):
         return None

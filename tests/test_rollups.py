@@ -2,7 +2,8 @@
 when fresh, and an interrupted build leaves the previous one in use.
 
 Fixture: tests/kpi_fixtures.py (hand-computed in tests/test_kpis_funnel_engagement.py): in
-2026-Q3, WAU 3 (2 customers), MAU 4, 7 core actions by 7 active users.
+2026-Q3, WAU 3 (2 customers), MAU 4, 7 core actions by 7 active users; and in
+tests/test_kpis_customers.py: 1 inactive customer of 4 on Oct 1 (k5), 2 of 3 on Jul 1 (k1, k2).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, update
 
-from metrics import api, cache, rollups
+from metrics import access, api, cache, rollup_query, rollups
 from storage import database
-from storage.schema import usage_events
+from storage.schema import customers, usage_events
 from tests import kpi_fixtures
 from tests.kpi_fixtures import dt
 
@@ -90,7 +91,8 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
     engine = database.get_engine(company)
     assert rollups.refresh(engine) is not None
     hand = {("wau", "last-quarter"): 3, ("mau", "last-quarter"): 4,
-            ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92)}
+            ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92),
+            ("inactive_customers", "last-quarter"): 1}  # k5: a customer since Aug 20, no use in September
     for kpi in rollups.SERVED:
         for period in QUESTIONS:
             text = f"{kpi} {period}"
@@ -104,13 +106,211 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
     assert wau.extras["customers"] == 2
 
 
-def test_breakdowns_and_filters_read_the_source(company):
+CUTS = ("by region last-quarter", "by industry last-quarter", "by plan 2026-Q3", "by size_band 2026-09",
+        "monthly 2026-Q2 to 2026-Q3 by acquisition_channel", "last-quarter where region=EMEA",
+        "by plan last-quarter where region=NA", "weekly 2026-Q3 where industry=retail")  # inside the watermark
+
+
+def breakdown(result) -> dict:
+    return {g.group: (g.value, g.n, g.previous) for g in result.breakdown}
+
+
+def test_breakdowns_and_filters_by_customer_attributes_come_from_the_rollup(company, monkeypatch):
     rollups.refresh(database.get_engine(company))
+    # by hand (tests/kpi_fixtures.py): Q3's WAU are k1/u1, k1/u2 (EMEA) and k4/u9 (NA); MAU adds
+    # k2/u1 (NA); Q2's MAU is k3/u4 alone (EMEA, Retail, SMB, Starter)
+    wau, sent = rollup_answer(company, "wau by region last-quarter")
+    assert sent and {g.group: g.value for g in wau.breakdown} == {"EMEA": 2, "NA": 1} and wau.value == 3
+    mau, sent = rollup_answer(company, "mau by industry last-quarter")
+    assert sent and {g.group: (g.value, g.previous) for g in mau.breakdown} == {"Retail": (2, 1), "Software": (2, None)}
+    emea, sent = rollup_answer(company, "mau last-quarter where region=EMEA")
+    assert sent and emea.value == 2 and emea.extras["customers"] == 1 and emea.previous.value == 1
+    na, sent = rollup_answer(company, "mau by plan last-quarter where region=na")
+    assert sent and {g.group: g.value for g in na.breakdown} == {"Starter": 1, "Growth": 1}
+    # core actions per user in Q3, by plan: Growth k1/u1 (2), k1/u2 (0), k4/u9 (2): 4 ÷ 3 users;
+    # Starter k2/u1 (1), k2/u3 (0), k3/u4 (1): 2 ÷ 3; Free k5/u5 (1): 1 ÷ 1 (per 92 days)
+    cap, sent = rollup_answer(company, "core_actions_per_user by plan last-quarter")
+    assert sent and {g.group: (g.value, g.n) for g in cap.breakdown} == {
+        "Growth": (pytest.approx(4 / 3 * M / 92), 3), "Starter": (pytest.approx(2 / 3 * M / 92), 3),
+        "Free": (pytest.approx(M / 92), 1)}
+    for kpi in rollups.SERVED:
+        for cut in CUTS:
+            text = f"{kpi} {cut}"
+            source = source_answer(company, text, monkeypatch)
+            served, sent = rollup_answer(company, text)
+            assert any("kpibot_user_days" in s for s in sent), f"{text}: not answered from the rollup"
+            assert same(served, source) and breakdown(served) == breakdown(source), text
+
+
+def test_inactive_customers_come_from_the_rollup(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    # by hand: on Oct 1 k1 and k5 (EMEA) and k2 and k4 (NA) are customers; only k5 (since
+    # Aug 20) had no use in September. On Jul 1: k1 (EMEA) and k2 (NA) had none in June, k3 (EMEA) had
+    result, sent = rollup_answer(company, "inactive_customers by region last-quarter")
+    assert any("kpibot_user_days" in s for s in sent) and result.value == 1 and result.extras["pct"] == 25.0
+    assert {g.group: (g.value, g.previous) for g in result.breakdown} == {"EMEA": (1, 1), "NA": (0, 1)}
+    assert result.previous.value == 2
+    monkeypatch.setenv("KPI_INACTIVE_DAYS", "20")  # [Sep 11, Oct 1): k2 (Sep 5) and k5 had none
+    result, sent = rollup_answer(company, "inactive_customers last-quarter")
+    assert any("kpibot_user_days" in s for s in sent) and result.value == 2 and result.extras["days"] == 20
+    assert same(result, source_answer(company, "inactive_customers last-quarter", monkeypatch))
+    monkeypatch.delenv("KPI_INACTIVE_DAYS")
+    with engine.begin() as conn:  # k5 churned on Sep 15: the customers' copy is stale, the source answers
+        conn.execute(update(customers).where(customers.c.customer_id == "k5").values(churned_at=dt("2026-09-15T00:00")))
+    database.data_changed(engine)
+    result, sent = rollup_answer(company, "inactive_customers last-quarter")
+    assert result.value == 0 and not any("kpibot_customers" in s for s in sent)  # k1, k2, k4 all used it
+
+
+@contextmanager
+def source_groupings(url, table):
+    """Statements sent to the source database inside that group ``table``'s rows (the data
+    version's probe of its latest row is not one)."""
+    engine = database.get_engine(url)
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if table in statement and "GROUP BY" in statement.upper():
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
+    """MAU rose 1 -> 4 from Q2 to Q3 (by hand): by size band Enterprise went 0 -> 3 (k1/u1,
+    k1/u2, k4/u9) and SMB 1 -> 1; by plan Growth 0 -> 3 too, but size band is tried first and
+    cutting Enterprise by plan names the same users (not narrower): Enterprise explains 100%."""
+    from metrics import explain
+
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    monkeypatch.setenv("KPI_ROLLUPS", "0")
+    with cache.bypassed():
+        source = api.answer("mau last-quarter", as_of=AS_OF, url=company)
+    monkeypatch.delenv("KPI_ROLLUPS")
+    with cache.bypassed(), source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
+        served = api.answer("mau last-quarter", as_of=AS_OF, url=company)
+    assert served.explanation == source.explanation
+    assert served.explanation is not None and "Enterprise size band explains 100% of the rise" in served.explanation
+    # the answer's statement cut its two periods by every attribute and every pair of them too
+    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True]
+    rollup_query.forget()  # "what moved it" on its own: every attribute in one statement, then the pair
+    with source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
+        found = explain.find(served, engine, api.Settings.from_env())
+    assert found is not None and (found.dimension, found.segment, found.amount) == ("size_band", "Enterprise", 3)
+    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True, False]
+
+
+def test_explanations_equal_the_source_s(company, monkeypatch):
+    rollups.refresh(database.get_engine(company))
+    explained = 0
+    for kpi in rollups.SERVED:
+        for period in ("last-quarter", "2026-09", "last-quarter where region=EMEA", "monthly 2026-Q2 to 2026-Q3",
+                       "2026-08-15 to 2026-09-30"):
+            text = f"{kpi} {period}"
+            monkeypatch.setenv("KPI_ROLLUPS", "0")
+            with cache.bypassed():
+                source = api.answer(text, as_of=AS_OF, url=company)
+            monkeypatch.delenv("KPI_ROLLUPS")
+            with cache.bypassed(), store_reads(company) as sent:
+                served = api.answer(text, as_of=AS_OF, url=company)
+            assert any("kpibot_user_days" in s for s in sent), text
+            assert served.explanation == source.explanation, text
+            explained += served.explanation is not None
+    assert explained >= 10  # 12 of the 20 answers are judged good or bad, so explained
+
+
+def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
+    """The breakdown and the explanation's pair taken from the answer's own statement (the
+    kept cuts) equal the source's cells, case-insensitive filters included."""
+    from metrics.catalogue import CATALOGUE
+    from metrics.engine import compute
+    from metrics.periods import Settings
+
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    settings = Settings.from_env()
+    windows = [(date(2026, 7, 1), date(2026, 10, 1)), (date(2026, 4, 1), date(2026, 7, 1))]
+    found = 0
+
+    def cells(metric, dimension, filters):
+        return {k: (c.value, c.n, c.extras, c.rows) for k, c in compute(metric, windows, settings, engine, dimension,
+                                                                         filters).items()}
+
+    for kpi in rollups.SERVED:
+        metric = CATALOGUE[kpi]
+        for dimension, filters in (("plan", (("size_band", "enterprise"),)), ("region", (("industry", "RETAIL"),)),
+                                   ("industry", ()), ("acquisition_channel", (("plan", "Starter"),))):
+            monkeypatch.setenv("KPI_ROLLUPS", "0")
+            source = cells(metric, dimension, filters)
+            monkeypatch.delenv("KPI_ROLLUPS")
+            rollup_query.forget()
+            with store_reads(company) as sent:
+                compute(metric, windows, settings, engine)  # the answer: its statement keeps the cuts
+                kept = cells(metric, dimension, filters)
+            assert [s for s in sent if "kpibot_user_days" in s] and sum("kpibot_user_days" in s for s in sent) == 1
+            assert kept == source, (kpi, dimension, filters)
+            found += bool(source)
+    assert found >= 14  # of 16: WAU has no Starter customer in either period's last week
+
+
+def test_changed_customers_are_never_served_stale(company, monkeypatch):
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    with engine.begin() as conn:  # k4 moves to EMEA: its copy in the store is now stale
+        conn.execute(update(customers).where(customers.c.customer_id == "k4").values(region="EMEA"))
+    database.data_changed(engine)
     result, sent = rollup_answer(company, "wau by region last-quarter")
-    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 2, "NA": 1}
-    assert result.value == 3  # the total from the rollup, the breakdown from the source
-    _, sent = rollup_answer(company, "mau last-quarter where region=EMEA")
-    assert not sent
+    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3}  # by hand: all three in EMEA now
+    assert not any("kpibot_customers" in s for s in sent)
+    total, sent = rollup_answer(company, "wau last-quarter")  # no customer attribute: still the rollup
+    assert total.value == 3 and any("kpibot_user_days" in s for s in sent)
+    rollups.refresh(engine)  # the customers changed: copied again
+    result, sent = rollup_answer(company, "wau by region last-quarter")
+    assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3} and any("kpibot_customers" in s for s in sent)
+
+
+def test_status_says_whether_the_customers_copy_is_used(company, capsys):
+    from bot import cli
+
+    engine = database.get_engine(company)
+    assert cli.main(["--url", company, "rollups", "refresh"]) == 0
+    assert "customer attributes: 7 customers (industry, size_band, region, plan, acquisition_channel); fresh" \
+        in capsys.readouterr().out
+    with engine.begin() as conn:
+        conn.execute(update(customers).where(customers.c.customer_id == "k7").values(plan="Growth"))
+    assert cli.main(["--url", company, "rollups", "status"]) == 0
+    assert "customer attributes: 7 customers (industry, size_band, region, plan, acquisition_channel); STALE" \
+        in capsys.readouterr().out
+
+
+def test_the_answer_cache_keys_rollup_answers_by_what_the_asker_may_see(company):
+    rollups.refresh(database.get_engine(company))
+    text = "mau by region last-quarter"
+    api.answer(text, as_of=AS_OF, url=company)  # unguarded (the CLI): cached
+
+    def refuse(needs):
+        raise access.AccessDenied("not here")
+
+    with store_reads(company) as sent, pytest.raises(access.AccessDenied):
+        api.answer(text, as_of=AS_OF, url=company, authorize=refuse)
+    assert not sent  # refused before any work, the rollup's included
+
+    def allow(needs):
+        pass
+
+    with store_reads(company) as sent:
+        guarded = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
+    assert any("kpibot_user_days" in s for s in sent)  # its own entry, computed under its own guard
+    assert {g.group: g.value for g in guarded.breakdown} == {"EMEA": 2, "NA": 2}
+    with store_reads(company) as sent:
+        again = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
+    assert not sent and again.breakdown == guarded.breakdown
 
 
 def test_a_stale_rollup_is_never_used(company, monkeypatch):
