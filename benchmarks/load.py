@@ -159,13 +159,14 @@ class Server:
         return self.proc.returncode
 
 
-def command_form(text: str, channel: str, user: str, response_url: str) -> dict[str, str]:
-    """The form Slack posts for a slash command."""
+def command_form(text: str, channel: str, user: str, response_url: str, trigger: str | None = None) -> dict[str, str]:
+    """The form Slack posts for a slash command (``trigger``: what makes its ``trigger_id``
+    unique, as Slack's is per invocation; kpibot drops a repeated one as a retry)."""
     return {
         "token": "legacy-verification-token", "team_id": TEAM_ID, "team_domain": "fake",
         "channel_id": channel, "channel_name": channel.lower(), "user_id": user, "user_name": user.lower(),
         "command": "/kpi", "text": text, "api_app_id": "A0KPI", "is_enterprise_install": "false",
-        "response_url": response_url, "trigger_id": f"{channel}.1.abc",
+        "response_url": response_url, "trigger_id": f"{channel}.{trigger or 1}.abc",
     }
 
 
@@ -279,7 +280,8 @@ def burst(url: str, today: date, n: int = 200, *, users: int = 50, channels: int
             fake.wait_for("chat.postMessage", where=fake.in_channel(warm), timeout=timeout)
 
             commands = plan(mix, n, users, channels, spread, run_id)
-            bodies = [urlencode(command_form(c.text, c.channel, c.user, fake.response_url(c.key))) for c in commands]
+            bodies = [urlencode(command_form(c.text, c.channel, c.user, fake.response_url(c.key), c.key))
+                  for c in commands]
             started = time.monotonic()
             results = run_client("127.0.0.1", server.port, bodies, [c.at for c in commands])
             replies, charts, error = _await_replies(fake, commands, timeout)

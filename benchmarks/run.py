@@ -198,6 +198,29 @@ def build(url: str, scale: float, seed: int, today: date) -> dict:
     return {"counts": counts, "seconds": time.perf_counter() - started, "peak_mb": peak_rss_mb()}
 
 
+def build_rollups(url: str) -> dict:
+    """kpibot's usage rollup built (timed), then refreshed once more: nothing new, so it
+    re-reads the last built day only, as after a day's import."""
+    from metrics import rollups
+
+    engine = database.get_engine(url)
+    t0 = time.perf_counter()
+    built = rollups.refresh(engine)
+    t1 = time.perf_counter()
+    rollups.refresh(engine)
+    t2 = time.perf_counter()
+    rows = rollups.status(engine, count_rows=True).rows if built else 0  # type: ignore[union-attr]
+    return {"build_s": t1 - t0, "incremental_s": t2 - t1, "rows": rows, "peak_mb": peak_rss_mb()}
+
+
+def child_json(*args: str) -> dict:
+    """This script run with ``args`` in a child process; its last line of output, as JSON."""
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:1])} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # ---- measuring --------------------------------------------------------------------------
 
 
@@ -571,13 +594,20 @@ def main() -> int:
     ap.add_argument("--load-n", type=int, default=200, help="/kpi commands in the burst")
     ap.add_argument("--load-users", type=int, default=50, help="people sending the burst (taking turns), in a fifth as many channels")
     ap.add_argument("--load-spread", type=float, default=5.0, help="seconds over which the burst is sent (0: at once)")
+    ap.add_argument("--metricflow", metavar="PYTHON",
+                    help="MetricFlow as a peer: the interpreter of a virtualenv with dbt-metricflow and dbt-duckdb "
+                         "(see benchmarks/metricflow_peer.py)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--markdown", help="also write the per-KPI table (Markdown) to this file")
     ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rollups-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.build_only:
         print(json.dumps(build(args.url, args.scale, args.seed, args.today or date.today())))
+        return 0
+    if args.rollups_only:
+        print(json.dumps(build_rollups(args.url)))
         return 0
 
     os.environ.setdefault("KPI_QUERY_TIMEOUT", "120")
@@ -588,18 +618,13 @@ def main() -> int:
     kpis = [k for k in CATALOGUE if not args.only or k in args.only.split(",")]
     rollup_build = {}
     if args.rollups:
-        from metrics import rollups
-
-        engine = database.get_engine(args.url)
-        t0 = time.perf_counter()
-        built = rollups.refresh(engine)
-        t1 = time.perf_counter()
-        rollups.refresh(engine)  # nothing new: re-reads the last day, as after a day's import
-        t2 = time.perf_counter()
-        rollup_build = {"build_s": t1 - t0, "incremental_s": t2 - t1,
-                        "rows": rollups.status(engine, count_rows=True).rows if built else 0}  # type: ignore[union-attr]
+        # in a process of its own, as `kpibot rollups refresh` runs beside the bot: the build's
+        # memory is not the bot's (its peak RSS is reported apart)
+        database.dispose_all()
+        rollup_build = child_json("--rollups-only", "--url", args.url)
         print(f"rollup: built in {rollup_build['build_s']:.1f} s ({rollup_build['rows']:,} user-days); "
-              f"incremental refresh {rollup_build['incremental_s']:.1f} s", flush=True)
+              f"incremental refresh {rollup_build['incremental_s']:.1f} s; its process's peak RSS "
+              f"{rollup_build['peak_mb']:.0f} MB", flush=True)
     rows, results = measure(args.url, today, kpis, args.repeat, settings, args.query_only, args.rollups)
     chart_ms = chart_times(results) if results else []
     peak_mb = peak_rss_mb()
@@ -609,6 +634,12 @@ def main() -> int:
     if not args.no_pandas:
         pandas_kpis = [k for k in kpis if any(r["kpi"] == k and r["case"] == "last-quarter" for r in rows)]
         pandas_rows = run_pandas(args.url, today, pandas_kpis, args.pandas_repeat)
+    peer = {}
+    if args.metricflow:
+        from benchmarks.metricflow_peer import compare
+
+        peer = compare(args.url, today, args.metricflow, repeat=args.repeat)
+        database.dispose_all()
     if not args.rollups:
         os.environ["KPI_ROLLUPS"] = "0"  # the servers below answer from the events too
     else:
@@ -629,7 +660,7 @@ def main() -> int:
     summary = report(rows, pandas_rows, chart_ms, peak_mb, load, args, e2e)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load, "e2e": e2e, "rollup_build": rollup_build,
+            {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load, "e2e": e2e, "rollup_build": rollup_build, "metricflow": peer,
              "summary": summary, "today": today.isoformat(), "url": args.url, "repeat": args.repeat},
             indent=1, default=str))
     if args.markdown:
