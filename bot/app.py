@@ -52,6 +52,7 @@ from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
 from bot.router import Context, Reply, internal_error, is_instant, route
 from bot.slack_client import make_client, make_webhook
+from metrics.cache import computing, computing_in
 from metrics.result import Result
 from storage import database
 
@@ -369,7 +370,8 @@ class KpiBot:
                     authorize=self._authorizer(job),
                 )
                 timeout = self.settings.question_timeout or database.query_timeout_seconds()
-                with self.compute, database.deadline(max(0.0, timeout - (time.monotonic() - job.received))):
+                # the compute slot is taken for what the answer cache cannot answer (metrics.cache)
+                with computing_in(self.compute), database.deadline(max(0.0, timeout - (time.monotonic() - job.received))):
                     reply = route(job.text, ctx)
                     kpi = reply.kpi
                     if reply.kind == "answer" and reply.result is not None:
@@ -377,7 +379,8 @@ class KpiBot:
                         chart = PendingChart(functools.partial(self._draw_in_slot, reply.result))
                     elif reply.kind == "answer" and reply.report is not None:
                         kpi = f"report:{reply.report.name}"
-                        png, chart_note = self._draw_report(reply.report)
+                        with computing():
+                            png, chart_note = self._draw_report(reply.report)
         except Exception:  # noqa: BLE001 - route never raises; this guards the glue around it
             reply = internal_error(surface=job.surface, user=job.user_id, channel=job.channel_id)
         finally:
@@ -539,8 +542,9 @@ class KpiBot:
             return None, f"The chart could not be drawn (error id `{error_id}`)."
 
     def _draw_in_slot(self, result: Result) -> tuple[bytes | None, str | None]:
-        """Drawing is CPU work: it takes a compute slot like the query did."""
-        with self.compute:
+        """Drawing is CPU work: it takes a compute slot like the query did (not for a chart
+        the answer cache holds)."""
+        with computing_in(self.compute):
             return self._draw(result)
 
     def _draw(self, result: Result) -> tuple[bytes | None, str | None]:

@@ -70,11 +70,13 @@ def _cached(kind: tuple, query: Query, url: str | None, settings: Settings, scop
     the access check passed."""
     answers = _cache.answers()
     if not answers.enabled:
-        return compute()
+        with _cache.computing():
+            return compute()
     engine = database.get_engine(url)
     found = _version(engine, _engine.reads(CATALOGUE[query.metric], query.dimension, query.filters), settings)
     if found is None:
-        return compute()
+        with _cache.computing():
+            return compute()
     version, ttl = found
     # the KPI_ settings a catalogue entry reads while its SQL is built (e.g. inactive days)
     key = (*kind, query, query.readings, repr(settings), _engine._env(), str(engine.url), scope, version)

@@ -150,9 +150,12 @@ class AnswerCache:
             self.bytes = 0
 
     def through(self, key: tuple, compute: Callable[[], T], ttl: float | None = None) -> T:
-        """The cached value of ``key``, else ``compute()``'s (stored; errors are not)."""
+        """The cached value of ``key``, else ``compute()``'s (stored; errors are not), computed
+        in the caller's compute slot (:func:`computing_in`): a hit, or waiting for another
+        thread's run of the same key, holds none."""
         if not self.enabled:
-            return compute()
+            with computing():
+                return compute()
         while True:
             with self.lock:
                 hit = self._get(key)
@@ -173,7 +176,8 @@ class AnswerCache:
         try:
             with self.lock:
                 self.stats.misses += 1
-            value = compute()
+            with computing():
+                value = compute()
             self.put(key, _copy(value), ttl)
             return value
         finally:
@@ -203,6 +207,40 @@ def reset() -> None:
         _cache = None
 
 
+# ---- compute slots ------------------------------------------------------------------------------
+
+_gate: ContextVar[Any] = ContextVar("kpibot_compute_gate", default=None)
+_holding: ContextVar[bool] = ContextVar("kpibot_compute_holding", default=False)
+
+
+@contextmanager
+def computing_in(gate: Any) -> Iterator[None]:
+    """Inside, whatever the cache cannot answer (a query, a chart) runs holding ``gate`` (a
+    semaphore: a front end's slots for CPU work), taken only then: a repeated question is a
+    look-up that never queues behind another question's computation."""
+    token = _gate.set(gate)
+    try:
+        yield
+    finally:
+        _gate.reset(token)
+
+
+@contextmanager
+def computing() -> Iterator[None]:
+    """Holds the compute slot of :func:`computing_in` (once per thread: work nested in work
+    does not take a second one); nothing outside it."""
+    gate = _gate.get()
+    if gate is None or _holding.get():
+        yield
+        return
+    with gate:
+        token = _holding.set(True)
+        try:
+            yield
+        finally:
+            _holding.reset(token)
+
+
 @contextmanager
 def bypassed() -> Iterator[None]:
     """Inside, every answer is computed (the benchmark's cold runs)."""
@@ -217,7 +255,8 @@ def chart(result: Any, threshold: float | None, draw: Callable[[], bytes | None]
     """The chart of an answer that came through the cache, drawn once per cached answer."""
     key = getattr(result, "_answer_key", None)
     if key is None:
-        return draw()
+        with computing():
+            return draw()
     return answers().through(("chart", key, threshold), draw)
 
 

@@ -19,7 +19,6 @@ import atexit
 import contextvars
 import logging
 import os
-import re
 import statistics
 import threading
 import time
@@ -33,7 +32,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from storage import ownership
+from storage import machine, ownership
 from storage.ownership import Ownership, Refusal
 from storage.schema import ROW_STORE_INDEXES, TABLES, is_money, metadata
 
@@ -304,13 +303,19 @@ class _Linger:
             self.last = time.monotonic()
 
     def _run(self) -> None:
+        trimmed = self.last
         while not _stopping.wait(min(self.seconds / 2, 0.25)):
             asked = self.asked is not None and _recent(self.asked)
             with self.lock:
-                idle = self.busy == 0 and (asked or time.monotonic() - self.last >= self.seconds)
-                if idle and self.last != float("inf"):
+                quiet = self.busy == 0
+                last = self.last
+                idle = quiet and (asked or time.monotonic() - last >= self.seconds)
+                if idle and last != float("inf"):
                     self.engine.pool.dispose()
                     self.last = float("inf")  # nothing more to release until next use
+            if quiet and last != trimmed:  # no query running since a connection came back
+                trimmed = last
+                machine.trim_if_grown()  # what a big aggregation freed goes back to the system
 
 
 def release_request(engine: Engine | str) -> Path | None:
@@ -358,23 +363,17 @@ def _cache_statements(engine: Engine) -> Engine:
     return engine
 
 
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.I)
-
-
 def _duckdb_setup(dbapi_conn, _record) -> None:
     """Per connection. Every range join kpibot writes is against its small windows table
     (one row per period or trend bucket, ~50 for a 2-year monthly trend): a nested loop is
     the fastest plan for those, but DuckDB only picks it up to 5 rows (measured at 10M rows:
-    a 2-year monthly trend 1.5-2.5x faster). ``KPI_DUCKDB_MEMORY`` (e.g. ``400MB``) caps
-    DuckDB's buffer cache, which may otherwise grow to 80% of RAM; ``KPI_DUCKDB_THREADS``
-    caps its worker threads."""
-    statements = ["SET nested_loop_join_threshold = 1000"]
-    memory = os.environ.get("KPI_DUCKDB_MEMORY", "").strip()
-    if memory and _SIZE.match(memory):
+    a 2-year monthly trend 1.5-2.5x faster). DuckDB's memory limit and threads come from
+    :mod:`storage.machine` (``KPI_DUCKDB_MEMORY``, ``KPI_DUCKDB_THREADS``, else what this
+    machine or container gives the process)."""
+    statements = ["SET nested_loop_join_threshold = 1000", f"SET threads = {machine.duckdb_threads()}"]
+    memory = machine.duckdb_memory_limit()
+    if memory:
         statements.append(f"SET memory_limit = '{memory}'")
-    threads = os.environ.get("KPI_DUCKDB_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
-        statements.append(f"SET threads = {int(threads)}")
     for sql in statements:
         dbapi_conn.execute(sql)
 

@@ -1,7 +1,7 @@
 """The benchmark script end to end at a tiny scale: it builds, reuses, measures and summarises.
 
 A few KPIs on a temporary DuckDB file (the demo company at scale 0.05), two timed runs
-each, no pandas baseline; once without and once with the HTTP burst (5 commands against
+each, no pandas baseline; once without and once with the HTTP burst (6 commands from 3 users against
 ``kpibot serve`` and the fake Slack). The full-size run is documented in docs/benchmark.md.
 """
 
@@ -56,9 +56,11 @@ def test_benchmark_builds_measures_and_summarises(first_run):
 
 
 def test_benchmark_reuses_the_data_and_runs_the_http_burst(bench_url, first_run):
-    out = run_benchmark(bench_url, "--load-n", "5")  # after first_run: the data is there
+    # after first_run: the data is there; two questions each from three people over one second
+    out = run_benchmark(bench_url, "--load-n", "6", "--load-users", "3", "--load-spread", "1")
     assert "reusing the dataset" in out and "building the dataset" not in out
     burst = next(line for line in out.splitlines() if line.startswith("HTTP burst: "))
-    assert "5 concurrent /kpi commands" in burst and "(0 over 3 s)" in burst and "answered 5/5 with 5 charts" in burst
+    assert "6 /kpi commands from 3 users in 1 channels over 1 s" in burst and "(0 over 3 s)" in burst
+    assert "answered 6/6 (6 answers with 6 charts, 0 refused by a limit, 0 errors)" in burst
     summary = next(line for line in out.splitlines() if line.startswith("SUMMARY: "))
-    assert "burst of 5:" in summary and "answered 5/5" in summary
+    assert "burst of 6:" in summary and "answered 6/6 (0 refused by a limit)" in summary

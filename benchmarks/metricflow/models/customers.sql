@@ -1,0 +1,2 @@
+-- kpibot's own table, never built by dbt (see dbt_project.yml)
+select * from main.customers
