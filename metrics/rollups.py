@@ -345,6 +345,10 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     how = SERVED.get(metric.id)
     if how is None or not windows or not enabled() or any(n in metric.dimensions for n in names):
         return None
+    if how[0] == "per_user" and len(windows) > 2:
+        # a trend's two periods are the whole span, each grouped by user beside every bucket:
+        # from the rollup that was 1.2-1.4x slower than the source's bucketed scan (10M events)
+        return None
     url = store_url(engine)
     if url is None or not _exists(url):
         return None
