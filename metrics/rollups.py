@@ -347,7 +347,7 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
         return None
     if how[0] == "per_user" and len(windows) > 2:
         # a trend's two periods are the whole span, each grouped by user beside every bucket:
-        # from the rollup that was 1.2-1.4x slower than the source's bucketed scan (10M events)
+        # from the rollup that was 1.1-1.4x slower than the source's bucketed scan (10M events)
         return None
     url = store_url(engine)
     if url is None or not _exists(url):
