@@ -364,7 +364,7 @@ def _group(value) -> str:
 def execute(engine: Engine, stmt, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Runs one aggregate statement under the query deadline (``database.query``)."""
     with database.query(engine) as conn:
-        return [dict(r) for r in conn.execute(stmt, params).mappings()]
+        return [dict(r) for r in conn.execute(stmt, params).mappings().all()]  # one fetchall, not a fetch per row
 
 
 # ---- building the answer ------------------------------------------------------------------
