@@ -362,11 +362,16 @@ def test_digest_through_429_and_a_restart_is_posted_exactly_once(tmp_path, duck_
     assert svc.run_due(slot).failed
     slack_up(down)
     # "restart": a new process finds it and retries; Slack rate-limits the first call once
-    duck_app.fake.fail("files.getUploadURLExternal", status=429, retry_after=1)
+    # (only this digest's upload: the shared bot may still be uploading an earlier test's chart)
+    def ours(params: dict) -> bool:
+        return str(params.get("filename", "")).startswith(f"kpi-digest-{digest.id}-2026-10-0")
+
+    duck_app.fake.fail("files.getUploadURLExternal", status=429, retry_after=1, when=ours)
     restarted = ScheduleService(client, state_url=state_url, metrics_url=metrics_url)
     assert restarted.retry_failed(slot + timedelta(minutes=5)).posted == [f"digest:{digest.id}:2026-10-03T09:00"]
-    limited = duck_app.fake.calls("files.getUploadURLExternal", ok=None, where=lambda c: c.status == 429)
-    after = [c for c in duck_app.fake.calls("files.getUploadURLExternal", ok=True) if c.seq > limited[-1].seq]
+    limited = duck_app.fake.calls("files.getUploadURLExternal", ok=None, where=lambda c: c.status == 429 and ours(c.params))
+    after = [c for c in duck_app.fake.calls("files.getUploadURLExternal", ok=True, where=lambda c: ours(c.params))
+             if c.seq > limited[-1].seq]
     assert after and after[0].at - limited[-1].at >= 0.9  # waited for Retry-After: 1
     restarted.tick(slot + timedelta(minutes=10))
     assert len(posts(duck_app.fake, ch)) == 1
