@@ -303,19 +303,13 @@ class _Linger:
             self.last = time.monotonic()
 
     def _run(self) -> None:
-        trimmed = self.last
         while not _stopping.wait(min(self.seconds / 2, 0.25)):
             asked = self.asked is not None and _recent(self.asked)
             with self.lock:
-                quiet = self.busy == 0
-                last = self.last
-                idle = quiet and (asked or time.monotonic() - last >= self.seconds)
-                if idle and last != float("inf"):
+                idle = self.busy == 0 and (asked or time.monotonic() - self.last >= self.seconds)
+                if idle and self.last != float("inf"):
                     self.engine.pool.dispose()
                     self.last = float("inf")  # nothing more to release until next use
-            if quiet and last != trimmed:  # no query running since a connection came back
-                trimmed = last
-                machine.trim_if_grown()  # what a big aggregation freed goes back to the system
 
 
 def release_request(engine: Engine | str) -> Path | None:

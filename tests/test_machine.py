@@ -1,5 +1,5 @@
-"""storage.machine: the CPUs and memory a process may use (cgroup-aware), DuckDB's defaults from
-them, and giving freed heap back (glibc's malloc_trim)."""
+"""storage.machine: the CPUs and memory a process may use (cgroup-aware), and DuckDB's defaults
+from them."""
 
 from __future__ import annotations
 
@@ -71,20 +71,3 @@ def test_a_duckdb_connection_gets_them(tmp_path, monkeypatch):
         database.dispose_all()
     assert str(limit).replace(" ", "") in ("286.1MiB", "300.0MB", "300MB")  # DuckDB prints it in its own unit
     assert int(threads) == 1
-
-
-def test_trim_only_when_the_process_has_grown(monkeypatch):
-    calls = []
-    monkeypatch.setattr(machine, "trim", lambda: calls.append(1) or True)
-    sizes = iter([500, 100, 110, 200, 150])
-    monkeypatch.setattr(machine, "resident_bytes", lambda: next(sizes) * 2**20)
-    monkeypatch.setattr(machine, "_after_trim", [0])
-    assert machine.trim_if_grown() is True  # 500 MB since 0: trimmed, down to 100
-    assert machine.trim_if_grown() is False  # 110: 10 MB more, under the 32 MB
-    assert machine.trim_if_grown() is True  # 200: trimmed, down to 150
-    assert len(calls) == 2
-
-
-def test_trim_runs_where_there_is_glibc():
-    # True on glibc (Linux), False elsewhere; it never raises
-    assert machine.trim() in (True, False)
