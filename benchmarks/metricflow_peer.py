@@ -1,12 +1,12 @@
 """MetricFlow as a peer: the cases both can express, timed on the same DuckDB data, rows side by side.
 
-    .venv/bin/python benchmarks/run.py --metricflow .venv-mf/bin/python      # as part of the benchmark
-    .venv/bin/python benchmarks/metricflow_peer.py --python .venv-mf/bin/python --url duckdb:///data/bench.duckdb
+    .venv/bin/python benchmarks/run.py --metricflow .venv-dbt/bin/python      # as part of the benchmark
+    .venv/bin/python benchmarks/metricflow_peer.py --python .venv-dbt/bin/python --url duckdb:///data/bench.duckdb
 
 MetricFlow is not a kpibot dependency and wants its own virtualenv (dbt-core pins what kpibot
 also uses); in this repository's environment::
 
-    python3 -m venv .venv-mf && .venv-mf/bin/pip install dbt-metricflow dbt-duckdb 'dbt-core<1.12'
+    python3 -m venv .venv-dbt && .venv-dbt/bin/pip install -r tests/dbt-requirements.txt   (what .ci/run does)
 
 (dbt-core 1.12 needs ``dbt-core-experimental-parser``, whose build downloads a binary from
 GitHub: it does not install where only PyPI is reachable.)
@@ -217,7 +217,7 @@ def _driver(spec: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--python", default=str(ROOT / ".venv-mf" / "bin" / "python"), help="MetricFlow's interpreter")
+    ap.add_argument("--python", default=str(ROOT / ".venv-dbt" / "bin" / "python"), help="MetricFlow's interpreter")
     ap.add_argument("--url", default="duckdb:///data/bench.duckdb")
     ap.add_argument("--today", help="the dataset's today (default: the day after its last usage event)")
     ap.add_argument("--repeat", type=int, default=5)

@@ -1,7 +1,7 @@
 """The benchmark's MetricFlow peer on a tiny demo company: both tools give the same rows.
 
 Runs only where a MetricFlow virtualenv exists (``KPI_METRICFLOW_PYTHON``, else
-``.venv-mf/bin/python``; see benchmarks/metricflow_peer.py for the install): MetricFlow is
+``.venv-dbt/bin/python``; see benchmarks/metricflow_peer.py for the install): MetricFlow is
 not a kpibot dependency. Every case of the peer must have the same groups (industries,
 priorities, months) on both sides and equal values in each.
 """
@@ -19,7 +19,7 @@ from storage import database
 from storage.demo import build_demo
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = os.environ.get("KPI_METRICFLOW_PYTHON") or str(ROOT / ".venv-mf" / "bin" / "python")
+PYTHON = os.environ.get("KPI_METRICFLOW_PYTHON") or str(ROOT / ".venv-dbt" / "bin" / "python")
 
 pytestmark = pytest.mark.skipif(not Path(PYTHON).exists(),
                                 reason=f"no MetricFlow virtualenv at {PYTHON} (not a kpibot dependency)")
