@@ -20,6 +20,7 @@ from bot.app import KpiBot, Settings, create_bot
 from bot.server import HttpServer
 from tests.fake_slack import Call, FakeSlack
 from tests.slack_helpers import BOT_TOKEN, SIGNING_SECRET, SlackSender, http_request
+from tests.waiting import wait_until
 
 _channels = itertools.count(1)
 
@@ -48,8 +49,11 @@ class App:
     env: dict[str, str | None] = field(default_factory=dict)  # the settings it runs with
 
     def entered(self, monkeypatch: Any) -> App:
-        """This app, with its settings in the environment until ``monkeypatch`` is undone."""
+        """This app, with its settings in the environment until ``monkeypatch`` is undone, once
+        the questions of earlier tests on it are done (a question counts against its asker's
+        in-flight limit until its chart is posted, which may be after that test ended)."""
         use_env(monkeypatch, self.env)
+        wait_until(lambda: not +self.bot._in_flight, what="the shared bot finishing earlier questions")
         return self
 
     def ask(self, text: str, *, channel: str | None = None, user: str = "U0ALICE", timeout: float = 15.0) -> Reply:
