@@ -13,11 +13,9 @@ never from timings.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 from datetime import date
 
 import pytest
-from sqlalchemy import event
 
 from metrics import access, api, cache
 from metrics.periods import Period, Settings
@@ -25,6 +23,7 @@ from metrics.query import Query
 from storage import database
 from storage.importer import import_file
 from tests import kpi_fixtures_explain
+from tests.statements import sent_statements
 
 AS_OF = date(2026, 11, 23)
 EXPLAINED = (
@@ -66,20 +65,9 @@ def load(url):
                                         "reopened": False, "escalated": False}])
 
 
-@contextmanager
 def counting(url):
     """Every statement sent to the metrics database inside."""
-    engine = database.get_engine(url)
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    return sent_statements(url)
 
 
 def probe_cost(url) -> int:

@@ -202,9 +202,10 @@ def configured():
     model.configure(None)
 
 
-def _model(tmp_path: Path, prefix: dict[str, str]):
+def _model(tmp_path: Path, prefix: dict[str, str], text: str = MODEL):
+    """``text`` (this module's model by default) with its schema ``prefix``, read as kpibot.yml."""
     path = tmp_path / "kpibot.yml"
-    path.write_text(MODEL.format(**prefix))
+    path.write_text(text.format(**prefix))
     loaded = model.read(path)
     assert loaded.errors == []
     return loaded

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from metrics import model
 from metrics.api import ask
 from metrics.model.document import parse
 from metrics.model.load import load_model
 from storage import database
 from tests.pg_team import team_database
+from tests.test_model_file import _model as model_file
+from tests.test_model_file import configured  # noqa: F401 - the fixture
 
 AS_OF = date(2026, 4, 15)
 
@@ -187,22 +188,12 @@ def _assert_answers(url: str) -> None:
     assert addons == pytest.approx({"core": 100.0, "sso": 100 / 3})
 
 
-@pytest.fixture
-def configured():
-    yield lambda m, url: model.configure(m, url)
-    model.configure(None)
-
-
 def _model(tmp_path: Path, prefix: dict[str, str]):
-    path = tmp_path / "kpibot.yml"
-    path.write_text(MODEL.format(**prefix))
-    loaded = model.read(path)
-    assert loaded.errors == []
-    return loaded
+    return model_file(tmp_path, prefix, MODEL)
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "sqlite"])
-def test_summaries_and_pairs_over_the_teams_tables_equal_hand_computed(backend, tmp_path, configured):
+def test_summaries_and_pairs_over_the_teams_tables_equal_hand_computed(backend, tmp_path, configured):  # noqa: F811
     if backend == "duckdb":
         url, prefix, setup = f"duckdb:///{tmp_path / 'team.duckdb'}", {"app": "app."}, ["CREATE SCHEMA app"]
     else:
@@ -216,7 +207,7 @@ def test_summaries_and_pairs_over_the_teams_tables_equal_hand_computed(backend, 
     _assert_answers(url)
 
 
-def test_summaries_and_pairs_on_postgres_with_a_select_only_role(tmp_path, configured):
+def test_summaries_and_pairs_on_postgres_with_a_select_only_role(tmp_path, configured):  # noqa: F811
     with team_database("kpibot_summary") as db:
         owner = create_engine(db.owner_url)
         with owner.begin() as conn:

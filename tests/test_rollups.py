@@ -11,18 +11,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, insert, update
+from sqlalchemy import insert, update
 
 from metrics import access, api, cache, rollup_query, rollups
 from storage import database
 from storage.schema import customers, usage_events
 from tests import kpi_fixtures
 from tests.kpi_fixtures import dt
+from tests.statements import sent_statements
 
 AS_OF = date(2026, 11, 23)
 M = 30.4375
@@ -49,20 +49,9 @@ def company(db_url, monkeypatch, tmp_path):
     return db_url
 
 
-@contextmanager
 def store_reads(url):
     """Statements sent to the rollup store inside."""
-    store = rollups._store(rollups.store_url(database.get_engine(url)))
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        sent.append(statement)
-
-    event.listen(store, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(store, "before_cursor_execute", record)
+    return sent_statements(rollups._store(rollups.store_url(database.get_engine(url))))
 
 
 def source_answer(url, text, monkeypatch):
@@ -165,22 +154,10 @@ def test_inactive_customers_come_from_the_rollup(company, monkeypatch):
     assert result.value == 0 and not any("kpibot_customers" in s for s in sent)  # k1, k2, k4 all used it
 
 
-@contextmanager
 def source_groupings(url, table):
     """Statements sent to the source database inside that group ``table``'s rows (the data
     version's probe of its latest row is not one)."""
-    engine = database.get_engine(url)
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        if table in statement and "GROUP BY" in statement.upper():
-            sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    return sent_statements(url, lambda statement: table in statement and "GROUP BY" in statement.upper())
 
 
 def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
