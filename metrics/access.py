@@ -99,6 +99,12 @@ def _engine() -> Engine:
     return _dry_engine
 
 
+def is_dry_run(engine: Engine) -> bool:
+    """Whether ``engine`` is the dry run's stand-in: what runs there derives what a KPI reads,
+    so it must read only there (never kpibot's rollup store, before any access check)."""
+    return engine is _dry_engine
+
+
 def forget() -> None:
     """Derive again (a model file was configured: other tables, other KPIs)."""
     global _dry_engine

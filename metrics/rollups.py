@@ -395,8 +395,13 @@ def _explained_by(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]]
     return dims if set(dims) <= set(plan.tables["attrs"].c.keys()) else ()
 
 
-def _serving(metric: Metric, answer: Callable[[Plan], Any], plan: Callable[[], Plan | None]):
-    """``answer(plan)``, or None when there is no plan or the store could not answer."""
+def _serving(metric: Metric, answer: Callable[[Plan], Any], plan: Callable[[], Plan | None], engine: Engine):
+    """``answer(plan)``, or None when there is no plan or the store could not answer. Never for
+    the access check's dry run: it derives what the source's statements read, before any work."""
+    from metrics import access
+
+    if access.is_dry_run(engine):
+        return None
     try:
         found = plan()
         return None if found is None else answer(found)
@@ -425,7 +430,7 @@ def serve(
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
     return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters,
                                                          lambda fixed: _explained_by(metric, p, fixed)),
-                    lambda: _plan(metric, windows, settings, engine, names))
+                    lambda: _plan(metric, windows, settings, engine, names), engine)
 
 
 def serve_each(
@@ -444,7 +449,7 @@ def serve_each(
     if not dimensions:
         return None
     return _serving(metric, lambda p: rollup_query.cells_by_each(metric, p, dimensions, filters),
-                    lambda: _plan(metric, windows, settings, engine, names))
+                    lambda: _plan(metric, windows, settings, engine, names), engine)
 
 
 def _remembered(key: tuple, ttl: float | None, check: Callable[[], bool]) -> bool:
