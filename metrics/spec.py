@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, or_
+from sqlalchemy import ColumnElement, FromClause, and_
 
 Aggs = Mapping[str, float | None]
 # (table, windows) -> SQL expression
@@ -138,15 +138,6 @@ def date_in_window(column: str) -> Expr:
 
     join.window_column = (column, True)  # type: ignore[attr-defined]  # read by the engine (see in_window)
     return join
-
-
-def started_by_end(start: str) -> Expr:
-    """Rows that exist by the window's end (for levels and cohorts)."""
-    return lambda t, w: t.c[start] < w.c.we
-
-
-def active_at(t, start: str, end: str, at) -> ColumnElement:
-    return and_(t.c[start] < at, or_(t.c[end].is_(None), t.c[end] >= at))
 
 
 def ratio(num: str, den: str, scale: float = 1.0) -> Callable[[Aggs], dict[str, Any]]:

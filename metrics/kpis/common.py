@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, cast, func, literal_column, or_
 
@@ -84,7 +83,3 @@ def inactive_days() -> int:
     except ValueError:
         return 30
     return min(max(days, 1), 3650)
-
-
-def value_only(v: Any) -> dict[str, Any]:
-    return {"value": None if v is None else float(v)}
