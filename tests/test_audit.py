@@ -192,7 +192,7 @@ def test_the_table_is_created_on_first_use_in_its_own_metadata(tmp_path):
     assert "audit_log" not in state.metadata.tables
     audit.record(url=url, source="slack", surface="dm", user_id="U1", channel_id="D1", command="question",
                  question="nps", outcome="answered", elapsed_ms=12.345)
-    assert audit.flush(10)
+    assert audit.flush(60)
     assert "audit_log" in inspect(state.get_state_engine(url)).get_table_names()
     [row] = audit.latest(5, url=url)
     assert (row["surface"], row["outcome"], row["allowed"], row["elapsed_ms"]) == ("dm", "answered", True, 12.3)
@@ -206,7 +206,7 @@ def test_audit_log_on_a_postgresql_state_database():
     for outcome in ("answered", "refused-policy", "rate-limited"):
         audit.record(url=url, source="slack", surface="slash", user_id="U1", channel_id=channel,
                      command="question", question=f"nps ({outcome})", outcome=outcome, elapsed_ms=1)
-    assert audit.flush(10)
+    assert audit.flush(60)
     rows = [r for r in audit.latest(50, url=url) if r["channel_id"] == channel]
     assert [(r["outcome"], r["allowed"]) for r in rows] == [
         ("rate-limited", False), ("refused-policy", False), ("answered", True)]  # newest first
@@ -218,7 +218,7 @@ def test_questions_and_deliveries_in_one_batch_are_all_written(tmp_path):
                  command="question", kpi="nps", question="nps", outcome="answered", elapsed_ms=5)
     audit.record_delivery(url=url, kind="digest", channel_id="C2", ref_id=3, outcome="delivered", kpis=["nps"])
     audit.record(url=url, outcome="error", error_id="abc", detail=object())  # odd values are stored as text
-    assert audit.flush(10)
+    assert audit.flush(60)
     rows = audit.latest(10, url=url)
     assert [(r["source"], r["surface"], r["outcome"]) for r in reversed(rows)] == [
         ("slack", "slash", "answered"), ("schedule", "digest", "delivered"), ("slack", None, "error")]

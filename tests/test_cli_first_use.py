@@ -103,7 +103,7 @@ def test_audit_limit_zero_prints_nothing(here, capsys):
     url = f"sqlite:///{here / 'state.sqlite'}"
     for n in range(2):
         audit.record(url=url, source="cli", command="question", question=f"nps {n}", outcome="answered", elapsed_ms=1)
-    assert audit.flush(10)
+    assert audit.flush(60)
     assert kpibot(["audit", "--limit", "0"]) == 0
     assert capsys.readouterr().out == ""
     assert kpibot(["audit", "--limit", "1"]) == 0

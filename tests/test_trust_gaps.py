@@ -132,7 +132,7 @@ def test_failed_and_refused_schedule_commands_are_audited_as_such(nps_url, tmp_p
         for text in asks:
             reply = app.ask(text, channel=channel)
             assert reply.kind == "private" and "went wrong" not in reply.text, (text, str(reply))
-        assert audit.flush(10)
+        assert audit.flush(60)
         rows = {r["question"]: r["outcome"] for r in audit.latest(50, url=state_url)}
     for text, outcome in asks.items():
         if outcome is not None:
