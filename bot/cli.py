@@ -320,7 +320,10 @@ def cmd_rollups(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_DATABASE
     if found is None:
-        print("No rollup built yet: run `kpibot rollups refresh`.")
+        if rollups.is_outdated(engine):
+            print("The rollup was built by an earlier kpibot and is not used: run `kpibot rollups refresh` to build it again.")
+        else:
+            print("No rollup built yet: run `kpibot rollups refresh`.")
         return 0
     fresh = rollups.is_fresh(engine, found)
     last = found.built_through - timedelta(days=1)

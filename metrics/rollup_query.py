@@ -46,36 +46,68 @@ Span = tuple[date, date]
 
 
 def window_days(spans: Sequence[Span], calendar: Table, first: int = 0):
-    """(w, day) for every built day of every window's span (numbered from ``first``)."""
+    """(w, lo, day) for every built day of every window's span (numbered from ``first``)."""
     parts = [select(literal(i, Integer).label("w"), literal(lo, Date).label("lo"), literal(hi, Date).label("hi"))
              for i, (lo, hi) in enumerate(spans, first)]
     w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("w")
     c = calendar
-    return select(w.c.w, c.c.day).select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd")
+    return (select(w.c.w, w.c.lo, c.c.day)
+            .select_from(c.join(w, and_(c.c.day >= w.c.lo, c.c.day < w.c.hi))).subquery("wd"))
 
 
-def _matching(keys: Table, attrs: Table, filters: Sequence[tuple[str, str]]):
-    """Customer keys whose attributes match every filter (as the source compares: lower-cased)."""
-    return (select(keys.c.customer_key)
-            .select_from(keys.join(attrs, attrs.c.customer_id == keys.c.customer_id))
-            .where(*(func.lower(attrs.c[name]) == value.lower() for name, value in filters)))
+def _first(previous, lo):
+    """Whether a row is its user's (customer's) first day in the window starting at ``lo``."""
+    return or_(previous.is_(None), previous < lo)
 
 
-def window_users(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]] = (),
-                 first: int = 0) -> Select:
-    """Per window, one row per active user (user key, customer key, core actions)."""
+def _attributes(tables: dict[str, Table], dims: Sequence[str], filters: Sequence[tuple[str, str]]):
+    """Customer keys with the attributes cut by or filtered on (from the customers' copy)."""
+    keys, attrs = tables["customer_keys"], tables["attrs"]
+    names = list(dict.fromkeys([*dims, *(name for name, _ in filters)]))
+    return (select(keys.c.customer_key, *(attrs.c[n] for n in names))
+            .select_from(keys.join(attrs, attrs.c.customer_id == keys.c.customer_id)).subquery("customer_attrs"))
+
+
+def _matches(columns, filters: Sequence[tuple[str, str]]) -> list:
+    """Each filter as the source compares it: lower-cased."""
+    return [func.lower(columns[name]) == value.lower() for name, value in filters]
+
+
+def window_segments(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]] = (),
+                    dims: Sequence[str] = (), first: int = 0) -> Select:
+    """Per window and combination of the customers' ``dims`` values: active users (rows that are
+    a user's first day in the window), customers (a customer's first) and core actions — sums
+    that add up over any set of combinations, as a user and a customer are in one."""
     pairs = window_days(spans, tables["calendar"], first)
     d = tables["user_days"]
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-    where = [d.c.day >= lo, d.c.day < hi]
-    if filters:
-        where.append(d.c.customer_key.in_(_matching(tables["customer_keys"], tables["attrs"], filters)))
-    # users per window first (a grouping DuckDB can spill to disk), then counted: DISTINCT
-    # aggregates over 50 windows × a million users would have to fit in memory
-    return (select(pairs.c.w, d.c.user_key, d.c.customer_key, func.sum(d.c.core).label("core"))
-            .select_from(d.join(pairs, pairs.c.day == d.c.day))
-            .where(*where)
-            .group_by(pairs.c.w, d.c.user_key, d.c.customer_key))
+    users = func.sum(case((_first(d.c.prev_day, pairs.c.lo), 1), else_=0))
+    customers = func.sum(case((_first(d.c.customer_prev, pairs.c.lo), 1), else_=0))
+    rows = (select(pairs.c.w, users.label("users"), customers.label("customers"), func.sum(d.c.core).label("core"))
+            .select_from(d.join(pairs, pairs.c.day == d.c.day)).where(d.c.day >= lo, d.c.day < hi))
+    if not dims and not filters:
+        return rows.group_by(pairs.c.w)
+    # per customer first (grouping integers), then joined to the customers' attributes
+    per = rows.add_columns(d.c.customer_key).group_by(pairs.c.w, d.c.customer_key).subquery("customer_days")
+    keyed = _attributes(tables, dims, filters)
+    cols = [keyed.c[name] for name in dims]
+    return (select(per.c.w, *(c.label(f"s_{k}") for k, c in enumerate(cols)), func.sum(per.c.users).label("users"),
+                   func.sum(per.c.customers).label("customers"), func.sum(per.c.core).label("core"))
+            .select_from(per.join(keyed, keyed.c.customer_key == per.c.customer_key, isouter=not filters))
+            .where(*_matches(keyed.c, filters)).group_by(per.c.w, *cols))
+
+
+def window_totals(kind: str, spans: Sequence[Span], tables: dict[str, Table], first: int = 0) -> Select:
+    """Per window, with no cut: users, customers and core actions from the per-day table (a few
+    hundred rows a day, where the user-days are thousands)."""
+    pairs = window_days(spans, tables["calendar"], first)
+    f = tables["daily"]
+    new = _first(f.c.prev_day, pairs.c.lo)
+    users = func.coalesce(func.sum(case((new, f.c.users), else_=0)), 0)
+    customers = func.coalesce(func.sum(case((new, f.c.customers), else_=0)), 0)
+    return (select(pairs.c.w, *_users(kind, users, customers, func.sum(f.c.core)))
+            .select_from(f.join(pairs, pairs.c.day == f.c.day))
+            .group_by(pairs.c.w))
 
 
 def customer_rows(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
@@ -86,62 +118,55 @@ def customer_rows(spans: Sequence[Span], tables: dict[str, Table], filters: Sequ
     pairs = window_days(spans, tables["calendar"], first)
     d, keys, a = tables["user_days"], tables["customer_keys"], tables["attrs"]
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+    # a customer's first day in each window: one row per customer with use in it, no grouping
     recent = (select(pairs.c.w, d.c.customer_key).select_from(d.join(pairs, pairs.c.day == d.c.day))
-              .where(d.c.day >= lo, d.c.day < hi).group_by(pairs.c.w, d.c.customer_key).subquery("recent_customers"))
+              .where(d.c.day >= lo, d.c.day < hi, _first(d.c.customer_prev, pairs.c.lo)).subquery("recent_customers"))
     parts = [select(literal(i, Integer).label("w"), literal(datetime.combine(end, time()), DateTime).label("we"),
                     literal(datetime.combine(start, time()), DateTime).label("cut"))
              for i, (start, end) in enumerate(spans, first)]
     w = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("ends")
     alive = and_(a.c.signed_up_at < w.c.we, or_(a.c.churned_at.is_(None), a.c.churned_at >= w.c.we),
-                 *(func.lower(a.c[name]) == value.lower() for name, value in filters))
+                 *_matches(a.c, filters))
     idle = case((and_(a.c.signed_up_at < w.c.cut, recent.c.customer_key.is_(None)), 1), else_=0)
     return (select(w.c.w, idle.label("idle"), *(a.c[name] for name in dims))
             .select_from(a.join(w, alive).outerjoin(keys, keys.c.customer_id == a.c.customer_id)
                          .outerjoin(recent, and_(recent.c.w == w.c.w, recent.c.customer_key == keys.c.customer_key))))
 
 
-def _rows(kind: str, spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
-          dims: Sequence[str], first: int = 0) -> Select:
-    if kind == "inactive":
-        return customer_rows(spans, tables, filters, dims, first)
-    return window_users(spans, tables, filters, first)
+def _segments(kind: str, spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
+              dims: Sequence[str], first: int = 0) -> Select:
+    """Per window and combination of ``dims`` values, the sums every aggregate is made of."""
+    if kind != "inactive":
+        return window_segments(spans, tables, filters, dims, first)
+    rows = customer_rows(spans, tables, filters, dims, first).subquery("window_customers")
+    cols = [rows.c[name] for name in dims]
+    return (select(rows.c.w, *(c.label(f"s_{k}") for k, c in enumerate(cols)), func.count().label("active"),
+                   func.sum(rows.c.idle).label("inactive"))
+            .group_by(rows.c.w, *cols))
 
 
-def _grouped(kind: str, rows, tables: dict[str, Table], dims: Sequence[str] = (), grouping_sets: bool = True,
-             limit: int = 0, pairs: bool = False) -> Select:
-    """The windows' aggregates over ``rows`` (:func:`window_users` or :func:`customer_rows`),
+def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = True, limit: int = 0,
+             pairs: bool = False) -> Select:
+    """The windows' aggregates over ``seg`` (:func:`_segments` by ``dims``, as a subquery),
     per segment of each of ``dims`` (grouping sets, with ``pairs`` also per segment of every
     two of them; a single one without: ranked by size, at most ``limit`` rows)."""
-    size: Any
     if kind == "inactive":
-        r = source = rows
-        size = func.count()
-        aggregates = [size.label("active"), func.sum(r.c.idle).label("inactive"), size.label("_rows")]
-        cols = [r.c[d] for d in dims]
-    elif not dims:
-        r = source = rows
-        size = func.count()
-        aggregates = _users(kind, size, func.count(r.c.customer_key.distinct()), func.sum(r.c.core))
-    else:  # a user is one customer's: a segment's users are the sum of its customers'
-        r = (select(rows.c.w, rows.c.customer_key, func.count().label("users"), func.sum(rows.c.core).label("core"))
-             .group_by(rows.c.w, rows.c.customer_key).subquery("customer_users"))
-        keys, attrs = tables["customer_keys"], tables["attrs"]
-        keyed = (select(keys.c.customer_key, *(attrs.c[d] for d in dims))
-                 .select_from(keys.join(attrs, attrs.c.customer_id == keys.c.customer_id)).subquery("customer_attrs"))
-        source = r.outerjoin(keyed, keyed.c.customer_key == r.c.customer_key)
-        size = func.sum(r.c.users)
-        aggregates = _users(kind, size, func.count(), func.sum(r.c.core))
-        cols = [keyed.c[d] for d in dims]
-    base = select(r.c.w, *aggregates).select_from(source)
+        size = func.sum(seg.c.active)
+        aggregates = [size.label("active"), func.sum(seg.c.inactive).label("inactive"), size.label("_rows")]
+    else:
+        size = func.sum(seg.c.users)
+        aggregates = _users(kind, size, func.sum(seg.c.customers), func.sum(seg.c.core))
+    base = select(seg.c.w, *aggregates)
     if not dims:
-        return base.group_by(r.c.w)
+        return base.group_by(seg.c.w)
+    cols = [seg.c[f"s_{k}"] for k in range(len(dims))]
     if len(dims) == 1 and not grouping_sets:
-        return base.add_columns(cols[0].label("grp")).group_by(r.c.w, cols[0]).order_by(size.desc()).limit(limit)
+        return base.add_columns(cols[0].label("grp")).group_by(seg.c.w, cols[0]).order_by(size.desc()).limit(limit)
     base = base.add_columns(*(c.label(f"g_{k}") for k, c in enumerate(cols)),
                             *(func.grouping(c).label(f"gg_{k}") for k, c in enumerate(cols)))
-    sets = [tuple_(r.c.w, c) for c in cols]
+    sets = [tuple_(seg.c.w, c) for c in cols]
     if pairs:
-        sets += [tuple_(r.c.w, a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
+        sets += [tuple_(seg.c.w, a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
     return base.group_by(func.grouping_sets(*sets))
 
 
@@ -154,24 +179,29 @@ def _users(kind: str, users, customers, core) -> list:
 def statement(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str] = (),
               filters: Sequence[tuple[str, str]] = (), grouping_sets: bool = True) -> Select:
     """Per window (and per segment of each of ``dims``): the measure's aggregates."""
-    rows = _rows(kind, spans, tables, filters, dims).subquery("window_rows")
-    return _grouped(kind, rows, tables, dims, grouping_sets, MAX_SEGMENTS * len(spans))
+    if kind != "inactive" and not dims and not filters:
+        return window_totals(kind, spans, tables)
+    seg = _segments(kind, spans, tables, filters, dims).subquery("segments")
+    return _grouped(kind, seg, dims, grouping_sets, MAX_SEGMENTS * len(spans))
 
 
 def with_cuts(kind: str, spans: Sequence[Span], tables: dict[str, Table], dims: Sequence[str],
               filters: Sequence[tuple[str, str]] = ()):
     """Per window the aggregates (``part`` 0) and, for the first two windows (the period and
     the one compared), each of ``dims``' segments and each pair of them (``part`` 1): their
-    rows are made once (a materialized CTE), so the breakdown and "what moved it" (its cuts
-    and its pair) after the answer cost no second pass over them."""
-    head = _rows(kind, spans[:2], tables, filters, dims).cte("head_rows").prefix_with("MATERIALIZED")
+    segments are made once (a materialized CTE), so the breakdown and "what moved it" (its
+    cuts and its pair) after the answer cost no second pass over the rows."""
+    head = _segments(kind, spans[:2], tables, filters, dims).cte("head_segments").prefix_with("MATERIALIZED")
     blank = [cast(null(), String).label(f"g_{k}") for k in range(len(dims))]
     ones = [literal(1, Integer).label(f"gg_{k}") for k in range(len(dims))]
-    parts = [_grouped(kind, head, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")),
-             _grouped(kind, head, tables, dims, pairs=True).add_columns(literal(1, Integer).label("part"))]
+    parts = [_grouped(kind, head).add_columns(*blank, *ones, literal(0, Integer).label("part")),
+             _grouped(kind, head, dims, pairs=True).add_columns(literal(1, Integer).label("part"))]
     if len(spans) > 2:  # the trend's windows: counted alone
-        tail = _rows(kind, spans[2:], tables, filters, (), first=2).subquery("tail_rows")
-        parts.append(_grouped(kind, tail, tables).add_columns(*blank, *ones, literal(0, Integer).label("part")))
+        if kind != "inactive" and not filters:
+            trend = window_totals(kind, spans[2:], tables, first=2)
+        else:
+            trend = _grouped(kind, _segments(kind, spans[2:], tables, filters, (), first=2).subquery("tail_segments"))
+        parts.append(trend.add_columns(*blank, *ones, literal(0, Integer).label("part")))
     return union_all(*parts)
 
 
@@ -315,4 +345,4 @@ def forget() -> None:
         _cuts.clear()
 
 
-__all__ = ["Plan", "cells", "cells_by_each", "forget", "statement", "window_days", "window_users", "with_cuts"]
+__all__ = ["Plan", "cells", "cells_by_each", "forget", "statement", "window_days", "window_segments", "window_totals", "with_cuts"]

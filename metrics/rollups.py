@@ -50,14 +50,20 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     and_,
+    case,
     cast,
     delete,
     func,
     insert,
+    literal,
+    null,
+    or_,
     select,
+    union_all,
 )
 from sqlalchemy.engine import make_url
 
@@ -101,6 +107,20 @@ user_days = Table(
     Column("core", Integer, nullable=False),
     Column("sessions", Integer, nullable=False),
     Column("session_seconds", Float),
+    # the user's previous day of use (NULL: none): a user is active in [lo, hi) once, on the
+    # day in it whose previous day is before lo, so distinct users need no grouping by user
+    Column("prev_day", Date),
+    # the same for the customer, on one row per customer and day (its least user key); on
+    # the customer's other rows of that day, the day itself (never before a window's start)
+    Column("customer_prev", Date),
+)
+daily = Table(  # user-days per day and previous day: a window's distinct users in a few rows a day
+    "kpibot_daily_firsts", meta,
+    Column("day", Date, nullable=False),
+    Column("prev_day", Date),
+    Column("users", Integer, nullable=False),  # user-days whose user's previous day is prev_day
+    Column("customers", Integer, nullable=False),  # customer-days whose customer's previous day is prev_day
+    Column("core", BigInteger, nullable=False),
 )
 calendar = Table(  # every built day: windows become (window, day) pairs, equi-joined to the rows
     "kpibot_days", meta,
@@ -203,6 +223,14 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
     if url is None:
         raise database.DatabaseError("no rollup store: set KPI_ROLLUP_URL (kpibot writes only there)")
     store = _store(url)
+    with database.connect(store, wait=60) as conn:
+        outdated = _outdated(conn)
+        conn.rollback()
+        if outdated:  # built by an earlier kpibot: kpibot's own tables, built again
+            with conn.begin():
+                for table in (user_days, calendar, state, daily):
+                    table.drop(conn, checkfirst=True)
+        _ready.discard(url)
     meta.create_all(store)
     with database.connect(source) as conn:
         first, last = conn.execute(select(func.min(usage_events.c.occurred_at), func.max(usage_events.c.occurred_at))).one()
@@ -214,6 +242,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         # events before the watermark were added, changed or removed: build it all again
         with database.connect(store, wait=60) as conn, conn.begin():
             conn.execute(delete(user_days))
+            conn.execute(delete(daily))
             conn.execute(delete(calendar))
             conn.execute(delete(state).where(state.c.name == NAME))
         current = None
@@ -263,18 +292,58 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
         conn.execute(delete(user_days).where(user_days.c.day >= lo))
         conn.execute(delete(calendar).where(calendar.c.day >= lo))
         conn.execute(insert(calendar), [{"day": lo + timedelta(days=k)} for k in range((hi - lo).days)])
-        s, k, c = stage, user_keys, customer_keys
-        conn.execute(insert(user_days).from_select(
-            [col.name for col in user_days.c],
-            select(s.c.day, k.c.user_key, c.c.customer_key, s.c.events, s.c.core, s.c.sessions, s.c.session_seconds)
-            .select_from(s.join(k, and_(k.c.customer_id == s.c.customer_id, k.c.user_id == s.c.user_id))
-                         .join(c, c.c.customer_id == s.c.customer_id)),
-        ))
+        conn.execute(delete(daily).where(daily.c.day >= lo))
+        conn.execute(insert(user_days).from_select([col.name for col in user_days.c], _with_previous_days(lo)))
+        conn.execute(insert(daily).from_select([col.name for col in daily.c], _daily_firsts(lo)))
         conn.execute(delete(stage))
         conn.execute(delete(state).where(state.c.name == NAME))
         conn.execute(insert(state).values(name=NAME, source=_label(source), first_day=first_day, built_through=hi,
                                           source_rows=int(before), built_at=datetime.now(UTC).replace(tzinfo=None)))
     return len(found)
+
+
+def _with_previous_days(lo: date) -> Select:
+    """The staged days as user-day rows, each with its user's and customer's previous day of
+    use: from the staged days themselves and, before them, the last built day before ``lo``."""
+    s, k, c, d = stage, user_keys, customer_keys, user_days
+    new = (select(s.c.day, k.c.user_key, c.c.customer_key, s.c.events, s.c.core, s.c.sessions, s.c.session_seconds)
+           .select_from(s.join(k, and_(k.c.customer_id == s.c.customer_id, k.c.user_id == s.c.user_id))
+                        .join(c, c.c.customer_id == s.c.customer_id)).cte("new_days"))
+    earlier = d.c.day < lo
+    user_last = (select(d.c.user_key, func.max(d.c.day).label("day"), literal(0, Integer).label("staged"))
+                 .where(earlier, d.c.user_key.in_(select(new.c.user_key))).group_by(d.c.user_key))
+    u = union_all(select(new.c.user_key, new.c.day, literal(1, Integer).label("staged")), user_last).subquery("user_seq")
+    users = select(u.c.user_key, u.c.day, u.c.staged,
+                   func.lag(u.c.day).over(partition_by=u.c.user_key, order_by=u.c.day).label("prev_day")).subquery("user_prev")
+    firsts = (select(new.c.customer_key, new.c.day, func.min(new.c.user_key).label("user_key"))
+              .group_by(new.c.customer_key, new.c.day))
+    customer_last = (select(d.c.customer_key, func.max(d.c.day).label("day"), cast(null(), Integer).label("user_key"))
+                     .where(earlier, d.c.customer_key.in_(select(new.c.customer_key))).group_by(d.c.customer_key))
+    cu = union_all(firsts, customer_last).subquery("customer_seq")
+    customers = select(cu.c.customer_key, cu.c.day, cu.c.user_key,
+                       func.lag(cu.c.day).over(partition_by=cu.c.customer_key, order_by=cu.c.day).label("prev_day")
+                       ).subquery("customer_prev")
+    designated = and_(customers.c.customer_key == new.c.customer_key, customers.c.day == new.c.day,
+                      customers.c.user_key == new.c.user_key)
+    return (select(new.c.day, new.c.user_key, new.c.customer_key, new.c.events, new.c.core, new.c.sessions,
+                   new.c.session_seconds, users.c.prev_day,
+                   case((customers.c.user_key.is_(None), new.c.day), else_=customers.c.prev_day).label("customer_prev"))
+            .select_from(new.join(users, and_(users.c.user_key == new.c.user_key, users.c.day == new.c.day,
+                                              users.c.staged == 1))
+                         .outerjoin(customers, designated)))
+
+
+def _daily_firsts(lo: date) -> Select:
+    """Per built day from ``lo``: its user-days per previous day (with their core actions),
+    and its customers per previous day."""
+    d = user_days
+    per_user = (select(d.c.day, d.c.prev_day, func.count().label("users"), literal(0, Integer).label("customers"),
+                       func.sum(d.c.core).label("core"))
+                .where(d.c.day >= lo).group_by(d.c.day, d.c.prev_day))
+    per_customer = (select(d.c.day, d.c.customer_prev, literal(0, Integer), func.count(), literal(0, Integer))
+                    .where(d.c.day >= lo, or_(d.c.customer_prev.is_(None), d.c.customer_prev < d.c.day))
+                    .group_by(d.c.day, d.c.customer_prev))
+    return select(union_all(per_user, per_customer).subquery("firsts"))
 
 
 def _new_keys(conn) -> None:
@@ -313,13 +382,30 @@ def status(source: Engine, count_rows: bool = False) -> Status | None:
         from sqlalchemy import inspect
 
         with database.connect(store) as conn:
-            if not inspect(conn).has_table(state.name):
+            if not inspect(conn).has_table(state.name) or _outdated(conn):
                 return None
         _ready.add(url)
     return _state(store, source, count_rows)
 
 
 _ready: set[str] = set()  # stores known to hold the rollup tables
+
+
+def is_outdated(source: Engine) -> bool:
+    """Whether the store holds a rollup of an earlier layout, unused until a refresh rebuilds it."""
+    url = store_url(source)
+    if url is None or not _exists(url):
+        return False
+    with database.connect(_store(url)) as conn:
+        return _outdated(conn)
+
+
+def _outdated(conn) -> bool:
+    """Whether the store holds a rollup of an earlier layout (without the previous days)."""
+    from sqlalchemy import inspect
+
+    found = inspect(conn)  # the per-day table came with the previous days: one implies the other
+    return found.has_table(user_days.name) and not found.has_table(daily.name)
 
 
 def is_fresh(source: Engine, found: Status) -> bool:
@@ -347,10 +433,6 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     how = SERVED.get(metric.id)
     if how is None or not windows or not enabled() or any(n in metric.dimensions for n in names):
         return None
-    if how[0] == "per_user" and len(windows) > 2:
-        # a trend's two periods are the whole span, each grouped by user beside every bucket:
-        # from the rollup that was 1.1-1.4x slower than the source's bucketed scan (10M events)
-        return None
     url = store_url(engine)
     if url is None or not _exists(url):
         return None
@@ -370,7 +452,7 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     # the count is_fresh checks): only the watermark bounds what the rollup can answer
     if found is None or max(hi for _, hi in spans) > found.built_through:
         return None
-    tables = {"user_days": user_days, "calendar": calendar, "customer_keys": customer_keys}
+    tables = {"user_days": user_days, "daily": daily, "calendar": calendar, "customer_keys": customer_keys}
     version: tuple = (found.first_day, found.built_through, found.source_rows)
     copy = _fresh_customers(engine, settings) if names or kind == "inactive" or len(windows) >= 2 else None
     if copy is not None:
@@ -519,4 +601,4 @@ def dispose() -> None:
     rollup_query.forget()
 
 
-__all__ = ["SERVED", "Status", "customers_status", "dispose", "enabled", "is_fresh", "refresh", "serve", "serve_each", "status", "store_url"]
+__all__ = ["SERVED", "Status", "customers_status", "dispose", "enabled", "is_fresh", "is_outdated", "refresh", "serve", "serve_each", "status", "store_url"]

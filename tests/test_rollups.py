@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from metrics import access, api, cache, rollup_query, rollups
 from storage import database
@@ -47,6 +47,11 @@ def company(db_url, monkeypatch, tmp_path):
         monkeypatch.setenv("KPI_ROLLUP_URL", f"duckdb:///{tmp_path}/rollups.duckdb")
     kpi_fixtures.load(db_url)
     return db_url
+
+
+def rolled(statement: str) -> bool:
+    """Whether a statement reads the rollup (its user-days or its per-day table)."""
+    return "kpibot_user_days" in statement or "kpibot_daily_firsts" in statement
 
 
 def store_reads(url):
@@ -87,8 +92,7 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
             text = f"{kpi} {period}"
             source = source_answer(company, text, monkeypatch)
             served, sent = rollup_answer(company, text)
-            trend = "weekly" in period or "monthly" in period
-            assert bool(sent) != (trend and kpi == "core_actions_per_user"), f"{text}: (not) from the rollup"
+            assert sent, f"{text}: not from the rollup"
             assert same(served, source), text
             if (kpi, period) in hand:
                 assert served.value == hand[(kpi, period)], text
@@ -128,8 +132,7 @@ def test_breakdowns_and_filters_by_customer_attributes_come_from_the_rollup(comp
             text = f"{kpi} {cut}"
             source = source_answer(company, text, monkeypatch)
             served, sent = rollup_answer(company, text)
-            trend = "weekly" in cut or "monthly" in cut  # core actions per user: a trend's value reads the source
-            assert any("kpibot_user_days" in s for s in sent) or (trend and kpi == "core_actions_per_user"), text
+            assert any(rolled(s) for s in sent), text
             assert same(served, source) and breakdown(served) == breakdown(source), text
 
 
@@ -139,12 +142,12 @@ def test_inactive_customers_come_from_the_rollup(company, monkeypatch):
     # by hand: on Oct 1 k1 and k5 (EMEA) and k2 and k4 (NA) are customers; only k5 (since
     # Aug 20) had no use in September. On Jul 1: k1 (EMEA) and k2 (NA) had none in June, k3 (EMEA) had
     result, sent = rollup_answer(company, "inactive_customers by region last-quarter")
-    assert any("kpibot_user_days" in s for s in sent) and result.value == 1 and result.extras["pct"] == 25.0
+    assert any(rolled(s) for s in sent) and result.value == 1 and result.extras["pct"] == 25.0
     assert {g.group: (g.value, g.previous) for g in result.breakdown} == {"EMEA": (1, 1), "NA": (0, 1)}
     assert result.previous.value == 2
     monkeypatch.setenv("KPI_INACTIVE_DAYS", "20")  # [Sep 11, Oct 1): k2 (Sep 5) and k5 had none
     result, sent = rollup_answer(company, "inactive_customers last-quarter")
-    assert any("kpibot_user_days" in s for s in sent) and result.value == 2 and result.extras["days"] == 20
+    assert any(rolled(s) for s in sent) and result.value == 2 and result.extras["days"] == 20
     assert same(result, source_answer(company, "inactive_customers last-quarter", monkeypatch))
     monkeypatch.delenv("KPI_INACTIVE_DAYS")
     with engine.begin() as conn:  # k5 churned on Sep 15: the customers' copy is stale, the source answers
@@ -177,12 +180,12 @@ def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
     assert served.explanation == source.explanation
     assert served.explanation is not None and "Enterprise size band explains 100% of the rise" in served.explanation
     # the answer's statement cut its two periods by every attribute and every pair of them too
-    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True]
+    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if rolled(s)] == [True]
     rollup_query.forget()  # "what moved it" on its own: every attribute in one statement, then the pair
     with source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
         found = explain.find(served, engine, api.Settings.from_env())
     assert found is not None and (found.dimension, found.segment, found.amount) == ("size_band", "Enterprise", 3)
-    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if "kpibot_user_days" in s] == [True, False]
+    assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if rolled(s)] == [True, False]
 
 
 def test_explanations_equal_the_source_s(company, monkeypatch):
@@ -198,7 +201,7 @@ def test_explanations_equal_the_source_s(company, monkeypatch):
             monkeypatch.delenv("KPI_ROLLUPS")
             with cache.bypassed(), store_reads(company) as sent:
                 served = api.answer(text, as_of=AS_OF, url=company)
-            assert any("kpibot_user_days" in s for s in sent) or (kpi == "core_actions_per_user" and "monthly" in period)
+            assert any(rolled(s) for s in sent), text
             assert served.explanation == source.explanation, text
             explained += served.explanation is not None
     assert explained >= 10  # 12 of the 20 answers are judged good or bad, so explained
@@ -232,7 +235,7 @@ def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
             with store_reads(company) as sent:
                 compute(metric, windows, settings, engine)  # the answer: its statement keeps the cuts
                 kept = cells(metric, dimension, filters)
-            assert [s for s in sent if "kpibot_user_days" in s] and sum("kpibot_user_days" in s for s in sent) == 1
+            assert [s for s in sent if rolled(s)] and sum(rolled(s) for s in sent) == 1
             assert kept == source, (kpi, dimension, filters)
             found += bool(source)
     assert found >= 14  # of 16: WAU has no Starter customer in either period's last week
@@ -248,7 +251,7 @@ def test_changed_customers_are_never_served_stale(company, monkeypatch):
     assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3}  # by hand: all three in EMEA now
     assert not any("kpibot_customers" in s for s in sent)
     total, sent = rollup_answer(company, "wau last-quarter")  # no customer attribute: still the rollup
-    assert total.value == 3 and any("kpibot_user_days" in s for s in sent)
+    assert total.value == 3 and any(rolled(s) for s in sent)
     rollups.refresh(engine)  # the customers changed: copied again
     result, sent = rollup_answer(company, "wau by region last-quarter")
     assert {g.group: g.value for g in result.breakdown} == {"EMEA": 3} and any("kpibot_customers" in s for s in sent)
@@ -266,6 +269,24 @@ def test_status_says_whether_the_customers_copy_is_used(company, capsys):
     assert cli.main(["--url", company, "rollups", "status"]) == 0
     assert "customer attributes: 7 customers (industry, size_band, region, plan, acquisition_channel); STALE" \
         in capsys.readouterr().out
+
+
+def test_a_rollup_of_an_earlier_layout_is_not_used_until_built_again(company, capsys):
+    from bot import cli
+
+    engine = database.get_engine(company)
+    assert cli.main(["--url", company, "rollups", "refresh"]) == 0
+    with rollups._store(rollups.store_url(engine)).begin() as conn:
+        rollups.daily.drop(conn)  # as an earlier kpibot left it: user-days without previous days
+    rollups.dispose()  # a new process
+    capsys.readouterr()
+    assert cli.main(["--url", company, "rollups", "status"]) == 0
+    assert "built by an earlier kpibot and is not used" in capsys.readouterr().out
+    served, sent = rollup_answer(company, "mau last-quarter")
+    assert served.value == 4 and not any(rolled(s) for s in sent)  # by hand: the source's 4
+    assert cli.main(["--url", company, "rollups", "refresh"]) == 0 and not rollups.is_outdated(engine)
+    served, sent = rollup_answer(company, "mau last-quarter")
+    assert served.value == 4 and any(rolled(s) for s in sent)
 
 
 def test_the_answer_cache_keys_rollup_answers_by_what_the_asker_may_see(company):
@@ -286,7 +307,7 @@ def test_the_answer_cache_keys_rollup_answers_by_what_the_asker_may_see(company)
 
     with store_reads(company) as sent:
         guarded = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
-    assert any("kpibot_user_days" in s for s in sent)  # its own entry, computed under its own guard
+    assert any(rolled(s) for s in sent)  # its own entry, computed under its own guard
     assert {g.group: g.value for g in guarded.breakdown} == {"EMEA": 2, "NA": 2}
     with store_reads(company) as sent:
         again = api.answer(text, as_of=AS_OF, url=company, authorize=allow)
@@ -303,11 +324,11 @@ def test_a_stale_rollup_is_never_used(company, monkeypatch):
                                              "action": "report", "is_core": True, "session_seconds": None}])
     database.data_changed(engine)
     result, sent = rollup_answer(company, "mau last-quarter")
-    assert result.value == 5 and not any("kpibot_user_days" in s for s in sent)  # by hand: 4 + u77
+    assert result.value == 5 and not any(rolled(s) for s in sent)  # by hand: 4 + u77
     assert result.value == source_answer(company, "mau last-quarter", monkeypatch).value
     rollups.refresh(engine)  # old events changed: the refresh builds it all again
     result, sent = rollup_answer(company, "mau last-quarter")
-    assert result.value == 5 and any("kpibot_user_days" in s for s in sent)
+    assert result.value == 5 and any(rolled(s) for s in sent)
 
 
 def test_windows_past_the_watermark_read_the_source(company, monkeypatch):
@@ -317,7 +338,7 @@ def test_windows_past_the_watermark_read_the_source(company, monkeypatch):
     assert found is not None
     after = found.built_through.isoformat()
     result, sent = rollup_answer(company, f"mau {after} to {after}")
-    assert not any("kpibot_user_days" in s for s in sent)
+    assert not any(rolled(s) for s in sent)
 
 
 def test_an_incremental_refresh_reads_only_new_days(company):
@@ -334,6 +355,50 @@ def test_an_incremental_refresh_reads_only_new_days(company):
     start = first.built_through - timedelta(days=1)
     assert chunks[0] == min(rollups._next_month(start), date(2026, 11, 23)) and chunks[-1] == date(2026, 11, 23)
     assert len(chunks) == len({(start.year, start.month), (2026, 11)})
+
+
+def test_previous_days_are_carried_across_an_incremental_refresh(company, monkeypatch):
+    """A user's (and customer's) previous day of use is what makes a window count it once; an
+    incremental refresh must find it among the days built before."""
+    engine = database.get_engine(company)
+    built = rollups.refresh(engine)
+    assert built is not None and built.built_through == date(2026, 10, 2)  # the last event: Oct 1
+    with engine.begin() as conn:
+        conn.execute(insert(usage_events), [
+            {"customer_id": c, "user_id": u, "occurred_at": dt(at), "action": "report", "is_core": True,
+             "session_seconds": None}
+            for c, u, at in (("k1", "u1", "2026-10-03T09:00"), ("k1", "u2", "2026-10-03T11:00"),
+                             ("k2", "u1", "2026-10-05T09:00"), ("k1", "u1", "2026-10-06T09:00"))
+        ])
+    database.data_changed(engine)
+    built = rollups.refresh(engine)
+    assert built is not None and built.built_through == date(2026, 10, 7)
+    store = rollups._store(rollups.store_url(engine))
+    d, k = rollups.user_days, rollups.user_keys
+    with store.connect() as conn:
+        rows = conn.execute(select(d.c.day, k.c.customer_id, k.c.user_id, d.c.prev_day, d.c.customer_prev)
+                            .join(k, k.c.user_key == d.c.user_key).where(d.c.day >= date(2026, 9, 28))).all()
+    # by hand from tests/kpi_fixtures.py: k1/u1 Sep 10, 28; k1/u2 Sep 25; k2/u1 Sep 5; k4/u9 Sep 30.
+    # On Oct 3 k1 has two users: its previous day goes on the row of the lesser key (u1), the
+    # other row carries its own day
+    assert {(str(r.day)[:10], r.customer_id, r.user_id): (str(r.prev_day)[:10], str(r.customer_prev)[:10]) for r in rows} == {
+        ("2026-09-28", "k1", "u1"): ("2026-09-10", "2026-09-25"),
+        ("2026-09-30", "k4", "u9"): ("2026-08-15", "2026-08-15"),
+        ("2026-10-01", "k1", "u1"): ("2026-09-28", "2026-09-28"),
+        ("2026-10-03", "k1", "u1"): ("2026-10-01", "2026-10-01"),
+        ("2026-10-03", "k1", "u2"): ("2026-09-25", "2026-10-03"),
+        ("2026-10-05", "k2", "u1"): ("2026-09-05", "2026-09-05"),
+        ("2026-10-06", "k1", "u1"): ("2026-10-03", "2026-10-03"),
+    }
+    # the 30 days to Oct 7: k1/u1 (five days), k1/u2, k2/u1 (Oct 5; Sep 5 is before), k4/u9 —
+    # 4 users of 3 customers; the 7 days: the same 4 (k4/u9 on Sep 30)
+    for text, users in (("mau 2026-10-01 to 2026-10-06", 4), ("wau 2026-10-01 to 2026-10-06", 4)):
+        served, sent = rollup_answer(company, text)
+        assert any(rolled(s) for s in sent) and (served.value, served.extras["customers"]) == (users, 3), text
+        assert same(served, source_answer(company, text, monkeypatch)), text
+    # core actions Oct 1-6: u1 on Oct 1, 3, 6, u2 on Oct 3, k2/u1 on Oct 5 = 5 by 3 users, over 6 days
+    served, sent = rollup_answer(company, "core_actions_per_user 2026-10-01 to 2026-10-06")
+    assert any(rolled(s) for s in sent) and served.value == pytest.approx(5 / 3 * M / 6)
 
 
 INTERRUPT = textwrap.dedent(
