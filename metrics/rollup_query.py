@@ -1,12 +1,14 @@
 """The statements that answer a KPI from kpibot's usage rollup (:mod:`metrics.rollups`).
 
 Every window becomes (window, day) pairs over the calendar of built days, equi-joined to the
-user-day rows. A user belongs to one customer, so per window the users are grouped once, then
-counted per customer; a segment of customers (industry, plan …) is the sum over its customers
-(distinct users stay exact: no user is in two customers), joined to the customers' attributes
-copied into the store (:mod:`metrics.rollup_customers`). Every dimension of "what moved it" is
-one ``GROUPING SETS`` statement over those per-customer rows (a statement per dimension where
-the store has no grouping sets: SQLite).
+rows. A row is a user's first day in a window when the user's previous day of use is before
+the window's start, so a window's users are a filtered count (its customers likewise, on the
+customer's row of the day). Without a cut that count comes from the per-day table; with one,
+the user-days are summed per customer, then per combination of the customers' attribute
+values copied into the store (:mod:`metrics.rollup_customers`) — a segment's users are the
+sum over its customers, as no user is in two — and every dimension of "what moved it" is one
+``GROUPING SETS`` statement over those few rows (a statement per dimension where the store
+has no grouping sets: SQLite).
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
 
 * **Exact.** Distinct users over any run of whole days are distinct user keys over those
   days' rows: no approximation. Per-customer-day counts would not add up to distinct users
-  (one user on two days), so the grain is the user-day.
+  (one user on two days), so the grain is the user-day. Each row carries its user's previous
+  day of use (and, on one row per customer and day, its customer's): a user is counted in a
+  window on the one day in it whose previous day is before the window, so counting needs no
+  grouping by user, and a per-day table of user-days by previous day (``daily``) answers an
+  uncut window from a few hundred rows a day.
 * **Incremental.** :func:`refresh` reads only the days from the watermark (the last built
   day again, as it may have been partial, then every newer day), a month per transaction;
   each transaction moves the watermark with its rows, so a build that is killed leaves the
@@ -19,7 +23,7 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   is whole UTC days inside the watermark and the source still holds exactly the events the
   rollup was built from before the watermark (an import that added, changed or removed old
   events makes it stale: the source answers). Served: ``mau``, ``wau``,
-  ``core_actions_per_user`` (not its trends: slower from here, measured) and
+  ``core_actions_per_user`` and
   ``inactive_customers`` (customers without a user-day in the N days before each end, from
   the customers' copy below), and KPIs derived from them; not session time, whose median
   needs the events themselves.
