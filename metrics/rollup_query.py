@@ -107,9 +107,10 @@ def window_totals(kind: str, spans: Sequence[Span], tables: dict[str, Table], fi
     new = _first(f.c.prev_day, pairs.c.lo)
     users = func.coalesce(func.sum(case((new, f.c.users), else_=0)), 0)
     customers = func.coalesce(func.sum(case((new, f.c.customers), else_=0)), 0)
-    return (select(pairs.c.w, *_users(kind, users, customers, func.sum(f.c.core)))
+    stmt = (select(pairs.c.w, *_users(kind, users, customers, func.sum(f.c.core)))
             .select_from(f.join(pairs, pairs.c.day == f.c.day))
             .group_by(pairs.c.w))
+    return stmt.having(func.sum(f.c.core) > 0) if kind == "core" else stmt
 
 
 def customer_rows(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
@@ -156,9 +157,11 @@ def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = Tru
         size = func.sum(seg.c.active)
         aggregates = [size.label("active"), func.sum(seg.c.inactive).label("inactive"), size.label("_rows")]
     else:
-        size = func.sum(seg.c.users)
-        aggregates = _users(kind, size, func.sum(seg.c.customers), func.sum(seg.c.core))
+        size = func.sum(seg.c.core if kind == "core" else seg.c.users)
+        aggregates = _users(kind, func.sum(seg.c.users), func.sum(seg.c.customers), func.sum(seg.c.core))
     base = select(seg.c.w, *aggregates)
+    if kind == "core":  # the source has no row for a window or segment without a core action
+        base = base.having(size > 0)
     if not dims:
         return base.group_by(seg.c.w)
     cols = [seg.c[f"s_{k}"] for k in range(len(dims))]
@@ -173,8 +176,11 @@ def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = Tru
 
 
 def _users(kind: str, users, customers, core) -> list:
+    """The measure's aggregates by the names its catalogue entry gives them."""
     if kind == "active":
         return [users.label("users"), customers.label("customers"), users.label("_rows")]
+    if kind == "core":
+        return [func.coalesce(core, 0).label("n"), func.coalesce(core, 0).label("_rows")]
     return [func.coalesce(core, 0).label("core"), users.label("users"), users.label("_rows")]
 
 
@@ -219,9 +225,9 @@ def _cell(metric: Metric, row: dict[str, Any], utc: Sequence[tuple[datetime, dat
 @dataclass(frozen=True)
 class Plan:
     """How the rollup answers one question: how it reads the rows (``active``: users active in
-    each span; ``per_user``: users and core actions; ``inactive``: customers without a day in
-    each span), each window's days and UTC bounds, the store's tables, and what the rollup
-    and its customers' copy were built from (``version``)."""
+    each span; ``per_user``: users and core actions; ``core``: core actions; ``inactive``:
+    customers without a day in each span), each window's days and UTC bounds, the store's
+    tables, and what the rollup and its customers' copy were built from (``version``)."""
 
     kind: str
     spans: list[Span]

@@ -23,8 +23,8 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   is whole UTC days inside the watermark and the source still holds exactly the events the
   rollup was built from before the watermark (an import that added, changed or removed old
   events makes it stale: the source answers). Served: ``mau``, ``wau``,
-  ``core_actions_per_user`` and
-  ``inactive_customers`` (customers without a user-day in the N days before each end, from
+  ``core_actions_per_user``, ``core_actions`` (not cut by action: the source answers that)
+  and ``inactive_customers`` (customers without a user-day in the N days before each end, from
   the customers' copy below), and KPIs derived from them; not session time, whose median
   needs the events themselves.
 * **Cut by customer attributes too.** A breakdown or filter by a customer attribute, and
@@ -147,6 +147,7 @@ SERVED: dict[str, tuple[str, int | None]] = {
     "wau": ("active", 7),
     "mau": ("active", 30),
     "core_actions_per_user": ("per_user", None),
+    "core_actions": ("core", None),
     "inactive_customers": ("inactive", None),
 }
 

@@ -46,6 +46,12 @@ def by_each(
     served = rollups.serve_each(metric, windows, settings, engine, dimensions, filters)
     if served is not None:
         return served
+    own = [d for d in dimensions if d in metric.dimensions]  # cuts of the KPI's own rows (action)
+    if own and len(own) < len(dimensions):  # the rollup may still cut by the customers' attributes
+        rolled = rollups.serve_each(metric, windows, settings, engine, [d for d in dimensions if d not in own], filters)
+        rest = by_each(metric, windows, settings, engine, own, filters) if rolled is not None else None
+        if rolled is not None and rest is not None:
+            return {d: {**rolled, **rest}[d] for d in dimensions}
     measure = metric.measure
     if not dimensions or not supported(engine, metric) or not isinstance(measure, Measure):
         return None

@@ -88,7 +88,8 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
     assert rollups.refresh(engine) is not None
     hand = {("wau", "last-quarter"): 3, ("mau", "last-quarter"): 4,
             ("core_actions_per_user", "last-quarter"): pytest.approx(7 / 7 * M / 92),
-            ("inactive_customers", "last-quarter"): 1}  # k5: a customer since Aug 20, no use in September
+            ("inactive_customers", "last-quarter"): 1,  # k5: a customer since Aug 20, no use in September
+            ("core_actions", "last-quarter"): pytest.approx(7 / (92 / 7))}  # 7 core actions in 92 days, per week
     for kpi in rollups.SERVED:
         for period in QUESTIONS:
             text = f"{kpi} {period}"
@@ -190,6 +191,28 @@ def test_what_moved_it_comes_from_the_rollup(company, monkeypatch):
     assert not events_read and [("GROUPING SETS" in s.upper()) for s in sent if rolled(s)] == [True, False]
 
 
+def test_what_moved_core_actions_cuts_by_action_at_the_source_and_by_attributes_in_the_rollup(company, monkeypatch):
+    """Core actions are also cut by action, which the rollup does not hold: "what moved it"
+    takes the action from the source and the customers' attributes from the rollup, and says
+    what the source alone says. By hand: 2 core actions in Q2 (k3/u4, June), 7 in Q3."""
+    from metrics import explain
+
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    monkeypatch.setenv("KPI_ROLLUPS", "0")
+    with cache.bypassed():
+        source = api.answer("core_actions last-quarter", as_of=AS_OF, url=company)
+        alone = explain.find(source, engine, api.Settings.from_env())
+    monkeypatch.delenv("KPI_ROLLUPS")
+    assert source.value == pytest.approx(7 / (92 / 7)) and source.previous.value == pytest.approx(2 / (91 / 7))
+    with cache.bypassed(), source_groupings(company, "usage_events") as events_read, store_reads(company) as sent:
+        found = explain.find(source, engine, api.Settings.from_env())
+    assert found == alone and found is not None
+    cuts = [s for s in events_read if "GROUPING SETS" in s.upper() or "GROUP BY" in s.upper()]
+    assert cuts and all("industry" not in s for s in cuts)  # the source cut by action alone
+    assert any("GROUPING SETS" in s.upper() for s in sent if rolled(s))  # the attributes: in the rollup
+
+
 def test_explanations_equal_the_source_s(company, monkeypatch):
     rollups.refresh(database.get_engine(company))
     explained = 0
@@ -226,7 +249,8 @@ def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
         return {k: (c.value, c.n, c.extras, c.rows) for k, c in compute(metric, windows, settings, engine, dimension,
                                                                          filters).items()}
 
-    for kpi in rollups.SERVED:
+    # core_actions is also cut by action, which the rollup does not hold: its answer keeps no cuts
+    for kpi in (k for k in rollups.SERVED if k != "core_actions"):
         metric = CATALOGUE[kpi]
         for dimension, filters in (("plan", (("size_band", "enterprise"),)), ("region", (("industry", "RETAIL"),)),
                                    ("industry", ()), ("acquisition_channel", (("plan", "Starter"),))):
