@@ -24,6 +24,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Integer,
     Select,
     String,
@@ -85,7 +86,8 @@ def window_segments(spans: Sequence[Span], tables: dict[str, Table], filters: Se
     lo, hi = min(lo for lo, _ in spans), max(hi for _, hi in spans)
     users = func.sum(case((_first(d.c.prev_day, pairs.c.lo), 1), else_=0))
     customers = func.sum(case((_first(d.c.customer_prev, pairs.c.lo), 1), else_=0))
-    rows = (select(pairs.c.w, users.label("users"), customers.label("customers"), func.sum(d.c.core).label("core"))
+    rows = (select(pairs.c.w, users.label("users"), customers.label("customers"), func.sum(d.c.core).label("core"),
+                   func.sum(d.c.sessions).label("sessions"), func.sum(d.c.session_seconds).label("seconds"))
             .select_from(d.join(pairs, pairs.c.day == d.c.day)).where(d.c.day >= lo, d.c.day < hi))
     if not dims and not filters:
         return rows.group_by(pairs.c.w)
@@ -94,7 +96,8 @@ def window_segments(spans: Sequence[Span], tables: dict[str, Table], filters: Se
     keyed = _attributes(tables, dims, filters)
     cols = [keyed.c[name] for name in dims]
     return (select(per.c.w, *(c.label(f"s_{k}") for k, c in enumerate(cols)), func.sum(per.c.users).label("users"),
-                   func.sum(per.c.customers).label("customers"), func.sum(per.c.core).label("core"))
+                   func.sum(per.c.customers).label("customers"), func.sum(per.c.core).label("core"),
+                   func.sum(per.c.sessions).label("sessions"), func.sum(per.c.seconds).label("seconds"))
             .select_from(per.join(keyed, keyed.c.customer_key == per.c.customer_key, isouter=not filters))
             .where(*_matches(keyed.c, filters)).group_by(per.c.w, *cols))
 
@@ -107,10 +110,12 @@ def window_totals(kind: str, spans: Sequence[Span], tables: dict[str, Table], fi
     new = _first(f.c.prev_day, pairs.c.lo)
     users = func.coalesce(func.sum(case((new, f.c.users), else_=0)), 0)
     customers = func.coalesce(func.sum(case((new, f.c.customers), else_=0)), 0)
-    stmt = (select(pairs.c.w, *_users(kind, users, customers, func.sum(f.c.core)))
+    stmt = (select(pairs.c.w, *_users(kind, users, customers, func.sum(f.c.core), func.sum(f.c.sessions),
+                                      func.sum(f.c.session_seconds)))
             .select_from(f.join(pairs, pairs.c.day == f.c.day))
             .group_by(pairs.c.w))
-    return stmt.having(func.sum(f.c.core) > 0) if kind == "core" else stmt
+    counted = _counted(kind, f.c)
+    return stmt if counted is None else stmt.having(func.sum(counted) > 0)
 
 
 def customer_rows(spans: Sequence[Span], tables: dict[str, Table], filters: Sequence[tuple[str, str]],
@@ -157,10 +162,11 @@ def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = Tru
         size = func.sum(seg.c.active)
         aggregates = [size.label("active"), func.sum(seg.c.inactive).label("inactive"), size.label("_rows")]
     else:
-        size = func.sum(seg.c.core if kind == "core" else seg.c.users)
-        aggregates = _users(kind, func.sum(seg.c.users), func.sum(seg.c.customers), func.sum(seg.c.core))
+        size = func.sum(_counted(kind, seg.c) if _counted(kind, seg.c) is not None else seg.c.users)
+        aggregates = _users(kind, func.sum(seg.c.users), func.sum(seg.c.customers), func.sum(seg.c.core),
+                            func.sum(seg.c.sessions), func.sum(seg.c.seconds))
     base = select(seg.c.w, *aggregates)
-    if kind == "core":  # the source has no row for a window or segment without a core action
+    if _counted(kind, seg.c) is not None:  # the source has no row for a window or segment without one
         base = base.having(size > 0)
     if not dims:
         return base.group_by(seg.c.w)
@@ -175,12 +181,21 @@ def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = Tru
     return base.group_by(func.grouping_sets(*sets))
 
 
-def _users(kind: str, users, customers, core) -> list:
+def _counted(kind: str, columns):
+    """What the source's rows are, where they are not users: core actions, sessions."""
+    name = {"core": "core", "session": "sessions"}.get(kind)
+    return None if name is None else columns[name]
+
+
+def _users(kind: str, users, customers, core, sessions=None, seconds=None) -> list:
     """The measure's aggregates by the names its catalogue entry gives them."""
     if kind == "active":
         return [users.label("users"), customers.label("customers"), users.label("_rows")]
     if kind == "core":
         return [func.coalesce(core, 0).label("n"), func.coalesce(core, 0).label("_rows")]
+    if kind == "session":  # the median needs the events: the source gives it (metrics.rollups.serve)
+        return [func.coalesce(sessions, 0).label("sessions"), seconds.label("total"),
+                cast(null(), Float).label("median"), func.coalesce(sessions, 0).label("_rows")]
     return [func.coalesce(core, 0).label("core"), users.label("users"), users.label("_rows")]
 
 
@@ -217,7 +232,9 @@ def _cell(metric: Metric, row: dict[str, Any], utc: Sequence[tuple[datetime, dat
     measure = metric.measure
     assert isinstance(measure, Measure), f"{metric.id}: a rollup serves measures only"
     ws, we = utc[int(row["w"])]
-    values: dict[str, Any] = {k: (int(v) if v is not None else v) for k, v in row.items() if k in measure.aggregates or k == "_rows"}
+    values: dict[str, Any] = dict.fromkeys(measure.aggregates)  # one the rollup cannot give (a median): None
+    values.update({k: (v if v is None or isinstance(v, float) else int(v))  # counts: int, not Decimal
+                   for k, v in row.items() if k in measure.aggregates or k == "_rows"})
     values["window_seconds"] = float((we - ws).total_seconds())
     return _finalize(metric, measure, values)
 
@@ -258,7 +275,7 @@ class _Cuts:
 _cuts: OrderedDict[tuple, _Cuts] = OrderedDict()  # the latest answers' cuts, for their breakdown and explanation
 _cuts_lock = threading.Lock()
 #: Aggregates the rollup's statements give that add up over disjoint sets of customers.
-ADDITIVE = ("users", "customers", "core", "active", "inactive", "_rows")
+ADDITIVE = ("users", "customers", "core", "n", "sessions", "total", "active", "inactive", "_rows")
 
 
 def _remember(key: tuple, cuts: _Cuts) -> None:
@@ -316,7 +333,8 @@ def _pair(metric: Metric, kept: _Cuts, dimension: str, name: str, value: str, ut
         into = grouped.setdefault((int(r["w"]), r[f"g_{i}"]), {"w": r["w"]})
         for k in ADDITIVE:
             if k in r:
-                into[k] = (into.get(k) or 0) + int(r[k] or 0)
+                v = r[k]
+                into[k] = (into.get(k) or 0) + (v if isinstance(v, float) else int(v or 0))
     ranked = sorted(grouped.items(), key=lambda kv: -kv[1]["_rows"])[: MAX_SEGMENTS * 2]
     return {(w, _group(g)): _cell(metric, row, utc) for (w, g), row in ranked}
 

@@ -23,10 +23,11 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   is whole UTC days inside the watermark and the source still holds exactly the events the
   rollup was built from before the watermark (an import that added, changed or removed old
   events makes it stale: the source answers). Served: ``mau``, ``wau``,
-  ``core_actions_per_user``, ``core_actions`` (not cut by action: the source answers that)
-  and ``inactive_customers`` (customers without a user-day in the N days before each end, from
-  the customers' copy below), and KPIs derived from them; not session time, whose median
-  needs the events themselves.
+  ``core_actions_per_user``, ``core_actions`` (not cut by action: the source answers that),
+  ``session_time`` (every mean from the sums of session seconds; the period's exact median,
+  an extra, from the source for that one window) and ``inactive_customers`` (customers
+  without a user-day in the N days before each end, from the customers' copy below), and KPIs
+  derived from them.
 * **Cut by customer attributes too.** A breakdown or filter by a customer attribute, and
   "what moved it" (:func:`serve_each`: every attribute in one statement), join the rollup's
   customer keys to a copy of the customers' attributes in the store
@@ -125,6 +126,8 @@ daily = Table(  # user-days per day and previous day: a window's distinct users 
     Column("users", Integer, nullable=False),  # user-days whose user's previous day is prev_day
     Column("customers", Integer, nullable=False),  # customer-days whose customer's previous day is prev_day
     Column("core", BigInteger, nullable=False),
+    Column("sessions", BigInteger, nullable=False),  # sessions with a length, and their seconds
+    Column("session_seconds", Float),
 )
 calendar = Table(  # every built day: windows become (window, day) pairs, equi-joined to the rows
     "kpibot_days", meta,
@@ -148,6 +151,7 @@ SERVED: dict[str, tuple[str, int | None]] = {
     "mau": ("active", 30),
     "core_actions_per_user": ("per_user", None),
     "core_actions": ("core", None),
+    "session_time": ("session", None),
     "inactive_customers": ("inactive", None),
 }
 
@@ -339,13 +343,15 @@ def _with_previous_days(lo: date) -> Select:
 
 
 def _daily_firsts(lo: date) -> Select:
-    """Per built day from ``lo``: its user-days per previous day (with their core actions),
-    and its customers per previous day."""
+    """Per built day from ``lo``: its user-days per previous day (with their core actions and
+    sessions), and its customers per previous day."""
     d = user_days
     per_user = (select(d.c.day, d.c.prev_day, func.count().label("users"), literal(0, Integer).label("customers"),
-                       func.sum(d.c.core).label("core"))
+                       func.sum(d.c.core).label("core"), func.sum(d.c.sessions).label("sessions"),
+                       func.sum(d.c.session_seconds).label("session_seconds"))
                 .where(d.c.day >= lo).group_by(d.c.day, d.c.prev_day))
-    per_customer = (select(d.c.day, d.c.customer_prev, literal(0, Integer), func.count(), literal(0, Integer))
+    per_customer = (select(d.c.day, d.c.customer_prev, literal(0, Integer), func.count(), literal(0, Integer),
+                           literal(0, Integer), cast(null(), Float))
                     .where(d.c.day >= lo, or_(d.c.customer_prev.is_(None), d.c.customer_prev < d.c.day))
                     .group_by(d.c.day, d.c.customer_prev))
     return select(union_all(per_user, per_customer).subquery("firsts"))
@@ -515,9 +521,26 @@ def serve(
     from metrics import rollup_query
 
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
-    return _serving(metric, lambda p: rollup_query.cells(metric, p, dimension, filters,
-                                                         lambda fixed: _explained_by(metric, p, fixed)),
-                    lambda: _plan(metric, windows, settings, engine, names), engine)
+
+    def answer(plan: Plan) -> dict:
+        cells = rollup_query.cells(metric, plan, dimension, filters, lambda fixed: _explained_by(metric, plan, fixed))
+        if plan.kind == "session" and dimension is None and (0, None) in cells:
+            _with_median(cells, metric, windows, settings, engine, filters)
+        return cells
+
+    return _serving(metric, answer, lambda: _plan(metric, windows, settings, engine, names), engine)
+
+
+def _with_median(cells: dict, metric: Metric, windows: Sequence[tuple[date, date]], settings: Settings,
+                 engine: Engine, filters: Sequence[tuple[str, str]]) -> None:
+    """The period's exact median (an extra of the answer) from the source: the rollup's sums
+    give every mean, but a median needs the events. One window: the trend and the cuts have none."""
+    from metrics.engine import _compute
+
+    found = _compute(metric, windows[:1], settings, engine, None, filters).get((0, None))
+    cell = cells[(0, None)]
+    if found is not None and found.extras is not None and cell.extras is not None:
+        cell.extras["median"] = found.extras.get("median")
 
 
 def serve_each(
