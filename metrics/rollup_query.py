@@ -158,15 +158,16 @@ def _grouped(kind: str, seg, dims: Sequence[str] = (), grouping_sets: bool = Tru
     """The windows' aggregates over ``seg`` (:func:`_segments` by ``dims``, as a subquery),
     per segment of each of ``dims`` (grouping sets, with ``pairs`` also per segment of every
     two of them; a single one without: ranked by size, at most ``limit`` rows)."""
+    counted = _counted(kind, seg.c)
     if kind == "inactive":
         size = func.sum(seg.c.active)
         aggregates = [size.label("active"), func.sum(seg.c.inactive).label("inactive"), size.label("_rows")]
     else:
-        size = func.sum(_counted(kind, seg.c) if _counted(kind, seg.c) is not None else seg.c.users)
+        size = func.sum(seg.c.users if counted is None else counted)
         aggregates = _users(kind, func.sum(seg.c.users), func.sum(seg.c.customers), func.sum(seg.c.core),
                             func.sum(seg.c.sessions), func.sum(seg.c.seconds))
     base = select(seg.c.w, *aggregates)
-    if _counted(kind, seg.c) is not None:  # the source has no row for a window or segment without one
+    if counted is not None:  # the source has no row for a window or segment without one
         base = base.having(size > 0)
     if not dims:
         return base.group_by(seg.c.w)
