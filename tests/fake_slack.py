@@ -248,6 +248,13 @@ class FakeSlack:
             and (where is None or where(c))
         ]
 
+    def reply_to(self, response_url: str, timeout: float = 60.0) -> Call:
+        """The first reply through a command's ``response_url`` other than the "Working on it…"
+        notice, which a loaded machine sends first whenever an answer takes over 1.5 s."""
+        key = response_url.rsplit("/", 1)[1]
+        return self.wait_for("response_url", timeout=timeout,
+                             where=lambda c: c.params.get("key") == key and "Working on it" not in c.text)[0]
+
     def wait_for(
         self,
         method: str | None = None,

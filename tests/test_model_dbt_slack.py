@@ -63,9 +63,7 @@ def _refusal(fake: FakeSlack, send: SlackSender, question: str) -> str:
     """The private reply to a question the policy refuses in a channel (posted nowhere)."""
     ch = f"C{next(_channels):04d}DBT"
     _, url = send.command(question, channel=ch)
-    key = url.rsplit("/", 1)[1]
-    [reply] = fake.wait_for("response_url", count=1, timeout=30,
-                            where=lambda c: c.params["key"] == key and "Working on it" not in c.text)
+    reply = fake.reply_to(url)
     assert not fake.calls("chat.postMessage", where=fake.in_channel(ch))
     return reply.text
 

@@ -314,8 +314,7 @@ def test_slack_down_longer_than_the_retries_loses_that_reply_but_not_the_process
     post_down = duck_app.fake.fail("chat.postMessage", status=503, times=10_000, when=lambda p: p.get("channel") == ch)
     # chat.postMessage down for this channel: the slash command's response_url still carries the answer
     resp, url = duck_app.send.command(QUESTION, channel=ch)
-    key = url.rsplit("/", 1)[1]
-    [fallback] = duck_app.fake.wait_for("response_url", where=lambda c: c.params.get("key") == key, timeout=15)
+    fallback = duck_app.fake.reply_to(url)
     assert fallback.params["response_type"] == "in_channel" and f"*{EXPECTED_NPS}*" in fallback.text
     attempts = duck_app.fake.calls("chat.postMessage", ok=None, where=in_ch)
     assert [a.status for a in attempts] == [503, 503, 503]  # first try + 2 retries with backoff
@@ -340,8 +339,7 @@ def test_a_report_also_falls_back_to_the_response_url_when_posting_fails(duck_ap
     fault = duck_app.fake.fail("chat.postMessage", status=503, times=10_000, when=lambda p: p.get("channel") == ch)
     try:
         _, url = duck_app.send.command("complaints 2026-Q3", channel=ch)
-        key = url.rsplit("/", 1)[1]
-        [reply] = duck_app.fake.wait_for("response_url", where=lambda c: c.params.get("key") == key, timeout=15)
+        reply = duck_app.fake.reply_to(url)
     finally:
         fault.times = 0
     assert reply.params["response_type"] == "in_channel" and "error id" not in reply.text

@@ -172,8 +172,7 @@ def test_message_shortcut_where_the_bot_is_not_a_member_answers_through_its_resp
                       "user": {"id": "U0ALICE", "team_id": TEAM_ID}, "channel": {"id": "C0PRIVATE", "name": "p"},
                       "message": {"type": "message", "user": "U0BOB", "ts": "1790000200.000100", "text": QUESTION},
                       "response_url": url, "action_ts": "1.1"})
-    key = url.rsplit("/", 1)[1]
-    [reply] = fake.wait_for("response_url", where=lambda c: c.params["key"] == key)
+    reply = fake.reply_to(url)
     assert reply.params["response_type"] == "in_channel" and f"*{EXPECTED_NPS}*" in reply.text
 
 
