@@ -288,7 +288,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
         for kpi, case, text in cases(kpis):
             def answer(text=text):
                 with answer_cache.bypassed():
-                    return api.answer(text, as_of=today, url=url, settings=settings)
+                    return api.answer(text, as_of=today, url=url, settings=settings, draw=True)
 
             def ask(text=text):
                 with answer_cache.bypassed():
@@ -301,7 +301,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 os.environ["KPI_ROLLUPS"] = "1"
                 try:
                     with answer_cache.bypassed():
-                        got = api.answer(text, as_of=today, url=url, settings=settings)
+                        got = api.answer(text, as_of=today, url=url, settings=settings, draw=True)
                     charts.render_png(got)
                 finally:
                     os.environ["KPI_ROLLUPS"] = "0"

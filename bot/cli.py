@@ -28,14 +28,15 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
 
 
-def _answer(text: str, as_of: date | None, url: str | None):
-    """(answer, None) or (None, (message, exit code)); never a traceback."""
+def _answer(text: str, as_of: date | None, url: str | None, draw: bool = False):
+    """(answer, None) or (None, (message, exit code)); never a traceback. ``draw``: a chart
+    will be wanted (drawn while the answer is explained)."""
     from metrics.api import answer
     from metrics.errors import QueryError
     from storage import database
 
     try:
-        return answer(text, as_of=as_of, url=url), None
+        return answer(text, as_of=as_of, url=url, draw=draw), None
     except QueryError as exc:
         return None, (str(exc), EXIT_BAD_QUESTION)
     except database.DatabaseError as exc:
@@ -150,7 +151,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return EXIT_DATABASE
-    result, error = _answer(args.text, args.as_of, args.url)
+    result, error = _answer(args.text, args.as_of, args.url, draw=bool(args.chart))
     if error:
         print(error[0], file=sys.stderr)
         return error[1]
@@ -234,7 +235,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if meta is not None:
             print(meta[0])
             continue
-        result, error = _answer(line, args.as_of, args.url)
+        result, error = _answer(line, args.as_of, args.url, draw=True)
         if error:
             print(error[0])
             continue

@@ -179,9 +179,11 @@ def help_text() -> str:
 
 
 def _default_ask() -> Ask:
+    from functools import partial
+
     from metrics.api import answer
 
-    return answer
+    return partial(answer, draw=True)  # every Slack answer shows its chart
 
 
 def schedules_module():

@@ -104,9 +104,12 @@ def answer(
     settings: Settings | None = None,
     explain: bool = True,
     authorize: access.Authorize | None = None,
+    draw: bool = False,
 ) -> Result | Report:
     """What a person asked: a cross-silo report (``complaints last-month``) or a KPI answer,
-    explained by the segment that moved it most when the change is real (not noise)."""
+    explained by the segment that moved it most when the change is real (not noise). With
+    ``draw`` (a front end that shows the chart) the chart is drawn while the explanation's
+    statements run, so ``charts.render_png`` then finds it drawn."""
     settings = settings or Settings.from_env()
     today = as_of or today_in(settings)
     found = reports.find(text)
@@ -116,17 +119,27 @@ def answer(
     query = _parse(text, today, url, settings)
     with _authorized(authorize, lambda: _needs(query)) as scope:
         return _cached(("answer", explain), query, url, settings, scope,
-                       lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings, explain))
+                       lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings, explain,
+                                          draw))
 
 
-def _explained(result: Result, url: str | None, settings: Settings, explain: bool) -> Result:
+def _explained(result: Result, url: str | None, settings: Settings, explain: bool, draw: bool = False) -> Result:
     """The answer with the segment that moved it, when the change is real (not noise). Runs
-    inside the asker's guard (if any): what it may not read leaves the answer unexplained."""
+    inside the asker's guard (if any): what it may not read leaves the answer unexplained.
+    With ``draw`` the chart is drawn meanwhile: the explanation waits on the database (which
+    releases the GIL) and the chart on the CPU, so the person waits for the longer of the
+    two, not their sum (the chart does not show the explanation)."""
     if explain and result.judgement in ("good", "bad") and not _noise(result):
+        if draw:
+            from metrics import charts  # matplotlib only for a front end that draws
+        drawing = charts.draw_aside(result) if draw else None
         try:
             result.explanation = _explain.explain(result, database.get_engine(url), settings)
         except (database.DatabaseError, access.AccessDenied):
             result.explanation = None  # the answer stands without its explanation
+        finally:
+            if drawing is not None:
+                charts.keep_drawn(result, drawing)
     return result
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -110,10 +112,35 @@ def _legend(fig: Figure, ax) -> None:
 def render_png(result: Result, *, threshold: float | None = None) -> bytes | None:
     """A chart that suits the answer: a trend line, segment bars, or this period vs the last.
     Drawn once per cached answer (:func:`metrics.cache.chart`): a repeated question's chart
-    is a look-up too."""
+    is a look-up too; one drawn while the answer was explained (:func:`draw_aside`) is used."""
     from metrics import cache
 
-    return cache.chart(result, threshold, lambda: _render_png(result, threshold))
+    drawn = getattr(result, "_drawn", None) if threshold is None else None
+    return cache.chart(result, threshold, lambda: drawn if drawn is not None else _render_png(result, threshold))
+
+
+_aside: ThreadPoolExecutor | None = None
+_aside_lock = threading.Lock()
+
+
+def draw_aside(result: Result) -> Future:
+    """Start drawing ``result``'s chart in a thread of its own (see ``metrics.api.answer``)."""
+    global _aside
+    with _aside_lock:
+        if _aside is None:
+            _aside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpibot-chart")
+    return _aside.submit(_render_png, result, None)
+
+
+def keep_drawn(result: Result, drawing: Future) -> None:
+    """Wait for the chart :func:`draw_aside` started and keep it with the answer; a chart
+    that failed is left to :func:`render_png`, which draws it again and reports the error."""
+    try:
+        png = drawing.result()
+    except Exception:  # noqa: BLE001 - drawn again, and reported, by render_png
+        return
+    if png is not None:
+        result._drawn = png  # type: ignore[attr-defined]  # not a field: the picture, not the answer
 
 
 def _render_png(result: Result, threshold: float | None) -> bytes | None:

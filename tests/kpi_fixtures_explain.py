@@ -74,3 +74,20 @@ def load(url: str) -> None:
                 for k, (cid, opened, category) in enumerate(TICKETS)
             ],
         )
+
+
+def load_judged(url: str) -> None:
+    """:func:`load` with every survey answer given three times (48 a quarter: enough to judge,
+    and the change of -43.75 is outside the margins of error, ±17.3 and ±23.4 combined to
+    ±29.1), so NPS is still 50 in 2026-Q2 and 6.25 in 2026-Q3 with the same explanation; plus
+    a survey answer and a ticket on 20 Nov, outside both quarters, so that the data reaches
+    past Q3 and the change is judged (and explained). Tickets: 2 -> 7."""
+    load(url)
+    with database.get_engine(url).begin() as conn:
+        again = [{**dict(r), "response_id": f"{r.response_id}-{copy}"}
+                 for r in conn.execute(survey_responses.select()).mappings() for copy in (2, 3)]
+        late = {**again[0], "response_id": "late", "responded_at": dt("2026-11-20T10:00")}
+        conn.execute(insert(survey_responses), [*again, late])
+        conn.execute(insert(tickets), [{"ticket_id": "t100", "customer_id": "x4", "opened_at": dt("2026-11-20T10:00"),
+                                        "category": "billing", "priority": "normal", "channel": "email",
+                                        "reopened": False, "escalated": False}])

@@ -44,25 +44,8 @@ def fresh_cache(monkeypatch):
 
 @pytest.fixture
 def dip(db_url):
-    load(db_url)
+    kpi_fixtures_explain.load_judged(db_url)
     return db_url
-
-
-def load(url):
-    from sqlalchemy import insert
-
-    from storage.schema import survey_responses, tickets
-    from tests.kpi_fixtures import dt
-
-    kpi_fixtures_explain.load(url)
-    with database.get_engine(url).begin() as conn:
-        again = [{**dict(r), "response_id": f"{r.response_id}-{copy}"}
-                 for r in conn.execute(survey_responses.select()).mappings() for copy in (2, 3)]
-        late = {**again[0], "response_id": "late", "responded_at": dt("2026-11-20T10:00")}
-        conn.execute(insert(survey_responses), [*again, late])
-        conn.execute(insert(tickets), [{"ticket_id": "t100", "customer_id": "x4", "opened_at": dt("2026-11-20T10:00"),
-                                        "category": "billing", "priority": "normal", "channel": "email",
-                                        "reopened": False, "escalated": False}])
 
 
 def counting(url):
@@ -124,7 +107,7 @@ def test_a_write_from_elsewhere_invalidates_a_file_database(tmp_path):
     from tests.kpi_fixtures import dt
 
     url = f"duckdb:///{tmp_path}/other.duckdb"
-    load(url)
+    kpi_fixtures_explain.load_judged(url)
     assert api.answer("tickets last-quarter", as_of=AS_OF, url=url).value == 7
     database.dispose_all()  # release the file, as the linger does when idle
     other = create_engine(url)
@@ -212,7 +195,7 @@ def test_bounded_by_entries_and_bytes():
 def test_the_chart_of_a_cached_answer_is_drawn_once(duck_url):
     from metrics import charts
 
-    load(duck_url)
+    kpi_fixtures_explain.load_judged(duck_url)
     png = charts.render_png(api.answer("tickets monthly last-6-months", as_of=AS_OF, url=duck_url))
     hits = cache.answers().stats.hits
     again = charts.render_png(api.answer("tickets monthly last-6-months", as_of=AS_OF, url=duck_url))
