@@ -33,6 +33,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.sql import visitors
 
 from metrics import freshness
 from metrics.catalogue import CATALOGUE, base_table
@@ -165,28 +166,42 @@ def compile_measure(
         col, via_customers = _column(metric, table, name)
         needs_customers |= via_customers
         conditions.append(func.lower(col) == value.lower())
-    source = table.join(w, measure.join(table, w) if on is None else on)
+    aggregates = [agg(table, w).label(name) for name, agg in measure.aggregates.items()]
+    # Rows already carry their window (``_w``, bucketed) and no aggregate reads its bounds:
+    # group by ``_w`` itself. A join to the windows table only hid the rows' count from the
+    # planner (DuckDB then built its hash table on the rows, not on the customers they join:
+    # a year of CSAT cut by every dimension, 330 → 180 ms).
+    direct = on is not None and not _reads(w, aggregates)
+    window = table.c._w if direct else w.c.w
+    source = table if direct else table.join(w, measure.join(table, w) if on is None else on)
     customers = relations.table("customers")
     if needs_customers and table is not customers:
         # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
         assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
         source = source.outerjoin(customers, table.c[measure.customer_key] == customers.c.customer_id)
     conditions += prune
-    columns = [w.c.w]
-    group_by = [w.c.w]
+    if direct:
+        conditions.append(window.is_not(None))  # a row in a gap between windows
+    columns = [window.label("w") if direct else window]
+    group_by = [window]
     if dim_col is not None:
         columns.append(dim_col.label("grp"))
         group_by.append(dim_col)
-    columns += [agg(table, w).label(name) for name, agg in measure.aggregates.items()]
+    columns += aggregates
     columns.append(func.count().label("_rows"))
     if sets:
         columns += [c.label(f"g_{k}") for k, c in enumerate(sets)]
         columns += [func.grouping(c).label(f"gg_{k}") for k, c in enumerate(sets)]
-        group_by = [func.grouping_sets(*(tuple_(w.c.w, c) for c in sets))]
+        group_by = [func.grouping_sets(*(tuple_(window, c) for c in sets))]
     stmt = select(*columns).select_from(source).where(*conditions).group_by(*group_by)
     if dim_col is not None:
         stmt = stmt.order_by(func.count().desc()).limit(MAX_SEGMENTS * len(windows))
     return stmt
+
+
+def _reads(table, expressions) -> bool:
+    """Whether any of ``expressions`` reads a column of ``table``."""
+    return any(getattr(node, "table", None) is table for e in expressions for node in visitors.iterate(e))
 
 
 def _bucketed(table, column: str, dates: bool, layers, values: dict[str, Any], prune):

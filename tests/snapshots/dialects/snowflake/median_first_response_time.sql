@@ -1,4 +1,5 @@
-SELECT w.w, median((DATEDIFF('millisecond', tickets.opened_at, tickets.first_response_at) / 1000.0) / %(param_1)s) AS median, count(tickets.first_response_at) AS n, count(*) AS _rows
+SELECT tickets._w AS w, median((DATEDIFF('millisecond', tickets.opened_at, tickets.first_response_at) / 1000.0) / %(param_1)s) AS median, count(tickets.first_response_at) AS n, count(*) AS _rows
 FROM (SELECT tickets.ticket_id AS ticket_id, tickets.customer_id AS customer_id, tickets.opened_at AS opened_at, tickets.first_response_at AS first_response_at, tickets.resolved_at AS resolved_at, tickets.reopened AS reopened, tickets.escalated AS escalated, tickets.agent_replies AS agent_replies, tickets.category AS category, tickets.priority AS priority, tickets.channel AS channel, CASE WHEN (tickets.opened_at < %(we_1)s) THEN 1 ELSE 0 END AS _w
 FROM tickets
-WHERE tickets.opened_at >= %(ws_1)s AND tickets.opened_at < %(we_0)s AND tickets.opened_at >= %(lo_ws)s AND tickets.opened_at < %(hi_we)s) AS tickets JOIN (SELECT %(param_2)s AS w, %(ws_0)s AS ws, %(we_0)s AS we, %(ds_0)s AS ds, %(de_0)s AS de UNION ALL SELECT %(param_3)s AS w, %(ws_1)s AS ws, %(we_1)s AS we, %(ds_1)s AS ds, %(de_1)s AS de) AS w ON tickets._w = w.w GROUP BY w.w
+WHERE tickets.opened_at >= %(ws_1)s AND tickets.opened_at < %(we_0)s AND tickets.opened_at >= %(lo_ws)s AND tickets.opened_at < %(hi_we)s) AS tickets
+WHERE tickets._w IS NOT NULL GROUP BY tickets._w

@@ -1,4 +1,5 @@
-SELECT w.w, count(*) AS n, sum(CASE WHEN (survey_responses.score >= ?) THEN ? ELSE ? END) AS promoters, sum(CASE WHEN (survey_responses.score <= ?) THEN ? ELSE ? END) AS detractors, count(*) AS _rows
+SELECT survey_responses._w AS w, count(*) AS n, sum(CASE WHEN (survey_responses.score >= ?) THEN ? ELSE ? END) AS promoters, sum(CASE WHEN (survey_responses.score <= ?) THEN ? ELSE ? END) AS detractors, count(*) AS _rows
 FROM (SELECT survey_responses.response_id AS response_id, survey_responses.customer_id AS customer_id, survey_responses.responded_at AS responded_at, survey_responses.survey AS survey, survey_responses.score AS score, survey_responses.touchpoint AS touchpoint, survey_responses.comment AS comment, CASE WHEN (survey_responses.responded_at < ?) THEN 1 ELSE 0 END AS _w
 FROM survey_responses
-WHERE survey_responses.responded_at >= ? AND survey_responses.responded_at < ? AND survey_responses.survey = ? AND survey_responses.responded_at >= ? AND survey_responses.responded_at < ?) AS survey_responses JOIN (SELECT ? AS w, ? AS ws, ? AS we, ? AS ds, ? AS de UNION ALL SELECT ? AS w, ? AS ws, ? AS we, ? AS ds, ? AS de) AS w ON survey_responses._w = w.w GROUP BY w.w
+WHERE survey_responses.responded_at >= ? AND survey_responses.responded_at < ? AND survey_responses.survey = ? AND survey_responses.responded_at >= ? AND survey_responses.responded_at < ?) AS survey_responses
+WHERE survey_responses._w IS NOT NULL GROUP BY survey_responses._w
