@@ -259,6 +259,31 @@ def raw_runner(engine):
     return replay, pooled
 
 
+def calibrate(rounds: int = 3) -> dict[str, float]:
+    """How fast this machine is right now, by work that never changes: a pure-Python loop
+    and a DuckDB aggregation over generated rows (best of ``rounds``, ms). The same code
+    measured 2x apart on this shared 2-core machine on one day, so a run's figures are only
+    comparable with another's next to these two numbers."""
+    import duckdb
+
+    def best(work) -> float:
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            work()
+            times.append((time.perf_counter() - t0) * 1000)
+        return min(times)
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    try:
+        sql = "SELECT count(DISTINCT i % 1000003), sum(i % 7) FROM range(5000000) t(i)"
+        return {"python_ms": best(lambda: sum(i * i for i in range(2_000_000))),
+                "duckdb_ms": best(lambda: con.execute(sql).fetchall())}
+    finally:
+        con.close()
+
+
 def cases(kpis: list[str]):
     for kpi in kpis:
         for case, template in CASES.items():
@@ -614,6 +639,9 @@ def main() -> int:
     # DuckDB's buffer cache may otherwise take 80% of RAM; the HTTP server inherits this too.
     os.environ.setdefault("KPI_DUCKDB_MEMORY", "256MB")
     today = ensure_data(args.url, args.scale, args.seed, args.today, args.rebuild)
+    machine = calibrate()
+    print(f"machine now: a Python loop {machine['python_ms']:.0f} ms, a DuckDB aggregation {machine['duckdb_ms']:.0f} ms "
+          "(the same work every run: compare runs next to these)", flush=True)
     settings = Settings.from_env()
     kpis = [k for k in CATALOGUE if not args.only or k in args.only.split(",")]
     rollup_build = {}
@@ -661,7 +689,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"rows": rows, "pandas": pandas_rows, "chart_ms": chart_ms, "peak_mb": peak_mb, "load": load, "e2e": e2e, "rollup_build": rollup_build, "metricflow": peer,
-             "summary": summary, "today": today.isoformat(), "url": args.url, "repeat": args.repeat},
+             "summary": summary, "today": today.isoformat(), "url": args.url, "repeat": args.repeat,
+             "machine": machine},
             indent=1, default=str))
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows, summary, pandas_rows, args, today))

@@ -52,6 +52,7 @@ def test_benchmark_builds_measures_and_summarises(first_run):
         assert re.search(rf"^{kpi}\s+2y-monthly\s+[\d.]+", out, re.M), kpi
     assert re.search(r"^nps\s+by-industry\s+[\d.]+", out, re.M)
     assert "charts: p50" in out and "peak RSS of the kpibot process" in out
+    assert re.search(r"^machine now: a Python loop \d+ ms, a DuckDB aggregation \d+ ms", out, re.M)
     assert "HTTP burst" not in out
 
 
