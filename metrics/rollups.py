@@ -75,7 +75,7 @@ from sqlalchemy.engine import make_url
 from metrics import rollup_customers
 from metrics.periods import Settings
 from metrics.spec import Metric
-from storage import database
+from storage import database, machine
 from storage.schema import usage_events
 
 if TYPE_CHECKING:
@@ -190,7 +190,8 @@ def _store(url: str) -> Engine:
     with _lock:
         engine = _stores.get(url)
         if engine is None:
-            engine = _stores[url] = database._make_engine(url)
+            # a second DuckDB database in the process, with a buffer cache of its own (KPI_ROLLUP_MEMORY)
+            engine = _stores[url] = database._make_engine(url, duckdb_memory=machine.rollup_memory_limit())
         return engine
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import functools
 import logging
 import os
 import statistics
@@ -357,7 +358,7 @@ def _cache_statements(engine: Engine) -> Engine:
     return engine
 
 
-def _duckdb_setup(dbapi_conn, _record) -> None:
+def _duckdb_setup(dbapi_conn, _record, memory: str | None = None) -> None:
     """Per connection. Every range join kpibot writes is against its small windows table
     (one row per period or trend bucket, ~50 for a 2-year monthly trend): a nested loop is
     the fastest plan for those, but DuckDB only picks it up to 5 rows (measured at 10M rows:
@@ -365,18 +366,20 @@ def _duckdb_setup(dbapi_conn, _record) -> None:
     :mod:`storage.machine` (``KPI_DUCKDB_MEMORY``, ``KPI_DUCKDB_THREADS``, else what this
     machine or container gives the process)."""
     statements = ["SET nested_loop_join_threshold = 1000", f"SET threads = {machine.duckdb_threads()}"]
-    memory = machine.duckdb_memory_limit()
+    memory = memory or machine.duckdb_memory_limit()
     if memory:
         statements.append(f"SET memory_limit = '{memory}'")
     for sql in statements:
         dbapi_conn.execute(sql)
 
 
-def _make_engine(url: str, read_only: bool = False) -> Engine:
+def _make_engine(url: str, read_only: bool = False, duckdb_memory: str | None = None) -> Engine:
     """``read_only`` (a database kpibot did not create): every session is read-only where
     the driver can enforce it — DuckDB ``read_only``, SQLite ``mode=ro`` and ``query_only``,
-    PostgreSQL ``default_transaction_read_only``."""
+    PostgreSQL ``default_transaction_read_only``. ``duckdb_memory``: a DuckDB database's
+    own memory limit (else :func:`storage.machine.duckdb_memory_limit`)."""
     parsed = make_url(url)
+    setup = functools.partial(_duckdb_setup, memory=duckdb_memory)
     backend = parsed.get_backend_name()
     if backend == "duckdb":
         database = parsed.database
@@ -387,14 +390,14 @@ def _make_engine(url: str, read_only: bool = False) -> Engine:
             linger = linger_seconds()
             if linger <= 0:
                 engine = create_engine(url, poolclass=NullPool, **extra)
-                event.listen(engine, "connect", _duckdb_setup)
+                event.listen(engine, "connect", setup)
                 return engine
             engine = create_engine(url, pool_size=8, max_overflow=24, pool_reset_on_return=None, **extra)
-            event.listen(engine, "connect", _duckdb_setup)
+            event.listen(engine, "connect", setup)
             _Linger(engine, linger)
             return _cache_statements(engine)
         engine = create_engine(url)
-        event.listen(engine, "connect", _duckdb_setup)
+        event.listen(engine, "connect", setup)
         return _cache_statements(engine)
     if backend == "sqlite":
         database = parsed.database

@@ -71,3 +71,34 @@ def test_a_duckdb_connection_gets_them(tmp_path, monkeypatch):
         database.dispose_all()
     assert str(limit).replace(" ", "") in ("286.1MiB", "300.0MB", "300MB")  # DuckDB prints it in its own unit
     assert int(threads) == 1
+
+
+def test_the_rollup_store_gets_duckdbs_limit_unless_configured(monkeypatch):
+    monkeypatch.setattr(machine, "memory_bytes", lambda: 4 * 2**30)
+    assert machine.rollup_memory_limit({}) == "1024MB"
+    assert machine.rollup_memory_limit({"KPI_DUCKDB_MEMORY": "256MB"}) == "256MB"
+    assert machine.rollup_memory_limit({"KPI_DUCKDB_MEMORY": "256MB", "KPI_ROLLUP_MEMORY": "64MB"}) == "64MB"
+    assert machine.rollup_memory_limit({"KPI_ROLLUP_MEMORY": "some"}) == "1024MB"  # not a size: ignored
+    monkeypatch.setattr(machine, "memory_bytes", lambda: None)
+    assert machine.rollup_memory_limit({}) is None  # unknown: DuckDB's own default
+
+
+def test_the_rollup_store_connection_gets_its_own_limit(tmp_path, monkeypatch):
+    from metrics import rollups
+
+    monkeypatch.setenv("KPI_DUCKDB_MEMORY", "400MB")
+    monkeypatch.setenv("KPI_ROLLUP_MEMORY", "100MB")
+    url = f"duckdb:///{tmp_path / 'm.rollups.duckdb'}"
+    store = rollups._store(url)
+    source = database.get_engine(f"duckdb:///{tmp_path / 'm.duckdb'}")
+    try:
+        with store.connect() as conn:
+            own = conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar()
+        with source.connect() as conn:
+            main = conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar()
+    finally:
+        store.dispose()
+        rollups._stores.pop(url, None)
+        database.dispose_all()
+    assert str(own).replace(" ", "") in ("95.3MiB", "100.0MB", "100MB")
+    assert str(main).replace(" ", "") in ("381.4MiB", "400.0MB", "400MB")
