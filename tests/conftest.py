@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -234,6 +234,13 @@ def fresh_url(backend: str, tmp_path, *, postgres: str | None = None) -> str:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
     database.data_changed(engine)  # caches of the data (the parser's value index) start over
+    return url
+
+
+def module_duckdb(tmp_path_factory, name: str, load: Callable[[str], None]) -> str:
+    """A DuckDB metrics file of one test module's own, filled by ``load(url)`` once."""
+    url = fresh_url("duckdb", tmp_path_factory.mktemp(name))
+    load(url)
     return url
 
 

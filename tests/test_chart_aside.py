@@ -16,6 +16,7 @@ from metrics import cache as answer_cache
 from metrics import charts
 from metrics.api import answer
 from tests import kpi_fixtures_explain
+from tests.conftest import module_duckdb
 
 AS_OF = date(2026, 11, 23)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -23,11 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def dip(tmp_path_factory):
-    from tests.conftest import fresh_url
-
-    url = fresh_url("duckdb", tmp_path_factory.mktemp("aside"))
-    kpi_fixtures_explain.load_judged(url)
-    return url
+    return module_duckdb(tmp_path_factory, "aside", kpi_fixtures_explain.load_judged)
 
 
 def test_an_explained_answer_keeps_the_chart_drawn_meanwhile(dip):

@@ -14,6 +14,7 @@ from metrics import charts
 from metrics.api import ask
 from metrics.result import Group
 from tests import fixtures
+from tests.conftest import module_duckdb
 
 AS_OF = date(2026, 11, 23)
 LONG = "Financial Services & Insurance, EMEA"  # cut to 28 characters on the axis
@@ -21,11 +22,7 @@ LONG = "Financial Services & Insurance, EMEA"  # cut to 28 characters on the axi
 
 @pytest.fixture(scope="module")
 def company(tmp_path_factory):
-    from tests.conftest import fresh_url
-
-    url = fresh_url("duckdb", tmp_path_factory.mktemp("layout"))
-    fixtures.load(url)
-    return url
+    return module_duckdb(tmp_path_factory, "layout", fixtures.load)
 
 
 def _boxes(fig):
