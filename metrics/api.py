@@ -130,9 +130,11 @@ def _explained(result: Result, url: str | None, settings: Settings, explain: boo
     releases the GIL) and the chart on the CPU, so the person waits for the longer of the
     two, not their sum (the chart does not show the explanation)."""
     if explain and result.judgement in ("good", "bad") and not _noise(result):
+        drawing = None
         if draw:
             from metrics import charts  # matplotlib only for a front end that draws
-        drawing = charts.draw_aside(result) if draw else None
+
+            drawing = charts.draw_aside(result)
         try:
             result.explanation = _explain.explain(result, database.get_engine(url), settings)
         except (database.DatabaseError, access.AccessDenied):
