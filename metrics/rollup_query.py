@@ -234,10 +234,14 @@ def _cell(metric: Metric, row: dict[str, Any], utc: Sequence[tuple[datetime, dat
     assert isinstance(measure, Measure), f"{metric.id}: a rollup serves measures only"
     ws, we = utc[int(row["w"])]
     values: dict[str, Any] = dict.fromkeys(measure.aggregates)  # one the rollup cannot give (a median): None
-    values.update({k: (v if v is None or isinstance(v, float) else int(v))  # counts: int, not Decimal
-                   for k, v in row.items() if k in measure.aggregates or k == "_rows"})
+    values.update({k: _number(v) for k, v in row.items() if k in measure.aggregates or k == "_rows"})
     values["window_seconds"] = float((we - ws).total_seconds())
     return _finalize(metric, measure, values)
+
+
+def _number(value):
+    """A count as an int (PostgreSQL sums them as Decimal), seconds as the float they are."""
+    return value if value is None or isinstance(value, float) else int(value)
 
 
 @dataclass(frozen=True)
@@ -334,8 +338,7 @@ def _pair(metric: Metric, kept: _Cuts, dimension: str, name: str, value: str, ut
         into = grouped.setdefault((int(r["w"]), r[f"g_{i}"]), {"w": r["w"]})
         for k in ADDITIVE:
             if k in r:
-                v = r[k]
-                into[k] = (into.get(k) or 0) + (v if isinstance(v, float) else int(v or 0))
+                into[k] = (into.get(k) or 0) + (_number(r[k]) or 0)
     ranked = sorted(grouped.items(), key=lambda kv: -kv[1]["_rows"])[: MAX_SEGMENTS * 2]
     return {(w, _group(g)): _cell(metric, row, utc) for (w, g), row in ranked}
 
