@@ -73,8 +73,8 @@ def test_a_trend_with_dates_legend_and_threshold_fits(company):
     [ax] = fig.axes
     figure = fig.bbox
     offset = ax.xaxis.get_offset_text()  # the year under the dates
-    if offset.get_text():
-        assert _inside(offset.get_window_extent(fig.canvas.get_renderer()), figure)
+    assert offset.get_text() == "2026"
+    assert _inside(offset.get_window_extent(fig.canvas.get_renderer()), figure)
 
 
 def test_two_periods_side_by_side_fit_with_money_ticks(company):
