@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Date,
     DateTime,
     Engine,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     case,
+    cast,
     func,
     literal,
     literal_column,
@@ -33,7 +35,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.sql import visitors
+from sqlalchemy.sql import ColumnElement, functions, operators, visitors
 
 from metrics import freshness
 from metrics.catalogue import CATALOGUE, base_table
@@ -175,28 +177,94 @@ def compile_measure(
     window = table.c._w if direct else w.c.w
     source = table if direct else table.join(w, measure.join(table, w) if on is None else on)
     customers = relations.table("customers")
-    if needs_customers and table is not customers:
-        # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
-        assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
-        source = source.outerjoin(customers, table.c[measure.customer_key] == customers.c.customer_id)
     conditions += prune
     if direct:
         conditions.append(window.is_not(None))  # a row in a gap between windows
+    rows: ColumnElement[Any] = func.count()
+    if needs_customers and table is not customers:
+        # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
+        assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
+        key = table.c[measure.customer_key]
+        cuts = [c for c in (dim_col, *sets) if c is not None and c.table is not customers]
+        # rows of the table itself, one window each, cut by at most one column of their own:
+        # many to a customer, so worth adding up per customer first (see _per_customer)
+        ahead = _per_customer(source, window, key, cuts, aggregates, conditions, (table, w, customers)) \
+            if own_rows and on is not None and len(cuts) <= 1 else None
+        if ahead is None:
+            source = source.outerjoin(customers, key == customers.c.customer_id)
+        else:
+            p, aggregates = ahead
+            source = p.outerjoin(customers, p.c._ck == customers.c.customer_id)
+            own = {id(c): p.c[f"_c{i}"] for i, c in enumerate(cuts)}
+            dim_col = None if dim_col is None else own.get(id(dim_col), dim_col)
+            sets = [own.get(id(c), c) for c in sets]
+            conditions = [c for c in conditions if _reads(customers, [c])]
+            window, rows = p.c.w, cast(func.sum(p.c._rows), BigInteger)
     columns = [window.label("w") if direct else window]
     group_by = [window]
     if dim_col is not None:
         columns.append(dim_col.label("grp"))
         group_by.append(dim_col)
     columns += aggregates
-    columns.append(func.count().label("_rows"))
+    columns.append(rows.label("_rows"))
     if sets:
         columns += [c.label(f"g_{k}") for k, c in enumerate(sets)]
         columns += [func.grouping(c).label(f"gg_{k}") for k, c in enumerate(sets)]
         group_by = [func.grouping_sets(*(tuple_(window, c) for c in sets))]
     stmt = select(*columns).select_from(source).where(*conditions).group_by(*group_by)
     if dim_col is not None:
-        stmt = stmt.order_by(func.count().desc()).limit(MAX_SEGMENTS * len(windows))
+        stmt = stmt.order_by(rows.desc()).limit(MAX_SEGMENTS * len(windows))
     return stmt
+
+
+_SPLITS = {"count": lambda c: cast(func.sum(c), BigInteger), "sum": func.sum, "min": func.min, "max": func.max}
+
+
+def _per_customer(source, window, key, cuts, aggregates, conditions, tables):
+    """``(rows per customer, the aggregates over them)``: the rows added up per (window,
+    customer, cut of their own) before they join the customers for a cut by the customers'
+    attributes, then added up again per segment. The join and the grouping sets then read one
+    row per customer and window, not every event or order: measured at 10M events (explained
+    answers, p50 of 5), core actions year to date 544 → 370 ms, profit per customer by industry
+    535 → 346 ms, repeat transactions year to date 680 → 255 ms. Where the rows are few per
+    customer it is an extra step for nothing (a month of CSAT answers, tickets cut by three
+    columns of their own: up to 1.6x slower), hence the caller's conditions.
+
+    Only for aggregates that add up again: count, sum, min, max, and a distinct count of the
+    customer itself when nothing of the rows' own cuts them (a customer is then in one
+    segment). None for any other (a median, a distinct count of users), which joins every
+    row as before."""
+    table, w, customers = tables
+    parts: dict[int, tuple[str, str]] = {}  # id(aggregate call) -> (its column, how it adds up)
+    for agg in aggregates:
+        for node in visitors.iterate(agg):
+            name = getattr(node, "name", None)
+            if isinstance(node, functions.GenericFunction) and name in _SPLITS and id(node) not in parts:
+                distinct = [x for x in visitors.iterate(node) if getattr(x, "operator", None) is operators.distinct_op]
+                if distinct and (cuts or name != "count" or len(distinct) > 1 or not _same(distinct[0].element, key)):
+                    return None  # one customer counts once in each of its groups: only when those are its segments
+                parts[id(node)] = ("_rows" if str(node) == "count(*)" else f"_a{len(parts)}", name)
+    calls = {id(n): n for agg in aggregates for n in visitors.iterate(agg) if id(n) in parts}
+    inner = [window.label("w"), key.label("_ck"), *(c.label(f"_c{i}") for i, c in enumerate(cuts))]
+    inner += [calls[i].label(column) for i, (column, _) in parts.items() if column != "_rows"]
+    inner.append(func.count().label("_rows"))
+    p = (select(*inner).select_from(source).where(*(c for c in conditions if not _reads(customers, [c])))
+         .group_by(window, key, *cuts).subquery("p"))
+
+    def added(node):
+        found = parts.get(id(node))
+        return None if found is None else _SPLITS[found[1]](p.c[found[0]])
+
+    outer = [visitors.replacement_traverse(agg, {}, added) for agg in aggregates]
+    if _reads(table, outer) or _reads(w, outer):  # an aggregate that does not add up
+        return None
+    return p, outer
+
+
+def _same(a, b) -> bool:
+    """Whether two column expressions are one column (through the labels around it)."""
+    a, b = getattr(a, "element", a), getattr(b, "element", b)
+    return getattr(a, "table", None) is getattr(b, "table", None) and getattr(a, "name", None) == getattr(b, "name", None)
 
 
 def _reads(table, expressions) -> bool:
