@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import event, func, select  # noqa: E402
 
-from metrics import api, charts  # noqa: E402
+from metrics import api, charts, pauses  # noqa: E402
 from metrics import cache as answer_cache  # noqa: E402
 from metrics.catalogue import CATALOGUE, dimensions_for  # noqa: E402
 from metrics.errors import QueryError  # noqa: E402
@@ -303,6 +303,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
     from metrics import rollups
 
     os.environ["KPI_ROLLUPS"] = "0"  # cold: the source alone (the rollup rounds switch it on)
+    pauses.install()  # garbage collected between answers, as in the server
     engine = database.get_engine(url)
     recorder = Recorder(engine)
     replay, pooled = raw_runner(engine)
@@ -364,6 +365,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                     served = False
             full, sql, drawn, rw, hit, only, roll = [], [], [], [], [], [], []
             for _ in range(repeat):  # interleaved, so load from elsewhere hits all alike
+                pauses.tidy()  # as the server does once a reply is out (metrics.pauses)
                 t0 = time.perf_counter()
                 got = answer()
                 t1 = time.perf_counter()
@@ -383,6 +385,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 rw.append((t3 - t2) * 1000)
                 hit.append((t4 - t3) * 1000)
                 if served:
+                    pauses.tidy()
                     t5 = time.perf_counter()
                     try:
                         from_rollup()
@@ -392,6 +395,7 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                         continue
                     roll.append((time.perf_counter() - t5) * 1000)
                 if query_only:
+                    pauses.tidy()
                     t5 = time.perf_counter()
                     ask()
                     only.append((time.perf_counter() - t5) * 1000)
@@ -440,6 +444,7 @@ def chart_times(results, repeat: int = 5) -> list[float]:
     for result in picks:
         charts.render_png(result)  # warm-up (fonts)
         for _ in range(repeat):
+            pauses.tidy()
             t0 = time.perf_counter()
             charts.render_png(result)
             out.append((time.perf_counter() - t0) * 1000)

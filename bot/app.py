@@ -52,6 +52,7 @@ from bot.logging import event as log_event
 from bot.logging import get_logger, new_error_id
 from bot.router import Context, Reply, internal_error, is_instant, route
 from bot.slack_client import make_client, make_webhook
+from metrics import pauses
 from metrics.cache import computing, computing_in
 from metrics.result import Result
 from storage import database
@@ -347,6 +348,7 @@ class KpiBot:
             self._answer(job, notice)
         finally:
             self._leave(job)
+            pauses.tidy()  # the reply is out: a quiet moment for a due garbage collection
 
     def _answer(self, job: Job, notice: WorkingNotice) -> None:
         started = time.monotonic()

@@ -216,11 +216,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return EXIT_DATABASE
+    from metrics import pauses
+
     print("kpibot chat — ask a question (e.g. `nps by industry last-quarter`), `help`, `list`, `quit`.")
     count = 0
     out_dir = Path(args.charts)
     out_dir.mkdir(parents=True, exist_ok=True)
+    pauses.install()
     while True:
+        pauses.tidy()  # waiting for the next question: a quiet moment for a due garbage collection
         try:
             line = input("kpi> ").strip()
         except (EOFError, KeyboardInterrupt):

@@ -343,6 +343,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
     Slack refuses the token). Slack being unreachable is not a reason to stop: see
     :mod:`bot.health`."""
     kpilog.setup()
+    from metrics import pauses
     from storage import database
 
     settings = Settings.from_env()
@@ -361,6 +362,7 @@ def serve(port: int | None = None, *, host: str | None = None) -> int:
         bot = create_bot(replace(settings, token_verification=False))
     except Exception as exc:  # noqa: BLE001 - e.g. a broken policy file: say so and stop
         return _startup_failed(exc)
+    pauses.install()  # full garbage collections between answers, not during them
     runner = SocketModeRunner(bot, app_token) if mode == "socket" else None
 
     def connect() -> None:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import TypeVar
 
-from metrics import access, reports
+from metrics import access, pauses, reports
 from metrics import cache as _cache
 from metrics import engine as _engine
 from metrics import explain as _explain
@@ -110,17 +110,18 @@ def answer(
     explained by the segment that moved it most when the change is real (not noise). With
     ``draw`` (a front end that shows the chart) the chart is drawn while the explanation's
     statements run, so ``charts.render_png`` then finds it drawn."""
-    settings = settings or Settings.from_env()
-    today = as_of or today_in(settings)
-    found = reports.find(text)
-    if found:
-        with _authorized(authorize, lambda: access.for_report(found[0])):
-            return reports.run_report(text, today=today, url=url, settings=settings)
-    query = _parse(text, today, url, settings)
-    with _authorized(authorize, lambda: _needs(query)) as scope:
-        return _cached(("answer", explain), query, url, settings, scope,
-                       lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings, explain,
-                                          draw))
+    with pauses.answering():  # no full garbage collection at a quiet moment meanwhile
+        settings = settings or Settings.from_env()
+        today = as_of or today_in(settings)
+        found = reports.find(text)
+        if found:
+            with _authorized(authorize, lambda: access.for_report(found[0])):
+                return reports.run_report(text, today=today, url=url, settings=settings)
+        query = _parse(text, today, url, settings)
+        with _authorized(authorize, lambda: _needs(query)) as scope:
+            return _cached(("answer", explain), query, url, settings, scope,
+                           lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings,
+                                              explain, draw))
 
 
 def _explained(result: Result, url: str | None, settings: Settings, explain: bool, draw: bool = False) -> Result:
