@@ -412,6 +412,8 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
             if roll:
                 row["rollup_p50"], row["rollup_p95"] = pct(roll, 0.5), pct(roll, 0.95)
             # the database work kpibot adds over the same statements on a raw connection (no chart)
+            if not statements:  # the replay failed (reported above): no raw figure, no ratio
+                row["raw_p50"] = row["raw_p95"] = float("nan")
             row["ratio"] = row["answer_p50"] / row["raw_p50"] if row["raw_p50"] else float("nan")
             rows.append(row)
             if case in ("2y-monthly", "by-industry", "last-quarter") and kpi in CHART_KPIS:
@@ -516,7 +518,7 @@ def report(rows, pandas_rows, chart_ms, peak_mb, load, args, e2e=None) -> dict:
     if good:
         worst = max(good, key=lambda r: r["kpibot_p95"])
         over = [r for r in good if r["kpibot_p95"] >= TARGETS["p95_ms"]]
-        ratio = statistics.median(r["ratio"] for r in good)
+        ratio = statistics.median([r["ratio"] for r in good if r["ratio"] == r["ratio"]] or [float("nan")])
         cached = max(r["cached_p95"] for r in good)
         rolled = [r for r in good if "rollup_p95" in r]
         if rolled:
@@ -590,7 +592,7 @@ def markdown(rows, summary, pandas_rows, args, today) -> str:
                     mark = " ⚠" if r["rollup_p95"] >= TARGETS["p95_ms"] else ""
                     cell += f"; rollup {r['rollup_p50']:.0f} / {r['rollup_p95']:.0f}{mark}"
                 cells.append(cell)
-        ratios = [r["ratio"] for r in per.values() if "ratio" in r]
+        ratios = [r["ratio"] for r in per.values() if "ratio" in r and r["ratio"] == r["ratio"]]  # not NaN
         ratio = f"{statistics.median(ratios):.2f}x" if ratios else "–"
         speed = summary.get("speedups", {}).get(kpi)
         mode = pandas_rows.get(kpi, {}).get("mode", "")

@@ -236,6 +236,7 @@ def _per_customer(source, window, key, cuts, aggregates, conditions, tables):
     row as before."""
     table, w, customers = tables
     parts: dict[int, tuple[str, str]] = {}  # id(aggregate call) -> (its column, how it adds up)
+    found: dict[int, Any] = {}  # id(aggregate call) -> what stands for it per customer, if not itself
     for agg in aggregates:
         for node in visitors.iterate(agg):
             name = getattr(node, "name", None)
@@ -244,9 +245,11 @@ def _per_customer(source, window, key, cuts, aggregates, conditions, tables):
                 if distinct and (cuts or name != "count" or len(distinct) > 1 or not _same(distinct[0].element, key)):
                     return None  # one customer counts once in each of its groups: only when those are its segments
                 parts[id(node)] = ("_rows" if str(node) == "count(*)" else f"_a{len(parts)}", name)
+                if distinct:  # the customer's own group: 1 (a distinct count per group costs a hash table each)
+                    found[id(node)] = case((key.is_(None), 0), else_=1)
     calls = {id(n): n for agg in aggregates for n in visitors.iterate(agg) if id(n) in parts}
     inner = [window.label("w"), key.label("_ck"), *(c.label(f"_c{i}") for i, c in enumerate(cuts))]
-    inner += [calls[i].label(column) for i, (column, _) in parts.items() if column != "_rows"]
+    inner += [found.get(i, calls[i]).label(column) for i, (column, _) in parts.items() if column != "_rows"]
     inner.append(func.count().label("_rows"))
     p = (select(*inner).select_from(source).where(*(c for c in conditions if not _reads(customers, [c])))
          .group_by(window, key, *cuts).subquery("p"))
