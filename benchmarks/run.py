@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -75,6 +76,12 @@ PER_CUSTOMER = {"usage_events": 100, "survey_responses": 20, "tickets": 20, "ord
 RATE_TABLES = ("usage_events", "survey_responses", "tickets")
 TARGETS = {"p95_ms": 250.0, "ratio": 1.3, "pandas_speedup": 10.0, "rss_mb": 600.0, "chart_ms": 300.0,
            "ack_s": 3.0, "ack_p99_ms": 100.0, "cached_ms": 10.0, "burst_s": 30.0}
+
+
+def median_ratio(ratios) -> float:
+    """The median of the ratios measured: NaN (no raw figure) where a raw replay failed."""
+    known = [r for r in ratios if not math.isnan(r)]
+    return statistics.median(known) if known else float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -382,7 +389,8 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
                 full.append((t2 - t0) * 1000)
                 sql.append((t1 - t0) * 1000)
                 drawn.append((t2 - t1) * 1000)
-                rw.append((t3 - t2) * 1000)
+                if statements:  # else the replay failed (reported above): no raw figure, no ratio
+                    rw.append((t3 - t2) * 1000)
                 hit.append((t4 - t3) * 1000)
                 if served:
                     pauses.tidy()
@@ -412,8 +420,6 @@ def measure(url: str, today: date, kpis: list[str], repeat: int, settings: Setti
             if roll:
                 row["rollup_p50"], row["rollup_p95"] = pct(roll, 0.5), pct(roll, 0.95)
             # the database work kpibot adds over the same statements on a raw connection (no chart)
-            if not statements:  # the replay failed (reported above): no raw figure, no ratio
-                row["raw_p50"] = row["raw_p95"] = float("nan")
             row["ratio"] = row["answer_p50"] / row["raw_p50"] if row["raw_p50"] else float("nan")
             rows.append(row)
             if case in ("2y-monthly", "by-industry", "last-quarter") and kpi in CHART_KPIS:
@@ -518,7 +524,7 @@ def report(rows, pandas_rows, chart_ms, peak_mb, load, args, e2e=None) -> dict:
     if good:
         worst = max(good, key=lambda r: r["kpibot_p95"])
         over = [r for r in good if r["kpibot_p95"] >= TARGETS["p95_ms"]]
-        ratio = statistics.median([r["ratio"] for r in good if r["ratio"] == r["ratio"]] or [float("nan")])
+        ratio = median_ratio(r["ratio"] for r in good)
         cached = max(r["cached_p95"] for r in good)
         rolled = [r for r in good if "rollup_p95" in r]
         if rolled:
@@ -592,8 +598,8 @@ def markdown(rows, summary, pandas_rows, args, today) -> str:
                     mark = " ⚠" if r["rollup_p95"] >= TARGETS["p95_ms"] else ""
                     cell += f"; rollup {r['rollup_p50']:.0f} / {r['rollup_p95']:.0f}{mark}"
                 cells.append(cell)
-        ratios = [r["ratio"] for r in per.values() if "ratio" in r and r["ratio"] == r["ratio"]]  # not NaN
-        ratio = f"{statistics.median(ratios):.2f}x" if ratios else "–"
+        median = median_ratio(r["ratio"] for r in per.values() if "ratio" in r)
+        ratio = "–" if math.isnan(median) else f"{median:.2f}x"
         speed = summary.get("speedups", {}).get(kpi)
         mode = pandas_rows.get(kpi, {}).get("mode", "")
         vs = f"{speed:.0f}x" + (" (load only)" if mode == "load only" else "") if speed else "–"

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["answering", "install", "installed", "tidy"]
+__all__ = ["answering", "install", "tidy"]
 
 #: the automatic full collection, off: far above any count of partial collections
 NEVER = 1_000_000_000
@@ -49,10 +49,6 @@ def install() -> None:
         gc.collect()  # what is garbage now is not frozen
         gc.freeze()
         gc.set_threshold(first, second, NEVER)
-
-
-def installed() -> bool:
-    return _due is not None
 
 
 def _overdue(times: int) -> bool:

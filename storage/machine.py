@@ -71,12 +71,17 @@ def memory_bytes() -> int | None:
     return physical
 
 
+def _size(env, name: str) -> str | None:
+    """The setting ``name`` if it is a size (``400MB``), else None."""
+    configured = (os.environ if env is None else env).get(name, "").strip()
+    return configured if configured and _SIZE.match(configured) else None
+
+
 def duckdb_memory_limit(env=None) -> str | None:
     """``KPI_DUCKDB_MEMORY`` if it is a size (``400MB``), else a quarter of the memory this
     process may use (at least 256 MB); None when the machine does not say."""
-    env = os.environ if env is None else env
-    configured = env.get("KPI_DUCKDB_MEMORY", "").strip()
-    if configured and _SIZE.match(configured):
+    configured = _size(env, "KPI_DUCKDB_MEMORY")
+    if configured:
         return configured
     total = memory_bytes()
     if total is None:
@@ -91,11 +96,7 @@ def rollup_memory_limit(env=None) -> str | None:
     (2026-12-07, the 30 usage cases, one round each): 64 MB instead of 256 MB lowered the
     peak RSS from 562 to 519 MB, but some answers from the rollup (inactive customers) took
     up to 2.6x as long, so the default stays DuckDB's limit and a tight container sets it."""
-    env = os.environ if env is None else env
-    configured = env.get("KPI_ROLLUP_MEMORY", "").strip()
-    if configured and _SIZE.match(configured):
-        return configured
-    return duckdb_memory_limit(env)
+    return _size(env, "KPI_ROLLUP_MEMORY") or duckdb_memory_limit(env)
 
 
 def duckdb_threads(env=None) -> int:
