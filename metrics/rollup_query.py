@@ -249,13 +249,14 @@ class Plan:
     """How the rollup answers one question: how it reads the rows (``active``: users active in
     each span; ``per_user``: users and core actions; ``core``: core actions; ``inactive``:
     customers without a day in each span), each window's days and UTC bounds, the store's
-    tables, and what the rollup and its customers' copy were built from (``version``)."""
+    tables, the source, and what the rollup and its customers' copy were built from (``version``)."""
 
     kind: str
     spans: list[Span]
     utc: list[tuple[datetime, datetime]]
     store: Engine
     tables: dict[str, Table]
+    source: Engine  # what the rollup was built from: a median reads a bucket of its rows
     version: tuple = ()
 
     def run(self, stmt) -> list[dict[str, Any]]:
@@ -299,22 +300,28 @@ def _kept(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]], dims: 
 
 
 def cells(metric: Metric, plan: Plan, dimension: str | None = None, filters: Sequence[tuple[str, str]] = (),
-          explained_by: Callable[[Sequence[tuple[str, str]]], Sequence[str]] = lambda f: ()) -> dict[Key, Cell]:
+          explained_by: Callable[[Sequence[tuple[str, str]]], Sequence[str]] = lambda f: (),
+          known: dict[str, Any] | None = None) -> dict[Key, Cell]:
     """The KPI's cells, as :func:`metrics.engine.compute` gives them (by ``dimension`` too).
     ``explained_by(filters)``: the dimensions "what moved it" cuts by under those filters;
     without a ``dimension`` or a trend the two windows are cut by each of them (and every pair)
-    in the same statement, kept for the breakdown, :func:`cells_by_each` and the pair asked next."""
+    in the same statement, kept for the breakdown, :func:`cells_by_each` and the pair asked next.
+    ``known``: aggregates of the first window computed apart (its median)."""
     dims = tuple(explained_by(filters))
+
+    def whole(r: dict[str, Any]) -> Cell:  # a window's cell, uncut
+        return _cell(metric, {**r, **known} if known and int(r["w"]) == 0 else r, plan.utc)
+
     # not with a trend: its answers are seldom explained (a 2-year trend's two periods are 2
     # years of rows each, which the cuts would read for nothing); the explanation cuts them then
     if dimension is None and dims and len(plan.spans) == 2 and plan.store.dialect.name != "sqlite":
         rows = plan.run(with_cuts(plan.kind, plan.spans, plan.tables, dims, filters))
         head = [r for r in rows if r["part"]]
         _remember(plan.cut_key(metric, filters, dims), _Cuts(dims, _split(metric, head, dims, plan.utc, 2), head))
-        return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows if not r["part"]}
+        return {(int(r["w"]), None): whole(r) for r in rows if not r["part"]}
     if dimension is None:
         rows = plan.run(statement(plan.kind, plan.spans, plan.tables, (), filters))
-        return {(int(r["w"]), None): _cell(metric, r, plan.utc) for r in rows}
+        return {(int(r["w"]), None): whole(r) for r in rows}
     kept = _kept(metric, plan, filters, dims)
     if kept is not None and dimension in kept.dims:  # the answer's breakdown
         return kept.single[dimension]
@@ -325,6 +332,40 @@ def cells(metric: Metric, plan: Plan, dimension: str | None = None, filters: Seq
             return _pair(metric, kept, dimension, name, value, plan.utc)
     rows = plan.run(statement(plan.kind, plan.spans, plan.tables, (dimension,), filters, grouping_sets=False))
     return {(int(r["w"]), _group(r["grp"])): _cell(metric, r, plan.utc) for r in rows}
+
+
+def median(plan: Plan, value, at, bucket: Callable) -> float | None:
+    """The exact median of ``value`` over the plan's first window, from the source's rows in
+    as few buckets as hold it. The rollup counts rows per day and ``bucket(value)`` (an order-
+    keeping expression), so the ranks of the middle rows, (n-1)//2 and n//2, fall in known
+    buckets with a known count below them; one statement then reads those buckets' rows of the
+    window, in order, from that offset: two rows (one where n is odd), averaged as every
+    database's median averages them. None when the source no longer holds those rows, or the
+    window has none."""
+    lo, hi = plan.spans[0]
+    t = plan.tables["lengths"]
+    counts = plan.run(select(t.c.bucket, func.sum(t.c.sessions).label("n")).where(t.c.day >= lo, t.c.day < hi)
+                      .group_by(t.c.bucket).order_by(t.c.bucket))
+    total = sum(int(r["n"]) for r in counts)
+    if not total:
+        return None
+    first, last = (total - 1) // 2, total // 2
+    below = start = 0
+    low = high = None
+    for r in counts:
+        n = int(r["n"])
+        if low is None and below + n > first:
+            low, start = r["bucket"], below
+        if below + n > last:
+            high = r["bucket"]
+            break
+        below += n
+    ws, we = plan.utc[0]
+    stmt = (select(value).where(at >= ws, at < we, value.is_not(None), bucket(value) >= low, bucket(value) <= high)
+            .order_by(value).limit(last - first + 1).offset(first - start))
+    with database.query(plan.source) as conn:
+        found = [float(v) for v in conn.execute(stmt).scalars()]
+    return (found[0] + found[-1]) / 2 if len(found) == last - first + 1 else None
 
 
 def _pair(metric: Metric, kept: _Cuts, dimension: str, name: str, value: str, utc) -> dict[Key, Cell]:
@@ -375,4 +416,4 @@ def forget() -> None:
         _cuts.clear()
 
 
-__all__ = ["Plan", "cells", "cells_by_each", "forget", "statement", "window_days", "window_segments", "window_totals", "with_cuts"]
+__all__ = ["Plan", "cells", "cells_by_each", "forget", "median", "statement", "window_days", "window_segments", "window_totals", "with_cuts"]

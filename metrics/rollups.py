@@ -25,7 +25,9 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   events makes it stale: the source answers). Served: ``mau``, ``wau``,
   ``core_actions_per_user``, ``core_actions`` (not cut by action: the source answers that),
   ``session_time`` (every mean from the sums of session seconds; the period's exact median,
-  an extra, from the source for that one window) and ``inactive_customers`` (customers
+  an extra, from a per-day count of sessions by 10-second length bucket, which says in which
+  bucket the middle sessions fall and how many are shorter, and then that bucket's events
+  in the source, a few thousand rows, not the period's millions) and ``inactive_customers`` (customers
   without a user-day in the N days before each end, from the customers' copy below), and KPIs
   derived from them.
 * **Cut by customer attributes too.** A breakdown or filter by a customer attribute, and
@@ -129,6 +131,12 @@ daily = Table(  # user-days per day and previous day: a window's distinct users 
     Column("sessions", BigInteger, nullable=False),  # sessions with a length, and their seconds
     Column("session_seconds", Float),
 )
+lengths = Table(  # sessions per day and length bucket: a window's exact median reads one bucket's events
+    "kpibot_session_lengths", meta,
+    Column("day", Date, nullable=False),
+    Column("bucket", BigInteger, nullable=False),  # session_bucket(session_seconds), as the source computes it
+    Column("sessions", BigInteger, nullable=False),
+)
 calendar = Table(  # every built day: windows become (window, day) pairs, equi-joined to the rows
     "kpibot_days", meta,
     Column("day", Date, nullable=False),
@@ -144,6 +152,8 @@ stage = Table(
     Column("session_seconds", Float),
 )
 NAME = "usage_user_days"
+#: Seconds per session-length bucket (:func:`session_bucket`).
+BUCKET_SECONDS = 10
 #: KPI → how it reads the rollup (see :class:`metrics.rollup_query.Plan`) and its look-back in days
 #: (None: the window itself; inactivity reads ``KPI_INACTIVE_DAYS`` per question).
 SERVED: dict[str, tuple[str, int | None]] = {
@@ -238,7 +248,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         conn.rollback()
         if outdated:  # built by an earlier kpibot: kpibot's own tables, built again
             with conn.begin():
-                for table in (user_days, calendar, state, daily):
+                for table in (user_days, calendar, state, daily, lengths):
                     table.drop(conn, checkfirst=True)
         _ready.discard(url)
     meta.create_all(store)
@@ -253,6 +263,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         with database.connect(store, wait=60) as conn, conn.begin():
             conn.execute(delete(user_days))
             conn.execute(delete(daily))
+            conn.execute(delete(lengths))
             conn.execute(delete(calendar))
             conn.execute(delete(state).where(state.c.name == NAME))
         current = None
@@ -281,8 +292,14 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
         .where(ue.c.occurred_at >= _midnight(lo), ue.c.occurred_at < _midnight(hi))
         .group_by(day, ue.c.customer_id, ue.c.user_id)
     )
+    bucket = session_bucket(ue.c.session_seconds).label("bucket")
+    by_length = (select(day, bucket, func.count().label("sessions"))
+                 .where(ue.c.occurred_at >= _midnight(lo), ue.c.occurred_at < _midnight(hi),
+                        ue.c.session_seconds.is_not(None))
+                 .group_by(day, bucket))
     with database.connect(source) as conn:
         found = conn.execute(query).all()
+        counted = conn.execute(by_length).all()
         before = conn.execute(select(func.count()).select_from(ue).where(ue.c.occurred_at < _midnight(hi))).scalar() or 0
     from storage.bulk import insert_rows  # Arrow and pandas: only when a rollup is built
 
@@ -303,6 +320,9 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
         conn.execute(delete(calendar).where(calendar.c.day >= lo))
         conn.execute(insert(calendar), [{"day": lo + timedelta(days=k)} for k in range((hi - lo).days)])
         conn.execute(delete(daily).where(daily.c.day >= lo))
+        conn.execute(delete(lengths).where(lengths.c.day >= lo))
+        insert_rows(conn, lengths, {"day": [_as_date(r.day) for r in counted], "bucket": [int(r.bucket) for r in counted],
+                                    "sessions": [int(r.sessions) for r in counted]})
         conn.execute(insert(user_days).from_select([col.name for col in user_days.c], _with_previous_days(lo)))
         conn.execute(insert(daily).from_select([col.name for col in daily.c], _daily_firsts(lo)))
         conn.execute(delete(stage))
@@ -310,6 +330,14 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
         conn.execute(insert(state).values(name=NAME, source=_label(source), first_day=first_day, built_through=hi,
                                           source_rows=int(before), built_at=datetime.now(UTC).replace(tzinfo=None)))
     return len(found)
+
+
+def session_bucket(seconds):
+    """A session length's bucket, computed by the database that holds it: ``BUCKET_SECONDS``
+    wide, rounded or truncated as that database casts. Only its order matters (a longer session
+    never has a lower bucket), and the median's second statement compares the same expression
+    on the same database, so every database's rounding gives the same median."""
+    return cast(seconds / BUCKET_SECONDS, BigInteger)
 
 
 def _with_previous_days(lo: date) -> Select:
@@ -413,11 +441,12 @@ def is_outdated(source: Engine) -> bool:
 
 
 def _outdated(conn) -> bool:
-    """Whether the store holds a rollup of an earlier layout (without the previous days)."""
+    """Whether the store holds a rollup of an earlier layout (without the previous days, or
+    without the session lengths)."""
     from sqlalchemy import inspect
 
     found = inspect(conn)  # the per-day table came with the previous days: one implies the other
-    return found.has_table(user_days.name) and not found.has_table(daily.name)
+    return found.has_table(user_days.name) and not (found.has_table(daily.name) and found.has_table(lengths.name))
 
 
 def is_fresh(source: Engine, found: Status) -> bool:
@@ -464,7 +493,8 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     # the count is_fresh checks): only the watermark bounds what the rollup can answer
     if found is None or max(hi for _, hi in spans) > found.built_through:
         return None
-    tables = {"user_days": user_days, "daily": daily, "calendar": calendar, "customer_keys": customer_keys}
+    tables = {"user_days": user_days, "daily": daily, "calendar": calendar, "customer_keys": customer_keys,
+              "lengths": lengths}
     version: tuple = (found.first_day, found.built_through, found.source_rows)
     copy = _fresh_customers(engine, settings) if names or kind == "inactive" or len(windows) >= 2 else None
     if copy is not None:
@@ -474,7 +504,7 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
         return None
     from metrics.rollup_query import Plan
 
-    return Plan(kind, spans, utc, _store(url), tables, version)
+    return Plan(kind, spans, utc, _store(url), tables, engine, version)
 
 
 def _explained_by(metric: Metric, plan: Plan, filters: Sequence[tuple[str, str]]) -> tuple[str, ...]:
@@ -524,18 +554,32 @@ def serve(
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
 
     def answer(plan: Plan) -> dict:
-        cells = rollup_query.cells(metric, plan, dimension, filters, lambda fixed: _explained_by(metric, plan, fixed))
-        if plan.kind == "session" and dimension is None and (0, None) in cells:
-            _with_median(cells, metric, windows, settings, engine, filters)
+        # the period's median session (an extra: one window; the trend and the cuts have none)
+        median = plan.kind == "session" and dimension is None
+        known = _median(plan) if median and not filters else {}
+        cells = rollup_query.cells(metric, plan, dimension, filters, lambda fixed: _explained_by(metric, plan, fixed),
+                                   known)
+        if median and not known and (0, None) in cells:
+            _source_median(cells, metric, windows, settings, engine, filters)
         return cells
 
     return _serving(metric, answer, lambda: _plan(metric, windows, settings, engine, names), engine)
 
 
-def _with_median(cells: dict, metric: Metric, windows: Sequence[tuple[date, date]], settings: Settings,
-                 engine: Engine, filters: Sequence[tuple[str, str]]) -> None:
-    """The period's exact median (an extra of the answer) from the source: the rollup's sums
-    give every mean, but a median needs the events. One window: the trend and the cuts have none."""
+def _median(plan: Plan) -> dict[str, Any]:
+    """The period's exact median session length in seconds, as the source computes it, from
+    the bucket counts and that bucket's events (:func:`metrics.rollup_query.median`); empty
+    when the source no longer holds those events (then :func:`_source_median` gives it)."""
+    from metrics import rollup_query
+
+    found = rollup_query.median(plan, usage_events.c.session_seconds, usage_events.c.occurred_at, session_bucket)
+    return {} if found is None else {"median": found}
+
+
+def _source_median(cells: dict, metric: Metric, windows: Sequence[tuple[date, date]], settings: Settings,
+                   engine: Engine, filters: Sequence[tuple[str, str]]) -> None:
+    """The period's median from all of its events in the source: for a period filtered by
+    customer attributes (the bucket counts are not per customer)."""
     from metrics.engine import _compute
 
     found = _compute(metric, windows[:1], settings, engine, None, filters).get((0, None))

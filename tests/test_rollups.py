@@ -105,8 +105,40 @@ def test_rollup_answers_equal_source_answers(company, monkeypatch):
                 assert served.value == hand[(kpi, period)], text
     wau, _ = rollup_answer(company, "wau last-quarter")
     assert wau.extras["customers"] == 2
-    session, sent = rollup_answer(company, "session_time last-quarter")  # its median from the source: 300 s
+    session, sent = rollup_answer(company, "session_time last-quarter")  # its median: 300 s
     assert session.extras["median"] == 5.0 and session.extras["sessions"] == 7 and any(rolled(s) for s in sent)
+
+
+# (day, session seconds) after the fixture's last event (Oct 1): the 10-second buckets of the
+# two middle sessions of Oct 2-3 differ (14.5 s, 25 s); Oct 4's middle two tie (20 s)
+LENGTHS = [("2026-10-02T08:00", 47.0), ("2026-10-02T09:00", 5.0), ("2026-10-02T23:59", 14.5),
+           ("2026-10-03T00:00", 25.0), ("2026-10-03T10:00", 12.0), ("2026-10-03T11:00", 31.0),
+           ("2026-10-04T10:00", 20.0), ("2026-10-04T11:00", 21.0), ("2026-10-04T12:00", 20.0),
+           ("2026-10-04T13:00", 3.0), ("2026-10-04T14:00", None)]
+
+
+@pytest.mark.parametrize(("period", "sessions", "median"), [
+    ("2026-10-02 to 2026-10-03", 6, (14.5 + 25) / 2),  # 5, 12, 14.5 | 25, 31, 47
+    ("2026-10-02 to 2026-10-02", 3, 14.5),  # 5, 14.5, 47
+    ("2026-10-04 to 2026-10-04", 4, 20.0),  # 3, 20, 20, 21
+    ("2026-10-02 to 2026-10-04", 10, 20.0),  # 3, 5, 12, 14.5, 20 | 20, 21, 25, 31, 47
+])
+def test_the_median_session_reads_only_the_bucket_it_falls_in(company, monkeypatch, period, sessions, median):
+    engine = database.get_engine(company)
+    with engine.begin() as conn:
+        conn.execute(insert(usage_events), [{"customer_id": "k1", "user_id": "u1", "occurred_at": dt(at),
+                                             "action": "report", "is_core": False, "session_seconds": secs}
+                                            for at, secs in LENGTHS])
+    assert rollups.refresh(engine) is not None
+    text = f"session_time {period}"
+    source = source_answer(company, text, monkeypatch)
+    with sent_statements(engine) as from_source:
+        served, sent = rollup_answer(company, text)
+    assert any(rolled(s) for s in sent) and same(served, source)
+    assert served.extras["sessions"] == sessions and served.extras["median"] == pytest.approx(median / 60)
+    # the session lengths read: none for the mean, one statement for the median, no median() over them all
+    events = [s for s in from_source if "session_seconds" in s]
+    assert len(events) == 1 and "median" not in events[0].lower() and "LIMIT" in events[0].upper()
 
 
 CUTS = ("by region last-quarter", "by industry last-quarter", "by plan 2026-Q3", "by size_band 2026-09",
@@ -305,13 +337,14 @@ def test_status_says_whether_the_customers_copy_is_used(company, capsys):
         in capsys.readouterr().out
 
 
-def test_a_rollup_of_an_earlier_layout_is_not_used_until_built_again(company, capsys):
+@pytest.mark.parametrize("missing", ["daily", "lengths"])  # as earlier kpibots left it: without previous days,
+def test_a_rollup_of_an_earlier_layout_is_not_used_until_built_again(company, capsys, missing):  # or session lengths
     from bot import cli
 
     engine = database.get_engine(company)
     assert cli.main(["--url", company, "rollups", "refresh"]) == 0
     with rollups._store(rollups.store_url(engine)).begin() as conn:
-        rollups.daily.drop(conn)  # as an earlier kpibot left it: user-days without previous days
+        getattr(rollups, missing).drop(conn)
     rollups.dispose()  # a new process
     capsys.readouterr()
     assert cli.main(["--url", company, "rollups", "status"]) == 0
