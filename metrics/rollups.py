@@ -137,6 +137,31 @@ lengths = Table(  # sessions per day and length bucket: a window's exact median 
     Column("bucket", BigInteger, nullable=False),  # session_bucket(session_seconds), as the source computes it
     Column("sessions", BigInteger, nullable=False),
 )
+actions = Table(  # feature adoption: a customer's day of an action, with that pair's previous day of use
+    "kpibot_customer_actions", meta,
+    Column("day", Date, nullable=False),
+    Column("customer_key", Integer, nullable=False),
+    Column("action", String, nullable=False),  # a missing action: rollup_adoption.NULL_ACTION
+    Column("prev_day", Date),
+)
+day_actions = Table(  # the actions of each day: a window's actions seen in a few rows a day
+    "kpibot_day_actions", meta,
+    Column("day", Date, nullable=False),
+    Column("action", String, nullable=False),
+)
+daily_pairs = Table(  # pairs per day, action and previous day: a window's used pairs in a few rows a day
+    "kpibot_daily_pairs", meta,
+    Column("day", Date, nullable=False),
+    Column("action", String, nullable=False),
+    Column("prev_day", Date),
+    Column("pairs", BigInteger, nullable=False),
+)
+action_stage = Table(
+    "kpibot_customer_actions_stage", meta,
+    Column("day", Date, nullable=False),
+    Column("customer_id", String, nullable=False),
+    Column("action", String, nullable=False),
+)
 calendar = Table(  # every built day: windows become (window, day) pairs, equi-joined to the rows
     "kpibot_days", meta,
     Column("day", Date, nullable=False),
@@ -163,6 +188,7 @@ SERVED: dict[str, tuple[str, int | None]] = {
     "core_actions": ("core", None),
     "session_time": ("session", None),
     "inactive_customers": ("inactive", None),
+    "feature_adoption": ("adoption", None),
 }
 
 
@@ -248,7 +274,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         conn.rollback()
         if outdated:  # built by an earlier kpibot: kpibot's own tables, built again
             with conn.begin():
-                for table in (user_days, calendar, state, daily, lengths):
+                for table in (user_days, calendar, state, daily, lengths, actions, day_actions, daily_pairs):
                     table.drop(conn, checkfirst=True)
         _ready.discard(url)
     meta.create_all(store)
@@ -264,6 +290,9 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
             conn.execute(delete(user_days))
             conn.execute(delete(daily))
             conn.execute(delete(lengths))
+            conn.execute(delete(actions))
+            conn.execute(delete(day_actions))
+            conn.execute(delete(daily_pairs))
             conn.execute(delete(calendar))
             conn.execute(delete(state).where(state.c.name == NAME))
         current = None
@@ -297,9 +326,16 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
                  .where(ue.c.occurred_at >= _midnight(lo), ue.c.occurred_at < _midnight(hi),
                         ue.c.session_seconds.is_not(None))
                  .group_by(day, bucket))
+    from metrics.rollup_adoption import NULL_ACTION
+
+    action = func.coalesce(ue.c.action, NULL_ACTION).label("action")
+    by_action = (select(day, ue.c.customer_id, action)
+                 .where(ue.c.occurred_at >= _midnight(lo), ue.c.occurred_at < _midnight(hi))
+                 .group_by(day, ue.c.customer_id, action))
     with database.connect(source) as conn:
         found = conn.execute(query).all()
         counted = conn.execute(by_length).all()
+        used = conn.execute(by_action).all()
         before = conn.execute(select(func.count()).select_from(ue).where(ue.c.occurred_at < _midnight(hi))).scalar() or 0
     from storage.bulk import insert_rows  # Arrow and pandas: only when a rollup is built
 
@@ -321,6 +357,19 @@ def _chunk(source: Engine, store: Engine, first_day: date, lo: date, hi: date) -
         conn.execute(insert(calendar), [{"day": lo + timedelta(days=k)} for k in range((hi - lo).days)])
         conn.execute(delete(daily).where(daily.c.day >= lo))
         conn.execute(delete(lengths).where(lengths.c.day >= lo))
+        conn.execute(delete(action_stage))
+        insert_rows(conn, action_stage, {"day": [_as_date(r.day) for r in used], "customer_id": [r.customer_id for r in used],
+                                         "action": [r.action for r in used]})
+        conn.execute(delete(actions).where(actions.c.day >= lo))
+        conn.execute(delete(day_actions).where(day_actions.c.day >= lo))
+        conn.execute(insert(actions).from_select([col.name for col in actions.c], _with_previous_pairs(lo)))
+        conn.execute(insert(day_actions).from_select(["day", "action"], select(action_stage.c.day, action_stage.c.action)
+                                                                            .distinct()))
+        conn.execute(delete(action_stage))
+        conn.execute(delete(daily_pairs).where(daily_pairs.c.day >= lo))
+        conn.execute(insert(daily_pairs).from_select(["day", "action", "prev_day", "pairs"], select(
+            actions.c.day, actions.c.action, actions.c.prev_day, func.count()).where(actions.c.day >= lo)
+            .group_by(actions.c.day, actions.c.action, actions.c.prev_day)))
         insert_rows(conn, lengths, {"day": [_as_date(r.day) for r in counted], "bucket": [int(r.bucket) for r in counted],
                                     "sessions": [int(r.sessions) for r in counted]})
         conn.execute(insert(user_days).from_select([col.name for col in user_days.c], _with_previous_days(lo)))
@@ -369,6 +418,23 @@ def _with_previous_days(lo: date) -> Select:
             .select_from(new.join(users, and_(users.c.user_key == new.c.user_key, users.c.day == new.c.day,
                                               users.c.staged == 1))
                          .outerjoin(customers, designated)))
+
+
+def _with_previous_pairs(lo: date) -> Select:
+    """The staged (day, customer, action) rows, each with that pair's previous day of use: from
+    the staged days and, before them, the pair's last built day before ``lo``."""
+    s, c, a = action_stage, customer_keys, actions
+    new = (select(s.c.day, c.c.customer_key, s.c.action)
+           .select_from(s.join(c, c.c.customer_id == s.c.customer_id)).cte("new_pairs"))
+    known = select(new.c.customer_key, new.c.action).distinct().subquery("staged_pairs")
+    last = (select(a.c.customer_key, a.c.action, func.max(a.c.day).label("day"), literal(0, Integer).label("staged"))
+            .select_from(a.join(known, and_(known.c.customer_key == a.c.customer_key, known.c.action == a.c.action)))
+            .where(a.c.day < lo).group_by(a.c.customer_key, a.c.action))
+    seq = union_all(select(new.c.customer_key, new.c.action, new.c.day, literal(1, Integer).label("staged")), last).subquery("pair_seq")
+    prev = func.lag(seq.c.day).over(partition_by=(seq.c.customer_key, seq.c.action), order_by=seq.c.day)
+    ordered = select(seq.c.day, seq.c.customer_key, seq.c.action, seq.c.staged, prev.label("prev_day")).subquery("pair_prev")
+    return (select(ordered.c.day, ordered.c.customer_key, ordered.c.action, ordered.c.prev_day)
+            .where(ordered.c.staged == 1))
 
 
 def _daily_firsts(lo: date) -> Select:
@@ -442,11 +508,11 @@ def is_outdated(source: Engine) -> bool:
 
 def _outdated(conn) -> bool:
     """Whether the store holds a rollup of an earlier layout (without the previous days, or
-    without the session lengths)."""
+    without the session lengths, or without the customers' actions)."""
     from sqlalchemy import inspect
 
     found = inspect(conn)  # the per-day table came with the previous days: one implies the other
-    return found.has_table(user_days.name) and not (found.has_table(daily.name) and found.has_table(lengths.name))
+    return found.has_table(user_days.name) and not all(found.has_table(t.name) for t in (daily, lengths, daily_pairs))
 
 
 def is_fresh(source: Engine, found: Status) -> bool:
@@ -472,6 +538,8 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     days inside its watermark, a cut by something other than customer attributes, or a
     rollup (or customer copy) that no longer matches the source."""
     how = SERVED.get(metric.id)
+    if how is not None and how[0] == "adoption":  # the rollup holds the action: a cut of its own
+        names = [n for n in names if n != "action"]
     if how is None or not windows or not enabled() or any(n in metric.dimensions for n in names):
         return None
     url = store_url(engine)
@@ -494,9 +562,10 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     if found is None or max(hi for _, hi in spans) > found.built_through:
         return None
     tables = {"user_days": user_days, "daily": daily, "calendar": calendar, "customer_keys": customer_keys,
-              "lengths": lengths}
+              "lengths": lengths, "actions": actions, "day_actions": day_actions, "daily_pairs": daily_pairs}
     version: tuple = (found.first_day, found.built_through, found.source_rows)
-    copy = _fresh_customers(engine, settings) if names or kind == "inactive" or len(windows) >= 2 else None
+    copy = _fresh_customers(engine, settings) if names or kind == "inactive" or (len(windows) >= 2 and kind != "adoption") \
+        else None
     if copy is not None:
         tables["attrs"] = rollup_customers.table(copy.dimensions)
         version += (copy.fingerprint,)
@@ -554,6 +623,10 @@ def serve(
     names = [n for n in (dimension, *(name for name, _ in filters)) if n]
 
     def answer(plan: Plan) -> dict:
+        if plan.kind == "adoption":
+            from metrics import rollup_adoption
+
+            return rollup_adoption.cells(metric, plan, "action", dimension, filters)
         # the period's median session (an extra: one window; the trend and the cuts have none)
         median = plan.kind == "session" and dimension is None
         known = _median(plan) if median and not filters else {}
@@ -603,8 +676,15 @@ def serve_each(
     names = [*dimensions, *(name for name, _ in filters)]
     if not dimensions:
         return None
-    return _serving(metric, lambda p: rollup_query.cells_by_each(metric, p, dimensions, filters),
-                    lambda: _plan(metric, windows, settings, engine, names), engine)
+    def answer(plan: Plan) -> dict[str, dict]:
+        if plan.kind == "adoption":
+            from metrics import rollup_adoption
+
+            found = rollup_adoption.cells_by_each(metric, plan, "action", dimensions, filters)
+            return {d: found[d] for d in dimensions}
+        return rollup_query.cells_by_each(metric, plan, dimensions, filters)
+
+    return _serving(metric, answer, lambda: _plan(metric, windows, settings, engine, names), engine)
 
 
 def _remembered(key: tuple, ttl: float | None, check: Callable[[], bool]) -> bool:

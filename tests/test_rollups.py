@@ -52,8 +52,9 @@ def company(db_url, monkeypatch, tmp_path):
 
 
 def rolled(statement: str) -> bool:
-    """Whether a statement reads the rollup (its user-days or its per-day table)."""
-    return "kpibot_user_days" in statement or "kpibot_daily_firsts" in statement
+    """Whether a statement reads the rollup (its user-days, its customers' actions, or their per-day tables)."""
+    return any(t in statement for t in ("kpibot_user_days", "kpibot_daily_firsts", "kpibot_customer_actions",
+                                        "kpibot_daily_pairs"))
 
 
 def store_reads(url):
@@ -251,6 +252,38 @@ def test_what_moved_core_actions_cuts_by_action_at_the_source_and_by_attributes_
     assert any("GROUPING SETS" in s.upper() for s in sent if rolled(s))  # the attributes: in the rollup
 
 
+ADOPTION = ("by action last-quarter", "last-quarter where action=REPORT", "by industry last-quarter where action=export",
+            "by action last-quarter where region=EMEA", "by action monthly 2026-Q2 to 2026-Q3",
+            "by plan 2026-Q3 where action=dashboard", "monthly 2026-Q2 to 2026-Q3 where region=na")
+
+
+def test_feature_adoption_comes_from_the_customers_actions(company, monkeypatch):
+    """By hand, 2026-Q3: customers k1-k5 active (5), actions report, export and dashboard seen
+    (3): 15 pairs, 7 used (k1 report and export, k2 report and export, k3 report, k4 dashboard,
+    k5 report), 46.7%; by action: report 4 of 5, export 2 of 5, dashboard 1 of 5; in EMEA (k1,
+    k3, k5): 9 pairs, 4 used. Cut by action and filtered on it too, as the source says, without
+    grouping an event."""
+    engine = database.get_engine(company)
+    rollups.refresh(engine)
+    source_answer(company, "feature_adoption last-quarter where region=EMEA", monkeypatch)  # reads the values filtered on
+    with source_groupings(company, "usage_events") as events_read:
+        served, sent = rollup_answer(company, "feature_adoption last-quarter")
+        by_action, _ = rollup_answer(company, "feature_adoption by action last-quarter")
+        emea, _ = rollup_answer(company, "feature_adoption last-quarter where region=EMEA")
+    assert not events_read and any("kpibot_daily_pairs" in s for s in sent)
+    assert served.value == pytest.approx(7 / 15 * 100) and served.extras["pairs"] == 15
+    assert {g.group: g.value for g in by_action.breakdown} == {
+        "report": pytest.approx(80), "export": pytest.approx(40), "dashboard": pytest.approx(20)}
+    assert emea.value == pytest.approx(4 / 9 * 100)
+    for question in ADOPTION:
+        text = f"feature_adoption {question}"
+        source = source_answer(company, text, monkeypatch)
+        with source_groupings(company, "usage_events") as events_read:
+            served, sent = rollup_answer(company, text)
+        assert not events_read and any(rolled(s) for s in sent), text
+        assert same(served, source) and breakdown(served) == breakdown(source), text
+
+
 def test_explanations_equal_the_source_s(company, monkeypatch):
     rollups.refresh(database.get_engine(company))
     explained = 0
@@ -289,8 +322,9 @@ def test_cuts_kept_from_the_answer_equal_the_source_s(company, monkeypatch):
         return {k: (c.value, c.n, {e: v for e, v in (c.extras or {}).items() if e != "median"}, c.rows)
                 for k, c in compute(metric, windows, settings, engine, dimension, filters).items()}
 
-    # core_actions is also cut by action, which the rollup does not hold: its answer keeps no cuts
-    for kpi in (k for k in rollups.SERVED if k != "core_actions"):
+    # core_actions is also cut by action, which the user-days do not hold: its answer keeps no
+    # cuts; nor does feature_adoption's (its cuts are statements of their own: rollup_adoption)
+    for kpi in (k for k in rollups.SERVED if k not in ("core_actions", "feature_adoption")):
         metric = CATALOGUE[kpi]
         for dimension, filters in (("plan", (("size_band", "enterprise"),)), ("region", (("industry", "RETAIL"),)),
                                    ("industry", ()), ("acquisition_channel", (("plan", "Starter"),))):
