@@ -27,9 +27,10 @@ embedded DuckDB file beside the metrics database (``<name>.rollups.duckdb``), or
   ``session_time`` (every mean from the sums of session seconds; the period's exact median,
   an extra, from a per-day count of sessions by 10-second length bucket, which says in which
   bucket the middle sessions fall and how many are shorter, and then that bucket's events
-  in the source, a few thousand rows, not the period's millions) and ``inactive_customers`` (customers
-  without a user-day in the N days before each end, from the customers' copy below), and KPIs
-  derived from them.
+  in the source, tens of thousands of rows, not the period's millions), ``inactive_customers`` (customers
+  without a user-day in the N days before each end, from the customers' copy below),
+  ``feature_adoption`` (from one row per day, customer and action with that pair's previous
+  day, and per-day tables of them: :mod:`metrics.rollup_adoption`), and KPIs derived from them.
 * **Cut by customer attributes too.** A breakdown or filter by a customer attribute, and
   "what moved it" (:func:`serve_each`: every attribute in one statement), join the rollup's
   customer keys to a copy of the customers' attributes in the store
