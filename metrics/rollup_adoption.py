@@ -55,8 +55,9 @@ def _items(plan: Plan) -> dict[int, list[Any]]:
 
 
 def _rows(plan: Plan, wanted: list[str], by_action: bool = False):
-    """The windows' rows of (day, customer, action), with ``used``: 1 on a pair's first day in
-    its window (of an action filtered on), and ``first`` (by ``by_action``: those rows only)."""
+    """``(window days, the pairs' table, used, where, (first day, end))`` for a statement over
+    the windows' (day, customer, action) rows: ``used`` is true on a pair's first day in its
+    window, and of an action filtered on (``by_action``: those are kept by ``where`` instead)."""
     pairs = window_days(plan.spans, plan.tables["calendar"])
     a = plan.tables["actions"]
     lo, hi = min(s for s, _ in plan.spans), max(e for _, e in plan.spans)
@@ -128,12 +129,9 @@ def _by_action(plan: Plan, wanted: list[str], theirs: list[tuple[str, str]]) -> 
     pairs, a, first, chosen, (lo, hi) = _rows(plan, wanted, by_action=True)
     stmt = (select(pairs.c.w, a.c.action, func.sum(case((first, 1), else_=0)).label("used"))
             .where(a.c.day >= lo, a.c.day < hi, *chosen))
-    joined = a.join(pairs, pairs.c.day == a.c.day)
-    if theirs:
-        keyed = _attributes(plan.tables, [], theirs)
-        joined = joined.join(keyed, keyed.c.customer_key == a.c.customer_key)
-        stmt = stmt.where(*_matches(keyed.c, theirs))
-    rows = plan.run(stmt.select_from(joined).group_by(pairs.c.w, a.c.action))
+    keyed = _attributes(plan.tables, [], theirs)
+    joined = a.join(pairs, pairs.c.day == a.c.day).join(keyed, keyed.c.customer_key == a.c.customer_key)
+    rows = plan.run(stmt.select_from(joined).where(*_matches(keyed.c, theirs)).group_by(pairs.c.w, a.c.action))
     return {(int(r["w"]), _action(r["action"])): int(r["used"] or 0) for r in rows}
 
 
