@@ -29,6 +29,8 @@ from metrics.engine import MAX_SEGMENTS, Cell, Key, _group
 from metrics.rollup_query import Plan, _attributes, _cell, _first, _matches, window_days
 from metrics.spec import Metric
 
+#: The KPI's own column the rollup holds (its pairs' item), besides the customers' attributes.
+ITEM = "action"
 #: How a missing action is stored (a key column cannot be compared as NULL); read back as None.
 NULL_ACTION = "\x01"
 
@@ -37,9 +39,9 @@ def _action(value: Any) -> Any:
     return None if value == NULL_ACTION else value
 
 
-def _own(filters: Sequence[tuple[str, str]], item: str) -> tuple[list[tuple[str, str]], list[str]]:
+def _own(filters: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
     """The customers' filters, and the values the action is filtered on (lower-cased)."""
-    return [(n, v) for n, v in filters if n != item], [v.lower() for n, v in filters if n == item]
+    return [(n, v) for n, v in filters if n != ITEM], [v.lower() for n, v in filters if n == ITEM]
 
 
 def _items(plan: Plan) -> dict[int, list[Any]]:
@@ -54,16 +56,14 @@ def _items(plan: Plan) -> dict[int, list[Any]]:
     return out
 
 
-def _rows(plan: Plan, wanted: list[str], by_action: bool = False):
-    """``(window days, the pairs' table, used, where, (first day, end))`` for a statement over
-    the windows' (day, customer, action) rows: ``used`` is true on a pair's first day in its
-    window, and of an action filtered on (``by_action``: those are kept by ``where`` instead)."""
-    pairs = window_days(plan.spans, plan.tables["calendar"])
-    a = plan.tables["actions"]
-    lo, hi = min(s for s, _ in plan.spans), max(e for _, e in plan.spans)
-    first = _first(a.c.prev_day, pairs.c.lo)
-    chosen = [func.lower(a.c.action).in_(wanted)] if wanted else []
-    return pairs, a, (first if by_action else and_(first, *chosen)), (chosen if by_action else []), (lo, hi)
+def _within(plan: Plan, table) -> list:
+    """The rows of the windows' days only (a filter on the table itself, which prunes its scan)."""
+    return [table.c.day >= min(lo for lo, _ in plan.spans), table.c.day < max(hi for _, hi in plan.spans)]
+
+
+def _chosen(column, wanted: list[str]) -> list:
+    """The condition that ``column`` is an action filtered on (none without a filter)."""
+    return [func.lower(column).in_(wanted)] if wanted else []
 
 
 def _customers(plan: Plan, wanted: list[str], theirs: list[tuple[str, str]], dims: Sequence[str]) -> list[dict[str, Any]]:
@@ -73,9 +73,11 @@ def _customers(plan: Plan, wanted: list[str], theirs: list[tuple[str, str]], dim
     a dimension where the store has none: SQLite). Each row says its dimension (``dim``)."""
     if not dims and not theirs:
         return _totals(plan, wanted)
-    pairs, a, first, _, (lo, hi) = _rows(plan, wanted)
-    per = (select(pairs.c.w, a.c.customer_key, func.sum(case((first, 1), else_=0)).label("used"))
-           .select_from(a.join(pairs, pairs.c.day == a.c.day)).where(a.c.day >= lo, a.c.day < hi)
+    pairs = window_days(plan.spans, plan.tables["calendar"])
+    a = plan.tables["actions"]
+    used = and_(_first(a.c.prev_day, pairs.c.lo), *_chosen(a.c.action, wanted))
+    per = (select(pairs.c.w, a.c.customer_key, func.sum(case((used, 1), else_=0)).label("used"))
+           .select_from(a.join(pairs, pairs.c.day == a.c.day)).where(*_within(plan, a))
            .group_by(pairs.c.w, a.c.customer_key).subquery("customer_pairs"))
     measures = [func.count().label("customers"), func.sum(per.c.used).label("used")]
     keyed = _attributes(plan.tables, dims, theirs)
@@ -111,7 +113,7 @@ def _totals(plan: Plan, wanted: list[str]) -> list[dict[str, Any]]:
     used = {int(r["w"]): int(r["used"] or 0) for r in plan.run(
         select(pairs.c.w, func.sum(case((_first(t.c.prev_day, pairs.c.lo), t.c.pairs), else_=0)).label("used"))
         .select_from(t.join(pairs, pairs.c.day == t.c.day))
-        .where(*([func.lower(t.c.action).in_(wanted)] if wanted else [])).group_by(pairs.c.w))}
+        .where(*_chosen(t.c.action, wanted)).group_by(pairs.c.w))}
     return [{"w": r["w"], "customers": r["customers"], "used": used.get(int(r["w"]), 0), "dim": None}
             for r in customers if r["customers"]]
 
@@ -119,38 +121,38 @@ def _totals(plan: Plan, wanted: list[str]) -> list[dict[str, Any]]:
 def _by_action(plan: Plan, wanted: list[str], theirs: list[tuple[str, str]]) -> dict[tuple[int, Any], int]:
     """Per window and action: the pairs used (by the customers filtered on; by all from the
     per-day table of pairs)."""
-    if not theirs:
-        pairs = window_days(plan.spans, plan.tables["calendar"])
+    pairs = window_days(plan.spans, plan.tables["calendar"])
+    if theirs:  # the pairs' rows of the customers filtered on, one each
+        t = plan.tables["actions"]
+        keyed = _attributes(plan.tables, [], theirs)
+        count: Any = 1
+        source = t.join(pairs, pairs.c.day == t.c.day).join(keyed, keyed.c.customer_key == t.c.customer_key)
+        where = [*_within(plan, t), *_matches(keyed.c, theirs)]
+    else:  # the per-day table of pairs
         t = plan.tables["daily_pairs"]
-        rows = plan.run(select(pairs.c.w, t.c.action, func.sum(case((_first(t.c.prev_day, pairs.c.lo), t.c.pairs), else_=0))
-                               .label("used")).select_from(t.join(pairs, pairs.c.day == t.c.day))
-                        .where(*([func.lower(t.c.action).in_(wanted)] if wanted else [])).group_by(pairs.c.w, t.c.action))
-        return {(int(r["w"]), _action(r["action"])): int(r["used"] or 0) for r in rows}
-    pairs, a, first, chosen, (lo, hi) = _rows(plan, wanted, by_action=True)
-    stmt = (select(pairs.c.w, a.c.action, func.sum(case((first, 1), else_=0)).label("used"))
-            .where(a.c.day >= lo, a.c.day < hi, *chosen))
-    keyed = _attributes(plan.tables, [], theirs)
-    joined = a.join(pairs, pairs.c.day == a.c.day).join(keyed, keyed.c.customer_key == a.c.customer_key)
-    rows = plan.run(stmt.select_from(joined).where(*_matches(keyed.c, theirs)).group_by(pairs.c.w, a.c.action))
+        source, where, count = t.join(pairs, pairs.c.day == t.c.day), [], t.c.pairs
+    used = func.sum(case((_first(t.c.prev_day, pairs.c.lo), count), else_=0)).label("used")
+    rows = plan.run(select(pairs.c.w, t.c.action, used).select_from(source).where(*where, *_chosen(t.c.action, wanted))
+                    .group_by(pairs.c.w, t.c.action))
     return {(int(r["w"]), _action(r["action"])): int(r["used"] or 0) for r in rows}
 
 
-def cells(metric: Metric, plan: Plan, item: str, dimension: str | None = None,
+def cells(metric: Metric, plan: Plan, dimension: str | None = None,
           filters: Sequence[tuple[str, str]] = ()) -> dict[Key, Cell]:
-    """The KPI's cells (by ``dimension``: the action ``item`` or a customer attribute), as
+    """The KPI's cells (by ``dimension``: the action or a customer attribute), as
     :func:`metrics.engine.compute` gives them from the source."""
-    return cells_by_each(metric, plan, item, [dimension], filters)[dimension]
+    return cells_by_each(metric, plan, [dimension], filters)[dimension]
 
 
-def cells_by_each(metric: Metric, plan: Plan, item: str, dimensions: Sequence[str | None],
+def cells_by_each(metric: Metric, plan: Plan, dimensions: Sequence[str | None],
                   filters: Sequence[tuple[str, str]] = ()) -> dict[str | None, dict[Key, Cell]]:
     """Per dimension (None: uncut), the cells :func:`cells` gives for it, in two to three
     statements for them all (the actions seen; the customers, cut by every attribute; the
     pairs used per action), "what moved it" included."""
-    theirs, wanted = _own(filters, item)
+    theirs, wanted = _own(filters)
     items = _items(plan)
     seen = {w: [i for i in found if not wanted or (i is not None and i.lower() in wanted)] for w, found in items.items()}
-    attrs = [d for d in dimensions if d is not None and d != item]
+    attrs = [d for d in dimensions if d is not None and d != ITEM]
     found: dict[str | None, list[dict[str, Any]]] = {d: [] for d in dimensions}
     customers = _customers(plan, wanted, theirs, attrs)
     for r in customers:
@@ -158,13 +160,13 @@ def cells_by_each(metric: Metric, plan: Plan, item: str, dimensions: Sequence[st
             w = int(r["w"])
             n, u = int(r["customers"]) * len(seen.get(w, ())), int(r["used"] or 0)
             found[r["dim"]].append({"w": w, "grp": r.get("grp"), "pairs": n, "used": u, "_rows": n + u})
-    if item in dimensions:
+    if ITEM in dimensions:
         active = {int(r["w"]): int(r["customers"]) for r in customers if r["dim"] is None}
         used = _by_action(plan, wanted, theirs)
         for w, actions in seen.items():
             for action in actions:
                 n, u = active.get(w, 0), used.get((w, action), 0)
-                found[item].append({"w": w, "grp": action, "pairs": n, "used": u, "_rows": n + u})
+                found[ITEM].append({"w": w, "grp": action, "pairs": n, "used": u, "_rows": n + u})
     out: dict[str | None, dict[Key, Cell]] = {}
     for d, rows in found.items():
         rows = [r for r in rows if r["_rows"]]  # the source has no row for a window or segment without a pair
@@ -176,4 +178,4 @@ def cells_by_each(metric: Metric, plan: Plan, item: str, dimensions: Sequence[st
     return out
 
 
-__all__ = ["NULL_ACTION", "cells", "cells_by_each"]
+__all__ = ["ITEM", "NULL_ACTION", "cells", "cells_by_each"]

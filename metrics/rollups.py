@@ -398,11 +398,7 @@ def _with_previous_days(lo: date) -> Select:
            .select_from(s.join(k, and_(k.c.customer_id == s.c.customer_id, k.c.user_id == s.c.user_id))
                         .join(c, c.c.customer_id == s.c.customer_id)).cte("new_days"))
     earlier = d.c.day < lo
-    user_last = (select(d.c.user_key, func.max(d.c.day).label("day"), literal(0, Integer).label("staged"))
-                 .where(earlier, d.c.user_key.in_(select(new.c.user_key))).group_by(d.c.user_key))
-    u = union_all(select(new.c.user_key, new.c.day, literal(1, Integer).label("staged")), user_last).subquery("user_seq")
-    users = select(u.c.user_key, u.c.day, u.c.staged,
-                   func.lag(u.c.day).over(partition_by=u.c.user_key, order_by=u.c.day).label("prev_day")).subquery("user_prev")
+    users = _previous(new, d, ("user_key",), lo, "user")
     firsts = (select(new.c.customer_key, new.c.day, func.min(new.c.user_key).label("user_key"))
               .group_by(new.c.customer_key, new.c.day))
     customer_last = (select(d.c.customer_key, func.max(d.c.day).label("day"), cast(null(), Integer).label("user_key"))
@@ -421,21 +417,27 @@ def _with_previous_days(lo: date) -> Select:
                          .outerjoin(customers, designated)))
 
 
+def _previous(new, built: Table, keys: Sequence[str], lo: date, name: str):
+    """``new``'s staged rows (``staged`` 1) and, before them, each of their keys' last day in
+    ``built`` before ``lo``, each with its key's previous day of use (``prev_day``)."""
+    known = select(*(new.c[k] for k in keys)).distinct().subquery(f"{name}_keys")
+    last = (select(*(built.c[k] for k in keys), func.max(built.c.day).label("day"), literal(0, Integer).label("staged"))
+            .select_from(built.join(known, and_(*(known.c[k] == built.c[k] for k in keys))))
+            .where(built.c.day < lo).group_by(*(built.c[k] for k in keys)))
+    seq = union_all(select(*(new.c[k] for k in keys), new.c.day, literal(1, Integer).label("staged")), last
+                    ).subquery(f"{name}_seq")
+    prev = func.lag(seq.c.day).over(partition_by=[seq.c[k] for k in keys], order_by=seq.c.day)
+    return select(*(seq.c[k] for k in keys), seq.c.day, seq.c.staged, prev.label("prev_day")).subquery(f"{name}_prev")
+
+
 def _with_previous_pairs(lo: date) -> Select:
     """The staged (day, customer, action) rows, each with that pair's previous day of use: from
     the staged days and, before them, the pair's last built day before ``lo``."""
-    s, c, a = action_stage, customer_keys, actions
+    s, c = action_stage, customer_keys
     new = (select(s.c.day, c.c.customer_key, s.c.action)
            .select_from(s.join(c, c.c.customer_id == s.c.customer_id)).cte("new_pairs"))
-    known = select(new.c.customer_key, new.c.action).distinct().subquery("staged_pairs")
-    last = (select(a.c.customer_key, a.c.action, func.max(a.c.day).label("day"), literal(0, Integer).label("staged"))
-            .select_from(a.join(known, and_(known.c.customer_key == a.c.customer_key, known.c.action == a.c.action)))
-            .where(a.c.day < lo).group_by(a.c.customer_key, a.c.action))
-    seq = union_all(select(new.c.customer_key, new.c.action, new.c.day, literal(1, Integer).label("staged")), last).subquery("pair_seq")
-    prev = func.lag(seq.c.day).over(partition_by=(seq.c.customer_key, seq.c.action), order_by=seq.c.day)
-    ordered = select(seq.c.day, seq.c.customer_key, seq.c.action, seq.c.staged, prev.label("prev_day")).subquery("pair_prev")
-    return (select(ordered.c.day, ordered.c.customer_key, ordered.c.action, ordered.c.prev_day)
-            .where(ordered.c.staged == 1))
+    pairs = _previous(new, actions, ("customer_key", "action"), lo, "pair")
+    return select(pairs.c.day, pairs.c.customer_key, pairs.c.action, pairs.c.prev_day).where(pairs.c.staged == 1)
 
 
 def _daily_firsts(lo: date) -> Select:
@@ -540,7 +542,9 @@ def _plan(metric: Metric, windows: Sequence[tuple[date, date]], settings: Settin
     rollup (or customer copy) that no longer matches the source."""
     how = SERVED.get(metric.id)
     if how is not None and how[0] == "adoption":  # the rollup holds the action: a cut of its own
-        names = [n for n in names if n != "action"]
+        from metrics.rollup_adoption import ITEM
+
+        names = [n for n in names if n != ITEM]
     if how is None or not windows or not enabled() or any(n in metric.dimensions for n in names):
         return None
     url = store_url(engine)
@@ -627,7 +631,7 @@ def serve(
         if plan.kind == "adoption":
             from metrics import rollup_adoption
 
-            return rollup_adoption.cells(metric, plan, "action", dimension, filters)
+            return rollup_adoption.cells(metric, plan, dimension, filters)
         # the period's median session (an extra: one window; the trend and the cuts have none)
         median = plan.kind == "session" and dimension is None
         known = _median(plan) if median and not filters else {}
@@ -681,7 +685,7 @@ def serve_each(
         if plan.kind == "adoption":
             from metrics import rollup_adoption
 
-            found = rollup_adoption.cells_by_each(metric, plan, "action", dimensions, filters)
+            found = rollup_adoption.cells_by_each(metric, plan, dimensions, filters)
             return {d: found[d] for d in dimensions}
         return rollup_query.cells_by_each(metric, plan, dimensions, filters)
 
