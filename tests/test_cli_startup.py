@@ -72,3 +72,12 @@ def test_a_chart_does_load_matplotlib(tmp_path, nps_url):
     """The check above can see matplotlib: asking for a chart loads it."""
     modules, out = loaded(tmp_path, "ask", QUESTION, "--chart", str(tmp_path / "nps.png"), url=nps_url)
     assert "matplotlib" in modules and (tmp_path / "nps.png").stat().st_size > 0
+
+
+def test_a_predicted_clv_loads_scipy_but_not_pandas(tmp_path, nps_url):
+    """The fits work on NumPy columns: pandas, and the pyarrow it loads, stay out of the
+    server (~60-110 MB measured at 100k customers). SciPy loading shows the fit path ran."""
+    modules, out = loaded(tmp_path, "ask", "predicted clv last quarter", url=nps_url)
+    assert "Predicted" in out or "CLV" in out, out[-500:]
+    assert "scipy" in modules
+    assert not modules & {"pandas", "pyarrow"}, sorted(modules & HEAVY)

@@ -51,7 +51,7 @@ def _fit(engine, end: datetime, filters, version: tuple = ()) -> object:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    # NumPy, pandas and SciPy load only when a CLV is asked for, not with the catalogue
+    # NumPy's fits and SciPy load only when a CLV is asked for, not with the catalogue
     from metrics.clv_model import predict_clv
 
     result = predict_clv(
@@ -102,11 +102,11 @@ def _by_segment(engine, result, window: int, dimension: str) -> dict:
     from storage import database
     from storage.schema import customers
 
-    ids = result.customers[["customer_id", "clv"]]
+    table = result.customers
     with database.query(engine) as conn:
         attrs = dict(conn.execute(select(customers.c.customer_id, customers.c[dimension])).all())
     groups: dict[str, list[float]] = {}
-    for cid, clv in ids.itertuples(index=False):
+    for cid, clv in zip(table["customer_id"].tolist(), table["clv"].tolist(), strict=True):
         groups.setdefault(attrs.get(cid) or "(not set)", []).append(float(clv))
     return {(window, g): {"value": sum(v) / len(v), "n": len(v)} for g, v in groups.items()}
 
