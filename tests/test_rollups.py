@@ -199,6 +199,30 @@ def test_inactive_customers_come_from_the_rollup(company, monkeypatch):
     assert result.value == 0 and not any("kpibot_customers" in s for s in sent)  # k1, k2, k4 all used it
 
 
+@pytest.mark.parametrize(("question", "series"), [
+    # by hand, 30 days before each month's end. Aug 1: k1-k4 customers, k1 none in July (k4 new
+    # since Jul 10: not a customer for the whole span). Sep 1: k1, k2, k4, k5; k1 and k2 none in
+    # August. Oct 1: k5 none in September.
+    ("inactive_customers monthly 2026-Q3", [1, 2, 1]),
+    # EMEA: k1 and k3 on Aug 1 (k1 idle), k1 and k5 on Sep 1 (k1) and on Oct 1 (k5)
+    ("inactive_customers monthly 2026-Q3 where region=EMEA", [1, 1, 1]),
+])
+def test_an_inactivity_trend_from_the_rollup(company, monkeypatch, question, series):
+    """Each month's end of a trend, by hand, and the same as the source. k4 (a customer since
+    Jul 10) is given a day of use on Jul 20: in the span, but not a customer for all of it, so
+    it is neither idle nor counted among those who used it."""
+    engine = database.get_engine(company)
+    with engine.begin() as conn:
+        conn.execute(insert(usage_events), [{"customer_id": "k4", "user_id": "u9", "occurred_at": dt("2026-07-20T10:00"),
+                                             "action": "dashboard", "is_core": True, "session_seconds": 100.0}])
+    database.data_changed(engine)
+    rollups.refresh(engine)
+    served, sent = rollup_answer(company, question)
+    assert any(rolled(s) for s in sent), question
+    assert [p.value for p in served.series] == series
+    assert same(served, source_answer(company, question, monkeypatch)), question
+
+
 def source_groupings(url, table):
     """Statements sent to the source database inside that group ``table``'s rows (the data
     version's probe of its latest row is not one)."""
