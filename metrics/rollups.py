@@ -262,6 +262,10 @@ def _next_month(day: date) -> date:
     return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
+#: What a build writes day by day: dropped for an earlier layout, emptied to build it all again.
+BUILT = (user_days, daily, lengths, actions, day_actions, daily_pairs, calendar)
+
+
 def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = None) -> Status | None:
     """Bring the rollup up to the source's last day, reading only days from the watermark on.
     One transaction per month: rows and watermark move together (``on_chunk(day, rows)``
@@ -275,7 +279,7 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
         conn.rollback()
         if outdated:  # built by an earlier kpibot: kpibot's own tables, built again
             with conn.begin():
-                for table in (user_days, calendar, state, daily, lengths, actions, day_actions, daily_pairs):
+                for table in (*BUILT, state):
                     table.drop(conn, checkfirst=True)
         _ready.discard(url)
     meta.create_all(store)
@@ -288,13 +292,8 @@ def refresh(source: Engine, *, on_chunk: Callable[[date, int], None] | None = No
     if current is not None and (current.first_day != first_day or not is_fresh(source, current)):
         # events before the watermark were added, changed or removed: build it all again
         with database.connect(store, wait=60) as conn, conn.begin():
-            conn.execute(delete(user_days))
-            conn.execute(delete(daily))
-            conn.execute(delete(lengths))
-            conn.execute(delete(actions))
-            conn.execute(delete(day_actions))
-            conn.execute(delete(daily_pairs))
-            conn.execute(delete(calendar))
+            for table in BUILT:
+                conn.execute(delete(table))
             conn.execute(delete(state).where(state.c.name == NAME))
         current = None
     start = first_day if current is None else current.built_through - timedelta(days=1)
