@@ -69,6 +69,7 @@ __all__ = [
     "bgnbd_log_likelihood",
     "conditional_expected_average_profit",
     "conditional_expected_transactions",
+    "correlation",
     "customer_lifetime_value",
     "expected_transactions",
     "fit_bgnbd",
@@ -792,6 +793,14 @@ class CLVResult:
         return self.value, self.extras(), self.top(top_n)
 
 
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of spend and frequency, for the Gamma-Gamma caveat; 0 with fewer than three
+    customers or when either is the same for all (r is undefined there, and NumPy would warn)."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def predict_clv(
     engine: Engine,
     end: datetime | date,
@@ -897,7 +906,7 @@ def predict_clv(
     total = float(table["clv"].sum())
     result.total, result.mean = total, total / n
     result.value = result.mean
-    corr = np.corrcoef(repeat["frequency"], repeat["monetary"])[0, 1] if len(repeat) > 2 else 0.0
+    corr = correlation(repeat["frequency"], repeat["monetary"])
     if abs(corr) > 0.3:
         result.notes.append(
             f"Spend and purchase frequency are correlated (r = {corr:.2f}); the Gamma-Gamma model "

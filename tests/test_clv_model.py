@@ -4,6 +4,7 @@ simulation, and the RFM summary SQL on DuckDB, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from metrics.clv_model import (
     bgnbd_log_likelihood,
     conditional_expected_average_profit,
     conditional_expected_transactions,
+    correlation,
     customer_lifetime_value,
     expected_transactions,
     fit_bgnbd,
@@ -562,6 +564,17 @@ def test_predict_clv_end_to_end(db_url):
     actual = sum(amt for _, ts, amt, _ in rows if end <= ts < datetime(2027, 1, 1))
     assert plain.total == pytest.approx(actual, rel=0.3)
     assert res.total < plain.total * 0.5
+
+
+def test_the_spend_frequency_correlation_by_hand():
+    # x = 1, 2, 3 and y = 2, 4, 7: deviations (-1, 0, 1) and (-7/3, -1/3, 8/3), so
+    # r = 5 / (sqrt(2) * sqrt(114) / 3) = 15 / sqrt(228)
+    assert correlation(np.array([1, 2, 3]), np.array([2.0, 4.0, 7.0])) == pytest.approx(15 / 228**0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's corrcoef warns on a constant column
+        assert correlation(np.array([2, 2, 2, 2]), np.array([5.0, 9.0, 1.0, 3.0])) == 0.0
+        assert correlation(np.array([1, 2, 3]), np.array([4.0, 4.0, 4.0])) == 0.0
+        assert correlation(np.array([1, 2]), np.array([4.0, 5.0])) == 0.0
 
 
 def test_predict_clv_with_too_little_history(duck_url):
