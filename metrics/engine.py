@@ -43,7 +43,7 @@ from metrics.model import relations
 from metrics.periods import Period, Settings, buckets, span_label, step, to_utc, unit_start
 from metrics.query import Query
 from metrics.result import Group, PeriodValue, Point, Result
-from metrics.spec import Custom, Derived, Measure, Metric
+from metrics.spec import Counted, Custom, Derived, Measure, Metric
 from storage import database
 
 MAX_SEGMENTS = 1000  # fetched at most; the largest segments by row count win
@@ -129,7 +129,33 @@ def compile_measure(
     dimensions: Sequence[str] = (),
 ) -> Select:
     """``dimensions``: cut by each of them in the one scan, ``GROUPING SETS`` (columns
-    ``g_k``/``gg_k``, see :mod:`metrics.scan`), instead of by ``dimension``."""
+    ``g_k``/``gg_k``, see :mod:`metrics.scan`), instead of by ``dimension``. Pairs are
+    counted (:class:`~metrics.spec.Counted`) unless the item is cut or filtered, or an
+    aggregate does not add up: at 10M events, add-on penetration's "what moved it" over a
+    month 137-166 → 80-84 ms (its customers × 2 products), and feature adoption's pairs from
+    the events are customers × every action seen."""
+    counted = measure.counted
+    if counted is not None and counted.item not in (dimension, *dimensions, *(name for name, _ in filters)):
+        stmt = _compile(metric, measure, windows, settings, dimension, filters, dimensions, counted)
+        if stmt is not None:
+            return stmt
+    stmt = _compile(metric, measure, windows, settings, dimension, filters, dimensions, None)
+    assert stmt is not None  # only counted rows can be refused
+    return stmt
+
+
+def _compile(
+    metric: Metric,
+    measure: Measure,
+    windows: Sequence[Window],
+    settings: Settings,
+    dimension: str | None,
+    filters: Sequence[tuple[str, str]],
+    dimensions: Sequence[str],
+    counted: Counted | None,
+) -> Select | None:
+    """The statement over ``measure``'s rows, or over its counted pairs (None: its aggregates
+    cannot be weighted)."""
     values = _values(windows, settings)
     w = _windows(windows, values)
     layers = _layers(windows)
@@ -137,7 +163,8 @@ def compile_measure(
     def bucket(source_table, column: str, dates: bool = False):
         return _bucketed(source_table, column, dates, layers, values, [])
 
-    table = relations.table(measure.table) if isinstance(measure.table, str) else _source(measure.table, w, bucket)
+    builder = measure.table if counted is None else counted.table
+    table = relations.table(builder) if isinstance(builder, str) else _source(builder, w, bucket)
     prune = []  # conditions on the measure's own rows
     if measure.where is not None:
         prune.append(measure.where(table))
@@ -169,6 +196,13 @@ def compile_measure(
         needs_customers |= via_customers
         conditions.append(func.lower(col) == value.lower())
     aggregates = [agg(table, w).label(name) for name, agg in measure.aggregates.items()]
+    rows: ColumnElement[Any] = func.count()
+    if counted is not None:
+        weight = table.c[counted.weight]
+        weighted = _weighted(aggregates, table, weight, counted.item)
+        if weighted is None:
+            return None
+        aggregates, rows = weighted, cast(func.sum(weight), BigInteger)
     # Rows already carry their window (``_w``, bucketed) and no aggregate reads its bounds:
     # group by ``_w`` itself. A join to the windows table only hid the rows' count from the
     # planner (DuckDB then built its hash table on the rows, not on the customers they join:
@@ -180,7 +214,6 @@ def compile_measure(
     conditions += prune
     if direct:
         conditions.append(window.is_not(None))  # a row in a gap between windows
-    rows: ColumnElement[Any] = func.count()
     if needs_customers and table is not customers:
         # dimensions_for() offers customer attributes only to KPIs whose rows name a customer
         assert measure.customer_key is not None, f"{metric.id}: no customer key to join customers by"
@@ -267,6 +300,42 @@ def _per_customer(source, window, key, cuts, aggregates, conditions, tables):
     if _reads(table, outer) or _reads(w, outer):  # an aggregate that does not add up
         return None
     return p, outer
+
+
+def _weighted(aggregates, table, weight, item: str):
+    """``aggregates`` over rows that each stand for ``weight`` rows (counted pairs): a sum of x
+    becomes a sum of x × weight, a count a sum of the weights (of rows where x is not NULL);
+    min and max stay. None when one reads the item (NULL on counted rows) or is anything
+    else: a distinct count, an average, a median."""
+    nodes = [node for agg in aggregates for node in visitors.iterate(agg)]
+    if any(getattr(n, "operator", None) is operators.distinct_op for n in nodes) or any(
+            getattr(n, "table", None) is table and getattr(n, "name", None) == item for n in nodes):
+        return None
+
+    def kind(node) -> str | None:
+        name = getattr(node, "name", None)
+        return name if isinstance(node, functions.GenericFunction) and name in ("sum", "count", "min", "max") else None
+
+    def blank(element: Any, **_: Any) -> Any:
+        return null() if kind(element) else None
+
+    opts: dict[str, Any] = {}
+    if _reads(table, [visitors.replacement_traverse(a, opts, blank) for a in aggregates]):
+        return None  # an aggregate other than those four reads the rows
+
+    def weigh(element: Any, **_: Any) -> Any:
+        name = kind(element)
+        if name in ("min", "max"):
+            return element
+        if name == "sum":
+            return func.sum(list(element.clauses)[0] * weight)
+        if name == "count":
+            args = [] if str(element) == "count(*)" else list(element.clauses)
+            counted = weight if not args else case((args[0].is_not(None), weight), else_=0)
+            return cast(func.sum(counted), BigInteger)
+        return None
+
+    return [visitors.replacement_traverse(agg, opts, weigh) for agg in aggregates]
 
 
 def _same(a, b) -> bool:

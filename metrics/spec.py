@@ -46,6 +46,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """A ``pairs:`` source's pairs counted instead of listed: each entity of a window is one
+    row standing for every item seen in it (``weight`` = their number, ``item`` NULL), beside
+    the pairs held (weight 1). The metric's sums and counts are then weighted, which gives the
+    same numbers from a row per entity instead of one per (entity, item). Not for a cut or a
+    filter by the item itself, nor for an aggregate that does not add up (the engine then
+    reads the listed pairs)."""
+
+    table: Callable[[Any, Any], FromClause]
+    item: str
+    weight: str = "_n"
+
+
+@dataclass(frozen=True)
 class Measure:
     """Aggregates over the rows of ``table`` that ``join`` assigns to each window."""
 
@@ -62,6 +76,7 @@ class Measure:
     where: Callable[[Any], ColumnElement] | None = None
     time_column: str | None = None  # prunes rows outside all windows before the join
     customer_key: str | None = "customer_id"  # joins customers for customer dimensions
+    counted: Counted | None = None  # pairs: the same rows, counted (see Counted)
 
 
 @dataclass(frozen=True)

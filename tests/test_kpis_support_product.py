@@ -9,6 +9,8 @@ import pytest
 
 from metrics.api import ask
 from metrics.catalogue import CATALOGUE
+from metrics.engine import compile_measure
+from metrics.periods import Settings
 from metrics.spec import Measure
 from tests import fixtures
 from tests.kpi_fixtures import groups, q
@@ -96,6 +98,26 @@ def test_upsell(company):
     assert pen.value == pytest.approx(100 * 5 / 12)
     # Jul 1: k1 {core}, k2 {core, api}, k3 {core}; products core, api: 4 of 6
     assert pen.previous.value == pytest.approx(100 * 4 / 6)
+    # cut by region, the pairs are counted (a row per customer × the 3 products held on Oct 1):
+    # EMEA k1 (2 held) + k5 (none): 2 of 6; NA k2 (2) + k4 (1): 3 of 6
+    assert groups(q(company, "add-on penetration last-quarter by region")) == {
+        "EMEA": pytest.approx(100 * 2 / 6), "NA": pytest.approx(50.0)}
+
+
+def test_pairs_are_counted_unless_the_item_is_cut():
+    """A row per customer weighted by the items seen (``_n``), not one per (customer, item);
+    cut or filtered by the item itself, every pair is listed."""
+    metric = CATALOGUE["addon_penetration"]
+    windows = [(date(2026, 7, 1), date(2026, 10, 1))]
+
+    def sql(**cut) -> str:
+        return str(compile_measure(metric, metric.measure, windows, Settings(), **cut))
+
+    for counted in (sql(), sql(dimension="region"), sql(dimensions=("industry", "plan")),
+                    sql(filters=[("region", "EMEA")])):
+        assert "_n" in counted and "count(DISTINCT" in counted
+    for listed in (sql(dimension="product"), sql(filters=[("product", "core")])):
+        assert "_n" not in listed
 
 
 def test_every_kpi_over_any_window(company):

@@ -130,6 +130,13 @@ metrics:
     n: pairs
     dimensions: [feature]
     unit: percent
+  feature_share:
+    type: simple
+    source: events
+    pairs: {{entity: customer_id, item: feature, flag: used}}
+    aggregates: {{share: {{agg: avg, expr: used}}, accounts: {{agg: count_distinct, expr: customer_id}}}}
+    finalize: {{function: value, of: share, show: [accounts]}}
+    unit: ratio
   addon_reach:
     type: simple
     source: subscriptions
@@ -175,6 +182,14 @@ def _assert_answers(url: str) -> None:
     assert _ask("feature reach march 2026", url).value == pytest.approx(75.0)
     reach = {g.group: g.value for g in _ask("feature reach by feature march 2026", url).breakdown}
     assert reach == pytest.approx({"export": 50.0, "search": 100.0})
+    # counted pairs (a row per account, weighted by the 2 features), cut by the accounts' vertical:
+    # Retail a1 + a3 use 4 of 2 × 2, Tech a2 + a4 use 2 of 2 × 2
+    reach = {g.group: g.value for g in _ask("feature reach by industry march 2026", url).breakdown}
+    assert reach == pytest.approx({"Retail": 100.0, "Tech": 50.0})
+    # an average and a distinct count do not add up from counted rows: the pairs are listed, the
+    # 8 pairs with used 0 and the 6 used with 1, so the mean is 6 of 14 (counted rows: 6 of 4 + 6)
+    share = _ask("feature share march 2026", url)
+    assert share.value == pytest.approx(6 / 14) and share.extras == {"accounts": 4}
     # outages in March: 10:00-12:00 on the 2nd (o1 and o2 overlap), 23:30-24:00 on the 31st (o4, clipped)
     assert _ask("outage hours march 2026", url).value == pytest.approx(2.5)
     hours = {g.group: g.value for g in _ask("outage hours by severity march 2026", url).breakdown}
@@ -186,6 +201,9 @@ def _assert_answers(url: str) -> None:
     assert _ask("addon reach march 2026", url).value == pytest.approx(100 * 4 / 6)
     addons = {g.group: g.value for g in _ask("addon reach by product march 2026", url).breakdown}
     assert addons == pytest.approx({"core": 100.0, "sso": 100 / 3})
+    # Retail a1 (core, sso) + a3 (core): 3 of 2 × 2; Tech a4 (core): 1 of 1 × 2 (a2 closed on the 10th)
+    addons = {g.group: g.value for g in _ask("addon reach by industry march 2026", url).breakdown}
+    assert addons == pytest.approx({"Retail": 75.0, "Tech": 50.0})
 
 
 def _model(tmp_path: Path, prefix: dict[str, str]):

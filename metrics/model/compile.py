@@ -9,6 +9,7 @@ policy (from the columns it reads).
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from metrics.model.relations import Relations, Source
 from metrics.spec import (
     Aggs,
     Band,
+    Counted,
     Custom,
     Derived,
     Measure,
@@ -384,8 +386,13 @@ def _summarized(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure, tuple[
     if "summarize" in entry:
         name, build, check = summary.summarize(entry["summarize"], mid, rows, ctx.table, column, windows, Invalid)
         sources: tuple[str, ...] = (part.source,)
+        counted: Counted | None = None
     else:
-        name, build, check, sources = summary.pairs(entry["pairs"], mid, rows, ctx.table, ctx.has, windows, Invalid)
+        name, listed, check, sources = summary.pairs(entry["pairs"], mid, rows, ctx.table, ctx.has, windows, Invalid)
+        build = listed
+        # the same pairs, counted: a row per entity, not per (entity, item)
+        counted = Counted(table=functools.partial(listed, counted=True), item=str(entry["pairs"]["item"]),
+                          weight=summary.WEIGHT)
     if name in ctx.sources or name in TABLES:  # it would hide that source from the metrics after this one
         key = "summarize" if "summarize" in entry else "pairs"
         raise Invalid(f"{key}: `{name}` is a source's name; name the rows otherwise (`name:`)", entry[key], "name")
@@ -400,7 +407,7 @@ def _summarized(mid: str, entry: Mapping, ctx: Context) -> tuple[Measure, tuple[
     aggregates, finalize, info = _finalized(entry, Part(name, "count", None, None, None), ctx)
     customer = _customer_key(part.source, ctx)
     measure = Measure(table=build, join=lambda t, w: t.c.w == w.c.w, aggregates=aggregates, finalize=finalize,
-                      n=entry.get("n"), customer_key=customer if customer in inner else None)
+                      n=entry.get("n"), customer_key=customer if customer in inner else None, counted=counted)
     return measure, sources, {**info, "_own": name, **({"snapshot": True} if entry["type"] == "cumulative" else {})}
 
 

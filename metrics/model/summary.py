@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, and_, literal, select, union_all
+from sqlalchemy import Integer, and_, cast, distinct, func, literal, null, select, union_all
+from sqlalchemy.types import NullType
 
 from metrics.model import sqlexpr
 
@@ -34,6 +35,7 @@ SUMMARY_KEYS = ("name", "by", "columns")
 COLUMN_KEYS = ("agg", "expr", "filter")
 PAIR_KEYS = ("name", "entity", "item", "flag", "population", "names")
 PART_NAMES = ("held", "entities", "items")  # the pairs' inner subqueries
+WEIGHT = "_n"  # counted pairs: how many items an entity's row stands for (metrics.spec.Counted)
 POPULATION_KEYS = ("source", "in_window", "filter")
 
 
@@ -173,8 +175,13 @@ def _bucket_like(windows):
     return bucket
 
 
+def _null_like(column):
+    """NULL of ``column``'s type where it has one (a mapped expression may not)."""
+    return null() if isinstance(column.type, NullType) else cast(null(), column.type)
+
+
 def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any], has: Callable[[str], bool],
-          windows, invalid) -> tuple[str, Callable[[Any, Any], Any], Any, tuple[str, ...]]:
+          windows, invalid) -> tuple[str, Callable[..., Any], Any, tuple[str, ...]]:
     """``(name, build(w, bucket), check, sources read)``; see the module docstring."""
     name = _named(spec, "pairs", "the pairs'", "{name:, entity:, item:, flag:, population:}", PAIR_KEYS, default_name, invalid)
     names = {part: f"{name}_{part}" for part in PART_NAMES}
@@ -214,7 +221,9 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
         reads = (rows.source, str(population["source"]))
     keyed = population is not None and bool(getattr(table(str(population["source"])).c[entity], "primary_key", False))
 
-    def build(w, bucket):
+    def build(w, bucket, counted: bool = False):
+        """Every pair listed; with ``counted`` (:class:`metrics.spec.Counted`) one row per
+        entity weighted by the items seen, beside the pairs held (weight 1)."""
         stmt, at, t = _select(rows, table, w, bucket, lambda t: [t.c[entity], t.c[item]])
         held = stmt.group_by(at, t.c[entity], t.c[item]).cte(names["held"])
         if population is None:
@@ -224,12 +233,20 @@ def pairs(spec: Any, default_name: str, rows: Rows, table: Callable[[str], Any],
                          filter=population.get("filter"))
             found, at, p = _select(whole, table, w, bucket, lambda p: [p.c[entity]])
             pop = (found if keyed else found.group_by(at, p.c[entity])).subquery(names["entities"])
-        items = select(held.c.w, held.c[item]).group_by(held.c.w, held.c[item]).subquery(names["items"])
-        every = select(pop.c.w, pop.c[entity], items.c[item], literal(0, Integer).label(flag)).select_from(
-            pop.join(items, items.c.w == pop.c.w))
-        kept = select(held.c.w, held.c[entity], held.c[item], literal(1, Integer).label(flag))
+        if counted:
+            items = select(held.c.w, func.count(distinct(held.c[item])).label(WEIGHT)).group_by(held.c.w).subquery(
+                names["items"])
+            every = select(pop.c.w, pop.c[entity], _null_like(held.c[item]).label(item), literal(0, Integer).label(flag),
+                           items.c[WEIGHT]).select_from(pop.join(items, items.c.w == pop.c.w))
+        else:
+            items = select(held.c.w, held.c[item]).group_by(held.c.w, held.c[item]).subquery(names["items"])
+            every = select(pop.c.w, pop.c[entity], items.c[item], literal(0, Integer).label(flag)).select_from(
+                pop.join(items, items.c.w == pop.c.w))
+        kept = select(held.c.w, held.c[entity], held.c[item], literal(1, Integer).label(flag),
+                      *([literal(1, Integer).label(WEIGHT)] if counted else []))
         if population is not None:  # pairs of entities outside the population are left out
             kept = kept.select_from(held.join(pop, and_(pop.c.w == held.c.w, pop.c[entity] == held.c[entity])))
-        return union_all(every, kept).subquery(name)
+        # held first: a database that types a union by its first part sees the item's type
+        return (union_all(kept, every) if counted else union_all(every, kept)).subquery(name)
 
     return name, build, build(windows, _bucket_like(windows)), reads
