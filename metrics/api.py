@@ -120,8 +120,8 @@ def answer(
         query = _parse(text, today, url, settings)
         with _authorized(authorize, lambda: _needs(query)) as scope:
             return _cached(("answer", explain), query, url, settings, scope,
-                           lambda: _explained(run(query, url=url, settings=settings, cached=False), url, settings,
-                                              explain, draw))
+                           lambda: _explained(run(query, url=url, settings=settings, cached=False, every_cut=explain),
+                                              url, settings, explain, draw))
 
 
 def _explained(result: Result, url: str | None, settings: Settings, explain: bool, draw: bool = False) -> Result:
@@ -130,7 +130,7 @@ def _explained(result: Result, url: str | None, settings: Settings, explain: boo
     With ``draw`` the chart is drawn meanwhile: the explanation waits on the database (which
     releases the GIL) and the chart on the CPU, so the person waits for the longer of the
     two, not their sum (the chart does not show the explanation)."""
-    if explain and result.judgement in ("good", "bad") and not _noise(result):
+    if explain and _explain.worth_explaining(result):
         drawing = None
         if draw:
             from metrics import charts  # matplotlib only for a front end that draws
@@ -143,20 +143,19 @@ def _explained(result: Result, url: str | None, settings: Settings, explain: boo
         finally:
             if drawing is not None:
                 charts.keep_drawn(result, drawing)
+    result.cuts = None  # read by the explanation only: not kept with the answer
     return result
 
 
-def _noise(result: Result) -> bool:
-    return any("margin of error" in note or "treat this with caution" in note for note in result.notes)
-
-
-def run(query: Query, *, url: str | None = None, settings: Settings | None = None, cached: bool = True) -> Result:
+def run(query: Query, *, url: str | None = None, settings: Settings | None = None, cached: bool = True,
+        every_cut: bool = False) -> Result:
     """A parsed query's answer (digests build their queries themselves), from the cache when
-    the same query over the same data was answered before."""
+    the same query over the same data was answered before. ``every_cut``: see
+    :func:`metrics.engine.run` (for a caller that explains the answer)."""
     settings = settings or Settings.from_env()
     if cached:
         return _cached(("ask",), query, url, settings, None, lambda: run(query, url=url, settings=settings, cached=False))
-    return _engine.run(query, engine=database.get_engine(url), settings=settings)
+    return _engine.run(query, engine=database.get_engine(url), settings=settings, every_cut=every_cut)
 
 
 def cells(

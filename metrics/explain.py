@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -111,6 +112,21 @@ def _best(parts: Sequence[Contribution], sign: float) -> Contribution | None:
     return top if top is not None and sign * top.amount > 0 else None
 
 
+def worth_explaining(result: Result) -> bool:
+    """Whether "what moved it" is looked for: a change judged good or bad (not inside the
+    noise, not from too few answers) of a KPI whose segments add up or average out."""
+    return (result.judgement in ("good", "bad") and result.metric.split in ("sum", "mean")
+            and isinstance(result.metric.measure, Measure)
+            and not any("margin of error" in note or "treat this with caution" in note for note in result.notes))
+
+
+def candidates(metric: Metric, filters: Sequence[tuple[str, str]]) -> list[str]:
+    """The dimensions a change is looked for in: the KPI's own and its customers', less those
+    the question fixes."""
+    fixed = {name for name, _ in filters}
+    return [dim for dim in dimensions_for(metric) if dim not in fixed]
+
+
 def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = True) -> Contribution | None:
     """The segment (or pair of segments) that explains most of the change, if any. Every
     dimension is cut from one grouped scan (:mod:`metrics.scan`) where the database can;
@@ -128,10 +144,13 @@ def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = Tr
     sign = 1.0 if change > 0 else -1.0
     windows = [(result.period.start, result.period.end), (prev.period.start, prev.period.end)]
     filters = tuple(result.query.filters)
-    fixed = {name for name, _ in filters}
     best_per_dim: list[tuple[Contribution, tuple[float, float] | None]] = []
-    dims = [dim for dim in dimensions_for(metric) if dim not in fixed]
-    scans = _one_scan(metric, windows, settings, engine, dims, filters) if one_scan else None
+    dims = candidates(metric, filters)
+    scans: dict[str, Any] | None
+    if one_scan and result.cuts is not None and set(dims) <= set(result.cuts):
+        scans = result.cuts  # the breakdown was cut from this scan already (engine.run)
+    else:
+        scans = one_scan_of(metric, windows, settings, engine, dims, filters) if one_scan else None
     for dim in dims:
         grouped = scans[dim] if scans is not None else compute(metric, windows, settings, engine, dim, filters)
         parts = contributions(metric, dim, grouped, baseline=prev.value)
@@ -159,7 +178,7 @@ def find(result: Result, engine: Engine, settings: Settings, one_scan: bool = Tr
     return best
 
 
-def _one_scan(metric, windows, settings, engine, dims, filters):
+def one_scan_of(metric, windows, settings, engine, dims, filters):
     """Every dimension from one statement; None (a statement per dimension) where the database
     cannot, or refused it: grouping sets of exact medians need more memory than one set at a
     time, and DuckDB cannot spill those to disk."""
@@ -229,4 +248,5 @@ def explain(result: Result, engine: Engine, settings: Settings) -> str | None:
     return None if found is None else sentence(result, found)
 
 
-__all__ = ["explain", "find", "contributions", "Contribution", "segment_name", "sentence"]
+__all__ = ["candidates", "contributions", "Contribution", "explain", "find", "one_scan_of", "segment_name", "sentence",
+           "worth_explaining"]

@@ -59,3 +59,6 @@ class Result:
     explanation: str | None = None  # which segment moved the change most (metrics.explain)
     elapsed_ms: float = 0.0
     data_through: date | None = None  # the last day the KPI's sources have data for (None: unknown)
+    # every candidate dimension's cells for the two periods, when the breakdown was cut from the
+    # explanation's one scan (metrics.engine.run with every_cut); dropped once explained
+    cuts: dict[str, Any] | None = field(default=None, repr=False, compare=False)

@@ -107,3 +107,41 @@ def test_one_scan_sends_one_statement_per_cut(dip):
     candidates = dimensions_for(CATALOGUE["nps"])
     assert "touchpoint" in candidates and "touchpoint" in CATALOGUE["nps"].dimensions and len(candidates) > 3
     assert len(sent) == (len(candidates) + 1 if engine.dialect.name == "sqlite" else 3)
+
+
+def test_an_explained_breakdown_is_cut_from_the_explanations_scan(db_url):
+    """Asked by region, NPS Q3 vs Q2 (50 → 6.25, a real drop: load_judged) is cut from the one
+    scan of every candidate dimension: the same breakdown and explanation as cutting by
+    region alone, with the explanation then sending only the pair (EMEA by size) instead of
+    the scan again."""
+    from metrics import api
+    from metrics.engine import run
+
+    kpi_fixtures_explain.load_judged(db_url)
+    dip = db_url
+    engine = database.get_engine(dip)
+    settings = Settings()
+    query = api._parse("nps last-quarter by region", AS_OF, dip, settings)
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    alone = run(query, engine=engine, settings=settings)
+    wide = run(query, engine=engine, settings=settings, every_cut=True)
+    assert wide.judgement in ("good", "bad") and wide.breakdown == alone.breakdown and alone.cuts is None
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        found = [explain.find(alone, engine, settings)]
+        after_alone = len(sent)
+        found.append(explain.find(wide, engine, settings))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert found[0] == found[1] and found[0] is not None and found[0].parent is not None
+    if engine.dialect.name == "sqlite":  # no grouping sets: nothing to share
+        assert wide.cuts is None
+    else:
+        assert set(wide.cuts) == set(explain.candidates(CATALOGUE["nps"], ()))
+        assert len(sent) - after_alone == 1  # the pair only; alone: its own column, the attributes, the pair
+    answered = api.answer("nps last-quarter by region", as_of=AS_OF, url=dip)
+    assert answered.explanation == explain.sentence(alone, found[0]) and answered.cuts is None
