@@ -289,8 +289,13 @@ def _per_customer(source, window, key, cuts, aggregates, conditions, tables):
     inner = [window.label("w"), key.label("_ck"), *(c.label(f"_c{i}") for i, c in enumerate(cuts))]
     inner += [found.get(i, calls[i]).label(column) for i, (column, _) in parts.items() if column != "_rows"]
     inner.append(func.count().label("_rows"))
-    p = (select(*inner).select_from(source).where(*(c for c in conditions if not _reads(customers, [c])))
-         .group_by(window, key, *cuts).subquery("p"))
+    own = [c for c in conditions if not _reads(customers, [c])]
+    theirs = [c for c in conditions if _reads(customers, [c]) and not _reads(table, [c])]
+    if theirs:
+        # a cut of the customers (the explanation's pair, `where region=EMEA`) keeps only their
+        # rows before they are added up, not after: the statement then groups their rows alone
+        own.append(key.in_(select(customers.c.customer_id).where(*theirs)))
+    p = select(*inner).select_from(source).where(*own).group_by(window, key, *cuts).subquery("p")
 
     def added(node):
         found = parts.get(id(node))

@@ -38,6 +38,10 @@ def test_support(company):
     assert nrr.value == pytest.approx(60.0) and nrr.n == 5
     assert groups(nrr) == {"bug": pytest.approx(100 / 3), "billing": 100.0, "onboarding": 100.0}
     assert not nrr.band.good  # under 85%
+    # NA is k2 and k4: T2 (reopened) and T3 (escalated), bugs, and T7 (clean), onboarding
+    na = q(company, "net resolution rate last-quarter by category where region=NA")
+    assert na.value == pytest.approx(100 / 3) and na.n == 3
+    assert groups(na) == {"bug": pytest.approx(0.0), "onboarding": pytest.approx(100.0)}
     one = q(company, "one-touch resolutions last-quarter")
     assert one.value == 2  # T1, T4 (T7 took two replies)
     assert one.extras["pct"] == pytest.approx(40.0)
@@ -132,3 +136,14 @@ def test_every_kpi_over_any_window(company):
             assert trend.series[1].value is None, metric.id
         else:
             assert trend.series[1].value == pytest.approx(august.value, rel=1e-6, abs=1e-6), metric.id
+
+
+def test_a_cut_of_the_customers_keeps_their_rows_before_adding_them_up():
+    """Tickets cut by their own column within a region are added up per customer of that
+    region only (a semi-join inside), not per every customer before the region is applied."""
+    metric = CATALOGUE["net_resolution_rate"]
+    windows = [(date(2026, 7, 1), date(2026, 10, 1))]
+    sql = str(compile_measure(metric, metric.measure, windows, Settings(), dimension="category",
+                              filters=[("region", "NA")]))
+    inner = sql[sql.index("FROM (SELECT"):sql.index(") AS p")]
+    assert "IN (SELECT customers.customer_id" in inner and "lower(customers.region)" in inner

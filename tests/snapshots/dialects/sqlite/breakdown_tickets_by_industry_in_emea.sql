@@ -3,6 +3,8 @@ FROM (SELECT tickets._w AS w, tickets.customer_id AS _ck, count(*) AS _rows
 FROM (SELECT tickets.ticket_id AS ticket_id, tickets.customer_id AS customer_id, tickets.opened_at AS opened_at, tickets.first_response_at AS first_response_at, tickets.resolved_at AS resolved_at, tickets.reopened AS reopened, tickets.escalated AS escalated, tickets.agent_replies AS agent_replies, tickets.category AS category, tickets.priority AS priority, tickets.channel AS channel, CASE WHEN (tickets.opened_at < ?) THEN 1 ELSE 0 END AS _w
 FROM tickets
 WHERE tickets.opened_at >= ? AND tickets.opened_at < ? AND tickets.opened_at >= ? AND tickets.opened_at < ?) AS tickets
-WHERE tickets._w IS NOT NULL GROUP BY tickets._w, tickets.customer_id) AS p LEFT OUTER JOIN customers ON p._ck = customers.customer_id
+WHERE tickets._w IS NOT NULL AND tickets.customer_id IN (SELECT customers.customer_id
+FROM customers
+WHERE lower(customers.region) = ?) GROUP BY tickets._w, tickets.customer_id) AS p LEFT OUTER JOIN customers ON p._ck = customers.customer_id
 WHERE lower(customers.region) = ? GROUP BY p.w, customers.industry ORDER BY CAST(sum(p._rows) AS BIGINT) DESC
  LIMIT ? OFFSET ?
