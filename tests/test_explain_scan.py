@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from metrics import explain, scan
 from metrics.api import ask
+from metrics.cache import bypassed as cache_bypassed
 from metrics.catalogue import CATALOGUE, dimensions_for
 from metrics.engine import compute
 from metrics.periods import Settings
@@ -145,3 +146,22 @@ def test_an_explained_breakdown_is_cut_from_the_explanations_scan(db_url):
         assert len(sent) - after_alone == 1  # the pair only; alone: its own column, the attributes, the pair
     answered = api.answer("nps last-quarter by region", as_of=AS_OF, url=dip)
     assert answered.explanation == explain.sentence(alone, found[0]) and answered.cuts is None
+
+
+def test_a_scan_the_asker_may_not_read_leaves_the_breakdown_unexplained(db_url, monkeypatch):
+    """A candidate dimension the asker may not read (a team's column marked sensitive) makes
+    the guard refuse the scan: the breakdown is then cut alone and the answer stands,
+    unexplained, as before the breakdown came from the scan."""
+    from metrics import access, api
+
+    kpi_fixtures_explain.load_judged(db_url)
+    plain = api.answer("nps last-quarter by region", as_of=AS_OF, url=db_url, explain=False)
+
+    def refused(*args, **kwargs):
+        raise access.AccessDenied("that would read per_customer data, which is not allowed here")
+
+    monkeypatch.setattr(explain, "one_scan_of", refused)
+    with cache_bypassed():
+        guarded = api.answer("nps last-quarter by region", as_of=AS_OF, url=db_url)
+    assert guarded.breakdown == plain.breakdown and guarded.judgement in ("good", "bad")
+    assert guarded.explanation is None and guarded.cuts is None
