@@ -319,14 +319,14 @@ def _weighted(aggregates, table, weight, item: str):
 
     def kind(node) -> str | None:
         name = getattr(node, "name", None)
-        return name if isinstance(node, functions.GenericFunction) and name in ("sum", "count", "min", "max") else None
+        return name if isinstance(node, functions.GenericFunction) and name in _SPLITS else None
 
     def blank(element: Any, **_: Any) -> Any:
         return null() if kind(element) else None
 
     opts: dict[str, Any] = {}
     if _reads(table, [visitors.replacement_traverse(a, opts, blank) for a in aggregates]):
-        return None  # an aggregate other than those four reads the rows
+        return None  # an aggregate other than those that add up (_SPLITS) reads the rows
 
     def weigh(element: Any, **_: Any) -> Any:
         name = kind(element)

@@ -56,7 +56,7 @@ class Counted:
 
     table: Callable[[Any, Any], FromClause]
     item: str
-    weight: str = "_n"
+    weight: str  # the weight column's name (metrics.model.summary.WEIGHT)
 
 
 @dataclass(frozen=True)
